@@ -1,0 +1,1 @@
+"""nchat-live: a live-streaming backend."""

@@ -1,0 +1,231 @@
+"""Identity: Hasura-style JWT claims, the admin secret, and the request role they select."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import jwt
+
+from .errors import AccessDenied, ConfigError, InvalidJWT
+
+ROLES = ("anonymous", "user", "moderator", "admin")
+DEFAULT_NAMESPACE = "https://hasura.io/jwt/claims"
+
+
+@dataclass(frozen=True)
+class Claims:
+    """Who is calling, as Postgres will see it through `hasura.user`."""
+
+    role: str
+    user_id: str | None = None
+    allowed_roles: tuple[str, ...] = ()
+    session_variables: Mapping[str, str] = field(default_factory=dict)
+    expires_at: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.role not in ROLES:
+            raise AccessDenied(f"role '{self.role}' is not one of {', '.join(ROLES)}")
+
+    @classmethod
+    def anonymous(cls) -> Claims:
+        return cls(role="anonymous")
+
+    @classmethod
+    def admin(cls, user_id: str | None = None) -> Claims:
+        return cls(role="admin", user_id=user_id, allowed_roles=("admin",))
+
+    @classmethod
+    def service(cls) -> Claims:
+        """The server's own work (media workers, schedulers): admin rights, no user."""
+        return cls(role="admin", allowed_roles=("admin",), session_variables={"x-nchat-service": "true"})
+
+    @classmethod
+    def user(cls, user_id: str, role: str = "user") -> Claims:
+        return cls(role=role, user_id=user_id, allowed_roles=(role,))
+
+    def as_setting(self) -> str:
+        """The JSON put in the transaction-local `hasura.user` setting."""
+        values: dict[str, str] = {k.lower(): v for k, v in self.session_variables.items()}
+        values["x-hasura-role"] = self.role
+        if self.user_id is not None:
+            values["x-hasura-user-id"] = self.user_id
+        return json.dumps(values)
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+    def visibility_key(self) -> tuple[str, str | None]:
+        """Two callers with the same key see the same rows (used to share live-query runs)."""
+        return (self.role, self.user_id)
+
+
+@dataclass(frozen=True)
+class JWTConfig:
+    type: str
+    key: str | None
+    jwk_url: str | None
+    namespace: str
+    audience: str | None
+    issuer: str | None
+
+    @classmethod
+    def parse(cls, raw: str) -> JWTConfig:
+        try:
+            data = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"NCHAT_JWT_SECRET is not JSON ({exc.msg}): expected {{\"type\": \"HS256\", \"key\": \"...\"}}") from exc
+        if not isinstance(data, dict) or "type" not in data and "jwk_url" not in data:
+            raise ConfigError("NCHAT_JWT_SECRET needs \"type\" and \"key\", or \"jwk_url\"")
+        alg = str(data.get("type", "RS256"))
+        if alg not in ("HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "EdDSA"):
+            raise ConfigError(f"NCHAT_JWT_SECRET type '{alg}' is not supported")
+        if "key" not in data and "jwk_url" not in data:
+            raise ConfigError("NCHAT_JWT_SECRET needs \"key\" or \"jwk_url\"")
+        return cls(
+            type=alg,
+            key=data.get("key"),
+            jwk_url=data.get("jwk_url"),
+            namespace=data.get("claims_namespace", DEFAULT_NAMESPACE),
+            audience=data.get("audience"),
+            issuer=data.get("issuer"),
+        )
+
+
+class Authenticator:
+    """Turns request headers (HTTP or a websocket's connection_init payload) into Claims."""
+
+    def __init__(self, jwt_secret: str, admin_secret: str | None, unauthorized_role: str | None) -> None:
+        self.config = JWTConfig.parse(jwt_secret)
+        self.admin_secret = admin_secret
+        self.unauthorized_role = unauthorized_role
+        self._jwks: jwt.PyJWKClient | None = None
+        if self.config.jwk_url:
+            url = self.config.jwk_url
+            if url.startswith("file://"):
+                self._jwks_file = url.removeprefix("file://")
+            else:
+                self._jwks = jwt.PyJWKClient(url, cache_keys=True)
+
+    def authenticate(self, headers: Mapping[str, Any]) -> Claims:
+        lowered = {str(k).lower(): v for k, v in headers.items() if isinstance(v, str)}
+        authorization = lowered.get("authorization")
+        wanted_role = lowered.get("x-hasura-role")
+        if authorization:
+            # With both an admin secret and a JWT, Hasura applies the JWT's role.
+            return self._from_jwt(authorization, wanted_role)
+        secret = lowered.get("x-hasura-admin-secret")
+        if secret is not None:
+            if self.admin_secret is None or not hmac.compare_digest(secret, self.admin_secret):
+                raise AccessDenied("invalid x-hasura-admin-secret/x-hasura-access-key")
+            role = wanted_role or "admin"
+            return Claims(
+                role=role, user_id=lowered.get("x-hasura-user-id"), allowed_roles=ROLES,
+                session_variables={k: v for k, v in lowered.items() if k.startswith("x-hasura-")
+                                   and k not in ("x-hasura-admin-secret", "x-hasura-role")},
+            )
+        if self.unauthorized_role is None:
+            raise AccessDenied("Missing 'Authorization' or 'Cookie' header in JWT authentication mode")
+        if wanted_role and wanted_role != self.unauthorized_role:
+            raise AccessDenied(f"x-hasura-role '{wanted_role}' needs a token")
+        return Claims(role=self.unauthorized_role)
+
+    def _signing_key(self, token: str) -> Any:
+        if self.config.key is not None:
+            return self.config.key
+        if self._jwks is not None:
+            try:
+                return self._jwks.get_signing_key_from_jwt(token).key
+            except jwt.PyJWTError as exc:
+                raise InvalidJWT(f"Could not verify JWT: {exc}") from exc
+        with open(self._jwks_file, encoding="utf-8") as fh:
+            keys = jwt.PyJWKSet.from_json(fh.read())
+        kid = jwt.get_unverified_header(token).get("kid")
+        for key in keys.keys:
+            if kid is None or key.key_id == kid:
+                return key.key
+        raise InvalidJWT(f"Could not verify JWT: no key with kid '{kid}' in the JWKS")
+
+    def _from_jwt(self, authorization: str, wanted_role: str | None) -> Claims:
+        scheme, _, token = authorization.strip().partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise InvalidJWT("Malformed Authorization header: expected 'Bearer <token>'")
+        token = token.strip()
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as exc:
+            raise InvalidJWT(f"Could not verify JWT: {exc}") from exc
+        if header.get("alg") != self.config.type:
+            raise InvalidJWT(f"Could not verify JWT: algorithm '{header.get('alg')}' is not allowed")
+        try:
+            payload = jwt.decode(
+                token,
+                self._signing_key(token),
+                algorithms=[self.config.type],
+                audience=self.config.audience,
+                issuer=self.config.issuer,
+                options={"verify_aud": self.config.audience is not None, "require": []},
+            )
+        except jwt.ExpiredSignatureError as exc:
+            raise InvalidJWT("Could not verify JWT: JWTExpired") from exc
+        except jwt.PyJWTError as exc:
+            raise InvalidJWT(f"Could not verify JWT: {exc}") from exc
+        raw = payload.get(self.config.namespace)
+        if isinstance(raw, str):
+            try:
+                raw = json.loads(raw)
+            except json.JSONDecodeError as exc:
+                raise InvalidJWT("claims key: 'https://hasura.io/jwt/claims' is not valid JSON") from exc
+        if not isinstance(raw, dict):
+            raise InvalidJWT(f"claims key: '{self.config.namespace}' not found")
+        claims = {str(k).lower(): v for k, v in raw.items()}
+        allowed = claims.get("x-hasura-allowed-roles")
+        default = claims.get("x-hasura-default-role")
+        if not isinstance(allowed, list) or not all(isinstance(r, str) for r in allowed):
+            raise InvalidJWT("JWT claim does not contain x-hasura-allowed-roles")
+        if not isinstance(default, str):
+            raise InvalidJWT("JWT claim does not contain x-hasura-default-role")
+        role = wanted_role or default
+        if role not in allowed:
+            raise AccessDenied(f"Your requested role is not in allowed roles: '{role}'")
+        user_id = claims.get("x-hasura-user-id")
+        extra = {k: str(v) for k, v in claims.items()
+                 if k.startswith("x-hasura-") and k not in ("x-hasura-allowed-roles", "x-hasura-default-role")}
+        exp = payload.get("exp")
+        return Claims(
+            role=role,
+            user_id=str(user_id) if user_id is not None else None,
+            allowed_roles=tuple(allowed),
+            session_variables=extra,
+            expires_at=float(exp) if isinstance(exp, (int, float)) else None,
+        )
+
+
+def mint_token(
+    jwt_secret: str, user_id: str, role: str = "user", *, ttl_seconds: int = 7 * 24 * 3600,
+    allowed_roles: tuple[str, ...] | None = None,
+) -> str:
+    """A development token for `nchat-live token` and the tests (HS* secrets only)."""
+    config = JWTConfig.parse(jwt_secret)
+    if config.key is None or not config.type.startswith("HS"):
+        raise ConfigError("minting tokens needs an HS256/384/512 NCHAT_JWT_SECRET with a key")
+    if role not in ROLES:
+        raise ConfigError(f"role '{role}' is not one of {', '.join(ROLES)}")
+    roles = list(allowed_roles or (("user", role) if role != "user" else ("user",)))
+    now = int(time.time())
+    payload = {
+        "sub": user_id,
+        "iat": now,
+        "exp": now + ttl_seconds,
+        config.namespace: {
+            "x-hasura-user-id": user_id,
+            "x-hasura-default-role": role,
+            "x-hasura-allowed-roles": roles,
+        },
+    }
+    return jwt.encode(payload, config.key, algorithm=config.type)

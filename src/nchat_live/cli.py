@@ -1,0 +1,188 @@
+"""`nchat-live`: serve, migrate, token, seed-demo."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import socket
+import sys
+import uuid
+from collections.abc import Sequence
+
+from .auth import Claims, mint_token
+from .config import Settings
+from .errors import ConfigError
+from .runtime import Runtime
+
+log = logging.getLogger("nchat_live")
+
+
+def _check_port(host: str, port: int) -> None:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from .app import create_app
+
+    _check_port(args.host, args.port)
+    settings = Settings()
+    runtime = Runtime(settings)
+    await runtime.start(migrate=not args.no_migrate)
+    try:
+        app = create_app(runtime=runtime)
+        shown = "localhost" if args.host in ("0.0.0.0", "::", "127.0.0.1") else args.host
+        base = f"http://{shown}:{args.port}"
+        print(f"nchat-live serving on {base}", flush=True)
+        print(f"  GraphQL API   {base}/v1/graphql  (also /graphql; websocket subscriptions on both)", flush=True)
+        print(f"  Playground    {base}/graphql  (open in a browser)", flush=True)
+        print(f"  Console       {base}/console", flush=True)
+        print(f"  Health        {base}/healthz", flush=True)
+        print(f"  Data          {runtime.data_location}", flush=True)
+        config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level, lifespan="on")
+        await uvicorn.Server(config).serve()
+    finally:
+        await runtime.stop()
+
+
+async def _migrate(args: argparse.Namespace) -> None:
+    from .db import migrations
+
+    runtime = Runtime()
+    await runtime.start(migrate=False)
+    try:
+        db = runtime.database
+        conn = await db.connect_raw()
+        try:
+            if args.action == "up":
+                applied = await migrations.upgrade(conn)
+                print(f"applied {applied}" if applied else "already up to date")
+            elif args.action == "down":
+                reverted = await migrations.downgrade(conn, args.steps)
+                print(f"reverted {reverted}" if reverted else "nothing to revert")
+            else:
+                state = await migrations.status(conn)
+                for m in migrations.available():
+                    mark = "applied" if m.version in state.applied else "pending"
+                    print(f"{m.version:04d}_{m.name}: {mark}")
+                for v in state.unknown:
+                    print(f"{v:04d}: applied but unknown to this version (database is newer)")
+                print("current" if state.current else "not current")
+        finally:
+            await conn.close()
+    finally:
+        await runtime.stop()
+
+
+def _token(args: argparse.Namespace) -> None:
+    settings = Settings()
+    print(mint_token(settings.jwt_secret, args.user_id, args.role, ttl_seconds=args.ttl))
+
+
+async def _seed_demo(args: argparse.Namespace) -> None:
+    runtime = Runtime()
+    await runtime.start()
+    try:
+        async with runtime.database.session(Claims.service()) as s:
+            user = await s.fetchrow(
+                "INSERT INTO nchat_users (username, display_name, email) VALUES ('demo', 'Demo Broadcaster', "
+                "'demo@example.com') ON CONFLICT (username) DO UPDATE SET display_name = EXCLUDED.display_name "
+                "RETURNING id"
+            )
+            assert user is not None
+            user_id = str(user["id"])
+            channel = await s.fetchrow(
+                "INSERT INTO nchat_channels (name, slug, description, owner_id) VALUES "
+                "('Demo channel', 'demo', 'A public channel to try nchat-live', $1) "
+                "ON CONFLICT (slug) DO UPDATE SET name = EXCLUDED.name RETURNING id",
+                user_id,
+            )
+            assert channel is not None
+            channel_id = str(channel["id"])
+            await s.fetchval(
+                "INSERT INTO nchat_channel_members (channel_id, user_id, role) VALUES ($1, $2, 'owner') "
+                "ON CONFLICT (channel_id, user_id) DO NOTHING RETURNING 1",
+                channel_id, user_id,
+            )
+            stream = await s.fetchrow(
+                "SELECT id, stream_key FROM nchat_streams WHERE channel_id = $1 AND status = 'scheduled' LIMIT 1",
+                channel_id,
+            )
+            if stream is None:
+                stream = await s.fetchrow(
+                    "INSERT INTO nchat_streams (channel_id, broadcaster_id, title, description, scheduled_at) "
+                    "VALUES ($1, $2, 'Demo stream', 'Go live from the console', now() + interval '1 hour') "
+                    "RETURNING id, stream_key",
+                    channel_id, user_id,
+                )
+            assert stream is not None
+        settings = runtime.settings
+        print(f"user     {user_id} (demo)")
+        print(f"channel  {channel_id} (demo)")
+        print(f"stream   {stream['id']}")
+        print(f"key      {stream['stream_key']}")
+        print(f"token    {mint_token(settings.jwt_secret, user_id, 'user')}")
+    finally:
+        await runtime.stop()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nchat-live", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the API, realtime and media in one process")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--no-migrate", action="store_true", help="do not apply pending migrations first")
+    serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+
+    migrate = sub.add_parser("migrate", help="apply, revert or list schema migrations")
+    migrate.add_argument("action", choices=["up", "down", "status"])
+    migrate.add_argument("--steps", type=int, default=1, help="how many to revert with 'down'")
+
+    token = sub.add_parser("token", help="mint a development JWT")
+    token.add_argument("--user-id", default=str(uuid.UUID(int=1)))
+    token.add_argument("--role", default="user", choices=["user", "moderator", "admin"])
+    token.add_argument("--ttl", type=int, default=7 * 24 * 3600, help="seconds until it expires")
+
+    sub.add_parser("seed-demo", help="create a demo user, channel and stream; print a token for them")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        if args.command == "serve":
+            asyncio.run(_serve(args))
+        elif args.command == "migrate":
+            asyncio.run(_migrate(args))
+        elif args.command == "token":
+            _token(args)
+        elif args.command == "seed-demo":
+            asyncio.run(_seed_demo(args))
+    except ConfigError as exc:
+        print(f"nchat-live: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        from .db.migrations import MigrationError
+
+        if isinstance(exc, MigrationError):
+            print(f"nchat-live: error: {exc}", file=sys.stderr)
+            return 2
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,63 @@
+"""Settings from environment variables, each with a default that works on a fresh machine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Process configuration. Every field reads the environment variable in its alias."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+
+    database_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("DATABASE_URL", "NCHAT_DATABASE_URL"),
+        description="postgresql://... ; unset starts an embedded PostgreSQL in data_dir",
+    )
+    data_dir: Path = Field(default=Path(".data"), validation_alias="NCHAT_DATA_DIR")
+    db_pool_size: int = Field(default=10, validation_alias="NCHAT_DB_POOL_SIZE")
+
+    admin_secret: str | None = Field(
+        default=None, validation_alias=AliasChoices("NCHAT_ADMIN_SECRET", "HASURA_GRAPHQL_ADMIN_SECRET")
+    )
+    # Hasura's JSON format: {"type": "HS256", "key": "..."} or {"type": "RS256", "jwk_url": "..."}.
+    jwt_secret: str = Field(
+        default='{"type": "HS256", "key": "nchat-live-development-secret-change-me-0123456789"}',
+        validation_alias=AliasChoices("NCHAT_JWT_SECRET", "HASURA_GRAPHQL_JWT_SECRET"),
+    )
+    unauthorized_role: str | None = Field(
+        default="anonymous",
+        validation_alias=AliasChoices("NCHAT_UNAUTHORIZED_ROLE", "HASURA_GRAPHQL_UNAUTHORIZED_ROLE"),
+    )
+
+    bus_url: str = Field(default="memory://", validation_alias=AliasChoices("BUS_URL", "NCHAT_BUS_URL"))
+
+    media_enabled: bool = Field(default=True, validation_alias="NCHAT_MEDIA_ENABLED")
+    media_dir: Path = Field(default=Path(".data/media"), validation_alias="NCHAT_MEDIA_DIR")
+    recording_dir: Path = Field(
+        default=Path(".data/recordings"),
+        validation_alias=AliasChoices("STREAM_RECORDING_PATH", "NCHAT_RECORDING_DIR"),
+    )
+    recording_enabled: bool = Field(default=True, validation_alias="STREAM_RECORDING_ENABLED")
+    rtmp_port: int = Field(default=1935, validation_alias="NCHAT_RTMP_PORT")
+    video_encoder: str = Field(default="libx264", validation_alias="NCHAT_VIDEO_ENCODER")
+    ice_servers: str = Field(default="", validation_alias="NCHAT_ICE_SERVERS")
+
+    public_url: str = Field(default="http://localhost:8080", validation_alias="NCHAT_PUBLIC_URL")
+    rtmp_public_url: str | None = Field(default=None, validation_alias="NCHAT_RTMP_PUBLIC_URL")
+
+    max_query_depth: int = Field(default=15, validation_alias="NCHAT_MAX_QUERY_DEPTH")
+    max_rows: int = Field(default=1000, validation_alias="NCHAT_MAX_ROWS")
+    max_body_bytes: int = Field(default=1_000_000, validation_alias="NCHAT_MAX_BODY_BYTES")
+    introspection_for_all: bool = Field(default=True, validation_alias="NCHAT_INTROSPECTION_FOR_ALL")
+
+    @property
+    def rtmp_ingest_url(self) -> str:
+        if self.rtmp_public_url:
+            return self.rtmp_public_url
+        host = self.public_url.split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0]
+        return f"rtmp://{host}:{self.rtmp_port}/live"

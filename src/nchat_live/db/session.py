@@ -1,0 +1,91 @@
+"""The one way resolvers reach the database: a transaction that runs as the caller."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import asyncpg
+from sqlalchemy import Executable
+from sqlalchemy.engine import CursorResult
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ..auth import Claims
+
+log = logging.getLogger(__name__)
+
+# Request roles map to Postgres roles by this fixed table; nothing from the request is
+# interpolated into SQL.
+PG_ROLES = {
+    "anonymous": "nchat_anonymous",
+    "user": "nchat_user",
+    "moderator": "nchat_moderator",
+    "admin": "nchat_admin",
+}
+
+AfterCommit = Callable[[], Awaitable[None]]
+Publisher = Callable[[str, dict[str, Any]], Awaitable[None]]
+
+
+class Session:
+    """A transaction running under a request's Postgres role and claims.
+
+    `execute` takes SQLAlchemy Core statements; `fetch`/`fetchrow`/`fetchval` take SQL text with
+    `$n` parameters on the same connection (the compiled GraphQL path). `after_commit` registers
+    work (publishing events) that runs only once the transaction has committed.
+    """
+
+    def __init__(
+        self, conn: AsyncConnection, raw: asyncpg.Connection, claims: Claims, publisher: Publisher | None = None
+    ) -> None:
+        self.conn = conn
+        self.raw = raw
+        self.claims = claims
+        self._publisher = publisher
+        self._after_commit: list[AfterCommit] = []
+        self.statements = 0
+
+    async def execute(self, statement: Executable, params: Any = None) -> CursorResult[Any]:
+        self.statements += 1
+        return await self.conn.execute(statement, params)
+
+    async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        self.statements += 1
+        return await self.raw.fetch(sql, *args)
+
+    async def fetchrow(self, sql: str, *args: Any) -> asyncpg.Record | None:
+        self.statements += 1
+        return await self.raw.fetchrow(sql, *args)
+
+    async def fetchval(self, sql: str, *args: Any) -> Any:
+        self.statements += 1
+        return await self.raw.fetchval(sql, *args)
+
+    async def executemany(self, sql: str, args: Sequence[Sequence[Any]]) -> None:
+        self.statements += 1
+        await self.raw.executemany(sql, args)
+
+    def after_commit(self, callback: AfterCommit) -> None:
+        self._after_commit.append(callback)
+
+    def emit(self, topic: str, payload: dict[str, Any]) -> None:
+        """Publish an event on the bus once (and only if) this transaction commits."""
+        publisher = self._publisher
+        if publisher is None:
+            return
+
+        async def publish() -> None:
+            await publisher(topic, payload)
+
+        self._after_commit.append(publish)
+
+    async def run_after_commit(self) -> None:
+        callbacks, self._after_commit = self._after_commit, []
+        for callback in callbacks:
+            try:
+                await callback()
+            except Exception:
+                # The transaction is committed; a failed notification must not turn a success
+                # into an error for the caller.
+                log.exception("after-commit callback failed")

@@ -1,0 +1,68 @@
+"""Everything a process owns while it runs, started and stopped in one order."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+from .auth import Authenticator
+from .config import Settings
+from .db import Database
+from .db.embedded import EmbeddedPostgres
+
+log = logging.getLogger(__name__)
+
+
+class Runtime:
+    """Settings, database, authentication, and (as they start) the bus and media.
+
+    The app's lifespan starts it when the CLI has not already; `stop` undoes `start` in reverse.
+    """
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or Settings()
+        self.auth = Authenticator(
+            self.settings.jwt_secret, self.settings.admin_secret, self.settings.unauthorized_role
+        )
+        self.embedded: EmbeddedPostgres | None = None
+        self.db: Database | None = None
+        self.started = False
+
+    @property
+    def database(self) -> Database:
+        assert self.db is not None, "runtime not started"
+        return self.db
+
+    @property
+    def data_location(self) -> str:
+        if self.embedded is not None:
+            return str(Path(self.embedded.data_dir).resolve() / "pgdata")
+        return self.database.url.split("@")[-1]
+
+    async def start(self, *, migrate: bool = True) -> None:
+        if self.started:
+            return
+        url = self.settings.database_url
+        if not url:
+            self.embedded = EmbeddedPostgres(self.settings.data_dir)
+            url = await asyncio.to_thread(self.embedded.start)
+        try:
+            self.db = Database(url, pool_size=self.settings.db_pool_size)
+            if migrate:
+                applied = await self.db.migrate()
+                if applied:
+                    log.info("applied migrations %s", applied)
+            self.started = True
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def stop(self) -> None:
+        if self.db is not None:
+            await self.db.close()
+            self.db = None
+        if self.embedded is not None:
+            await asyncio.to_thread(self.embedded.stop)
+            self.embedded = None
+        self.started = False
