@@ -1,0 +1,75 @@
+"""Test helpers shared by every test package: the cast of users, channels and streams."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from nchat_live.auth import Claims, mint_token
+from nchat_live.db import Database
+
+JWT_SECRET = '{"type": "HS256", "key": "test-secret-key-that-is-long-enough-for-hs256"}'
+ADMIN_SECRET = "test-admin-secret"
+
+
+@dataclass
+class World:
+    """A small cast: users, a public and a private channel, a stream in each."""
+
+    alice: str  # owns both channels, broadcasts both streams
+    bob: str  # member of the public channel only
+    carol: str  # outsider
+    mod: str  # moderator in the public channel
+    public_channel: str
+    private_channel: str
+    public_stream: str
+    private_stream: str
+    public_key: str
+    private_key: str
+
+    def token(self, user_id: str, role: str = "user") -> str:
+        return mint_token(JWT_SECRET, user_id, role)
+
+
+async def make_world(db: Database) -> World:
+    """Fresh rows (unique names) for one test module; created as the server."""
+    tag = uuid.uuid4().hex[:8]
+    async with db.session(Claims.service()) as s:
+        ids = {}
+        for name in ("alice", "bob", "carol", "mod"):
+            ids[name] = str(await s.fetchval(
+                "INSERT INTO nchat_users (username, display_name, email) VALUES ($1, $2, $3) RETURNING id",
+                f"{name}_{tag}", name.title(), f"{name}_{tag}@example.com",
+            ))
+        public = str(await s.fetchval(
+            "INSERT INTO nchat_channels (name, slug, owner_id) VALUES ('Public', $1, $2) RETURNING id",
+            f"public-{tag}", ids["alice"],
+        ))
+        private = str(await s.fetchval(
+            "INSERT INTO nchat_channels (name, slug, owner_id, is_private) VALUES ('Private', $1, $2, true) "
+            "RETURNING id",
+            f"private-{tag}", ids["alice"],
+        ))
+        for channel, user, role in (
+            (public, ids["alice"], "owner"), (private, ids["alice"], "owner"),
+            (public, ids["bob"], "member"), (public, ids["mod"], "moderator"),
+        ):
+            await s.fetchval(
+                "INSERT INTO nchat_channel_members (channel_id, user_id, role) VALUES ($1, $2, $3) RETURNING id",
+                channel, user, role,
+            )
+        streams = {}
+        for label, channel in (("public", public), ("private", private)):
+            row = await s.fetchrow(
+                "INSERT INTO nchat_streams (channel_id, broadcaster_id, title) VALUES ($1, $2, $3) "
+                "RETURNING id, stream_key",
+                channel, ids["alice"], f"{label} stream",
+            )
+            assert row is not None
+            streams[label] = (str(row["id"]), row["stream_key"])
+    return World(
+        alice=ids["alice"], bob=ids["bob"], carol=ids["carol"], mod=ids["mod"],
+        public_channel=public, private_channel=private,
+        public_stream=streams["public"][0], private_stream=streams["private"][0],
+        public_key=streams["public"][1], private_key=streams["private"][1],
+    )
