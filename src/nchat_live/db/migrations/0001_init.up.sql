@@ -1,8 +1,6 @@
 -- nchat-live schema: Hasura-style tables (snake_case, nchat_ prefix, uuid keys, timestamptz),
 -- request roles and the row-level security that decides what each caller sees.
 
-CREATE EXTENSION IF NOT EXISTS pgcrypto;
-
 -- Roles are cluster-wide and may already exist (another database on the same server, a parallel
 -- test run), so creation tolerates both "exists" and the race where two creators collide.
 DO $$
@@ -123,7 +121,9 @@ CREATE TABLE nchat_streams (
   scheduled_at timestamptz,
   status text NOT NULL DEFAULT 'scheduled'
     CHECK (status IN ('scheduled', 'preparing', 'live', 'ending', 'ended', 'cancelled', 'failed')),
-  stream_key text NOT NULL UNIQUE DEFAULT encode(gen_random_bytes(24), 'hex'),
+  -- The application issues keys from `secrets`; this default (two random v4 UUIDs, 244 random bits)
+  -- only covers rows written directly, and needs no extension.
+  stream_key text NOT NULL UNIQUE DEFAULT replace(gen_random_uuid()::text || gen_random_uuid()::text, '-', ''),
   ingest_url text,
   hls_manifest_url text,
   dash_manifest_url text,
