@@ -20,7 +20,7 @@ import pytest
 from nchat_live.config import Settings
 from nchat_live.db import Database
 
-from .support import ADMIN_SECRET, JWT_SECRET, World, make_world
+from .support import ADMIN_SECRET, JWT_SECRET, World, make_world, with_database
 
 ADMIN_URL = os.environ.get("NCHAT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 
@@ -53,11 +53,6 @@ def pg_server() -> Iterator[str]:
         server.cleanup()  # type: ignore[attr-defined]
 
 
-def _with_db(url: str, name: str) -> str:
-    base, _, _ = url.rpartition("/")
-    return f"{base}/{name}"
-
-
 @pytest.fixture(scope="session")
 def database_url(pg_server: str) -> Iterator[str]:
     """A fresh, migrated database for this test session; dropped at the end."""
@@ -69,7 +64,7 @@ def database_url(pg_server: str) -> Iterator[str]:
             await conn.execute(f'CREATE DATABASE "{name}"')
         finally:
             await conn.close()
-        db = Database(_with_db(pg_server, name))
+        db = Database(with_database(pg_server, name))
         try:
             await db.migrate()
         finally:
@@ -83,7 +78,7 @@ def database_url(pg_server: str) -> Iterator[str]:
             await conn.close()
 
     asyncio.run(create())
-    yield _with_db(pg_server, name)
+    yield with_database(pg_server, name)
     asyncio.run(drop())
 
 

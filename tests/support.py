@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
 
 from nchat_live.auth import Claims, mint_token
 from nchat_live.db import Database
 
 JWT_SECRET = '{"type": "HS256", "key": "test-secret-key-that-is-long-enough-for-hs256"}'
 ADMIN_SECRET = "test-admin-secret"
+
+
+def with_database(url: str, name: str) -> str:
+    """The same server URL (TCP or unix-socket query) pointing at database `name`."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
 
 
 @dataclass

@@ -9,6 +9,7 @@ import asyncpg
 import pytest
 
 from nchat_live.db import migrations
+from tests.support import with_database
 
 
 @pytest.fixture
@@ -16,7 +17,7 @@ async def empty_db(pg_server: str) -> AsyncIterator[asyncpg.Connection]:
     name = f"nchat_mig_{secrets.token_hex(4)}"
     admin = await asyncpg.connect(pg_server)
     await admin.execute(f'CREATE DATABASE "{name}"')
-    conn = await asyncpg.connect(pg_server.rpartition("/")[0] + "/" + name)
+    conn = await asyncpg.connect(with_database(pg_server, name))
     try:
         yield conn
     finally:
