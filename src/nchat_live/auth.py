@@ -79,8 +79,10 @@ class JWTConfig:
         try:
             data = json.loads(raw)
         except json.JSONDecodeError as exc:
-            raise ConfigError(f"NCHAT_JWT_SECRET is not JSON ({exc.msg}): expected {{\"type\": \"HS256\", \"key\": \"...\"}}") from exc
-        if not isinstance(data, dict) or "type" not in data and "jwk_url" not in data:
+            raise ConfigError(
+                f"NCHAT_JWT_SECRET is not JSON ({exc.msg}): expected {{\"type\": \"HS256\", \"key\": \"...\"}}"
+            ) from exc
+        if not isinstance(data, dict) or ("type" not in data and "jwk_url" not in data):
             raise ConfigError("NCHAT_JWT_SECRET needs \"type\" and \"key\", or \"jwk_url\"")
         alg = str(data.get("type", "RS256"))
         if alg not in ("HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "EdDSA"):

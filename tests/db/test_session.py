@@ -7,7 +7,6 @@ import pytest
 from nchat_live.auth import Claims
 from nchat_live.db import Database
 from nchat_live.errors import ConstraintViolation, PermissionDenied
-
 from tests.support import World
 
 
