@@ -123,7 +123,8 @@ async def readyz(request: Request) -> JSONResponse:
             checks["migrations"] = (await runtime.db.migration_status()).current
         except Exception:
             checks["migrations"] = False
-    bus = getattr(runtime, "bus", None)
+    realtime = getattr(runtime, "realtime", None)
+    bus = getattr(realtime, "bus", None)
     if bus is not None:
         is_ready = getattr(bus, "is_ready", None)
         checks["bus"] = bool(await is_ready()) if callable(is_ready) else True
