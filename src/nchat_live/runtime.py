@@ -5,11 +5,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .auth import Authenticator
 from .config import Settings
 from .db import Database
 from .db.embedded import EmbeddedPostgres
+
+if TYPE_CHECKING:
+    from .subscriptions import BusStats, EventBus, Realtime
 
 log = logging.getLogger(__name__)
 
@@ -27,12 +31,23 @@ class Runtime:
         )
         self.embedded: EmbeddedPostgres | None = None
         self.db: Database | None = None
+        # subscriptions/: the event bus (and what hangs off it), set up by start().
+        self.realtime: Realtime | None = None
         self.started = False
 
     @property
     def database(self) -> Database:
         assert self.db is not None, "runtime not started"
         return self.db
+
+    @property
+    def bus(self) -> EventBus:
+        assert self.realtime is not None, "runtime not started"
+        return self.realtime.bus
+
+    @property
+    def bus_stats(self) -> BusStats:
+        return self.bus.stats
 
     @property
     def data_location(self) -> str:
@@ -53,12 +68,20 @@ class Runtime:
                 applied = await self.db.migrate()
                 if applied:
                     log.info("applied migrations %s", applied)
+            from .subscriptions import start_realtime
+
+            self.realtime = await start_realtime(self)
             self.started = True
         except BaseException:
             await self.stop()
             raise
 
     async def stop(self) -> None:
+        if self.realtime is not None:
+            from .subscriptions import stop_realtime
+
+            await stop_realtime(self, self.realtime)
+            self.realtime = None
         if self.db is not None:
             await self.db.close()
             self.db = None

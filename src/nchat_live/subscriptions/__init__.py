@@ -1,1 +1,9 @@
+"""Realtime: the event bus, GraphQL over websockets, live queries, presence."""
 
+from .bus import BusEvent, BusStats, EventBus, Listener, SlowSubscriber
+from .realtime import Limits, Realtime, start_realtime, stop_realtime
+
+__all__ = [
+    "BusEvent", "BusStats", "EventBus", "Limits", "Listener", "Realtime", "SlowSubscriber",
+    "start_realtime", "stop_realtime",
+]

@@ -1,0 +1,52 @@
+"""The realtime part of a runtime: bus, access checks, live queries and presence, started together."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from .access import StreamAccess
+from .bus import EventBus
+
+if TYPE_CHECKING:
+    from ..runtime import Runtime
+
+
+@dataclass
+class Limits:
+    """Per-connection limits of the websocket transport."""
+
+    send_queue: int = 512  # frames waiting for a slow client before it is dropped
+    max_operations: int = 200  # concurrent operations on one socket
+    max_message_bytes: int = 256 * 1024
+    init_timeout_s: float = 10.0
+    keepalive_s: float = 10.0
+    close_timeout_s: float = 1.0
+
+
+@dataclass
+class Realtime:
+    bus: EventBus
+    access: StreamAccess
+    limits: Limits = field(default_factory=Limits)
+
+    async def stop(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.bus.stop()
+
+
+async def start_realtime(runtime: Runtime) -> Realtime:
+    """Start the bus and route the database's after-commit events onto it."""
+    database = runtime.database
+    bus = EventBus(runtime.settings.bus_url, database_url=database.url)
+    await bus.start()
+    realtime = Realtime(bus=bus, access=StreamAccess(database))
+    database.publisher = bus.publish
+    return realtime
+
+
+async def stop_realtime(runtime: Runtime, realtime: Realtime) -> None:
+    if runtime.db is not None and runtime.db.publisher == realtime.bus.publish:
+        runtime.db.publisher = None
+    await realtime.stop()

@@ -1,0 +1,117 @@
+"""The event bus on each backend: delivery across bus instances, big payloads, rollback, secrets."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+
+import pytest
+
+from nchat_live.auth import Claims
+from nchat_live.config import Settings
+from nchat_live.runtime import Runtime
+from nchat_live.subscriptions import EventBus, SlowSubscriber
+from tests.support import World
+
+REDIS_URL = os.environ.get("NCHAT_TEST_REDIS", "redis://127.0.0.1:6379/0")
+BACKENDS = ["memory://", "postgres://", REDIS_URL]
+
+
+@pytest.fixture(params=BACKENDS, ids=["memory", "postgres", "redis"])
+async def buses(request: pytest.FixtureRequest, database_url: str) -> AsyncIterator[tuple[EventBus, EventBus]]:
+    """Two buses on one backend, as two API processes would hold (memory: one process, one bus)."""
+    url: str = request.param
+    first = EventBus(url, database_url=database_url)
+    await first.start()
+    second = first
+    if url != "memory://":
+        second = EventBus(url, database_url=database_url)
+        await second.start()
+    try:
+        yield first, second
+    finally:
+        await first.stop()
+        if second is not first:
+            await second.stop()
+
+
+async def test_event_published_on_one_bus_reaches_listener_on_the_other(
+    buses: tuple[EventBus, EventBus],
+) -> None:
+    publisher, receiver = buses
+    with receiver.listen(streams=["s1"]) as listener, receiver.listen(streams=["other"]) as unrelated:
+        await publisher.publish("chat.message", {"stream_id": "s1", "channel_id": "c1", "content": "hi"})
+        event = await asyncio.wait_for(listener.get(), 5)
+        assert event.type == "chat.message"
+        assert event.payload["content"] == "hi"
+        assert unrelated.get_nowait() is None
+
+
+async def test_payload_over_notify_limit_arrives_whole(buses: tuple[EventBus, EventBus]) -> None:
+    publisher, receiver = buses
+    big = "x" * 20_000  # NOTIFY refuses 8000 bytes or more
+    with receiver.listen(streams=["s2"]) as listener:
+        await publisher.publish("qa.question", {"stream_id": "s2", "channel_id": "c", "content": big})
+        event = await asyncio.wait_for(listener.get(), 5)
+    assert event.payload["content"] == big
+
+
+async def test_stream_keys_and_deleted_content_never_travel(buses: tuple[EventBus, EventBus]) -> None:
+    publisher, receiver = buses
+    with receiver.listen(streams=["s3"]) as listener:
+        await publisher.publish("stream.updated", {"stream_id": "s3", "channel_id": "c",
+                                                   "stream": {"stream_key": "secret", "title": "t"}})
+        await publisher.publish("chat.deleted", {"stream_id": "s3", "channel_id": "c", "id": "m",
+                                                 "content": "rude words"})
+        updated = await asyncio.wait_for(listener.get(), 5)
+        deleted = await asyncio.wait_for(listener.get(), 5)
+    assert updated.payload["stream"] == {"title": "t"}
+    assert "content" not in deleted.payload and deleted.payload["id"] == "m"
+
+
+async def test_full_listener_is_dropped_with_a_counted_reason_and_others_still_receive() -> None:
+    bus = EventBus("memory://")
+    await bus.start()
+    try:
+        with bus.listen(streams=["s"], maxsize=3) as stalled, bus.listen(streams=["s"], maxsize=100) as reader:
+            for i in range(10):
+                await bus.publish("reaction", {"stream_id": "s", "channel_id": "c", "n": i})
+            got = [(await asyncio.wait_for(reader.get(), 2)).payload["n"] for _ in range(10)]
+            assert got == list(range(10))
+            with pytest.raises(SlowSubscriber):
+                await stalled.get()
+        assert bus.stats.dropped["listener_queue_full"] == 1
+        assert bus.stats.listeners == 0
+    finally:
+        await bus.stop()
+
+
+@pytest.fixture
+async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
+    rt = Runtime(settings)
+    await rt.start()
+    try:
+        yield rt
+    finally:
+        await rt.stop()
+
+
+async def test_session_emit_publishes_after_commit_and_not_after_rollback(runtime: Runtime, world: World) -> None:
+    with runtime.bus.listen(streams=[world.public_stream]) as listener:
+        with pytest.raises(RuntimeError):
+            async with runtime.database.session(Claims.service()) as s:
+                s.emit("chat.message", {"stream_id": world.public_stream, "channel_id": world.public_channel,
+                                        "content": "never"})
+                raise RuntimeError("roll back")
+        async with runtime.database.session(Claims.service()) as s:
+            s.emit("chat.message", {"stream_id": world.public_stream, "channel_id": world.public_channel,
+                                    "content": "committed"})
+            # Not yet: the transaction is still open.
+            await asyncio.sleep(0.05)
+            assert listener.get_nowait() is None
+        event = await asyncio.wait_for(listener.get(), 5)
+        assert event.payload["content"] == "committed"
+        await asyncio.sleep(0.1)
+        assert listener.get_nowait() is None
+    assert runtime.bus_stats.published == 1
