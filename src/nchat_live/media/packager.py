@@ -1,0 +1,459 @@
+"""CMAF packaging and the (LL-)HLS playlists we write ourselves.
+
+The muxer (PyAV's mp4 with `frag_keyframe` + `frag_duration`) emits one moof+mdat per part; this
+module groups parts into ~2 s segments (a segment starts at every keyframe, which the pipeline forces
+on the same frames in every rendition), keeps a live window, writes files through `MediaStorage` and
+renders the master and media playlists. Worker threads mutate the state under a lock; the event
+loop renders playlists and waits for blocking reloads on per-rendition events, so waiting viewers
+cost no polling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from .fmp4 import FragmentInfo
+from .ladder import Rendition
+from .storage import MediaStorage
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PackagingConfig:
+    segment_seconds: float = 2.0
+    part_seconds: float = 0.5
+    window_segments: int = 4
+    # Segments that have left the window stay on disk this many more segments (players mid-download).
+    keep_extra_segments: int = 2
+
+    @property
+    def target_duration(self) -> int:
+        return max(1, math.ceil(self.segment_seconds))
+
+    @property
+    def part_hold_back(self) -> float:
+        return round(3 * self.part_seconds + 0.001, 3)
+
+    @property
+    def hold_back(self) -> float:
+        return float(3 * self.target_duration)
+
+
+@dataclass(frozen=True)
+class SegmentInfo:
+    """A finished segment, handed to observers (recording) from the worker thread."""
+
+    stream_id: str
+    rendition: str
+    msn: int
+    key: str
+    init_key: str
+    duration: float
+    start: float
+    discontinuity: bool
+    program_date_time: datetime
+    data: bytes
+
+
+@dataclass
+class Part:
+    index: int
+    duration: float
+    independent: bool
+    uri: str
+
+
+@dataclass
+class Segment:
+    msn: int
+    start: float
+    program_date_time: datetime
+    discontinuity: bool
+    parts: list[Part] = field(default_factory=list)
+    data: bytearray = field(default_factory=bytearray)
+    duration: float = 0.0
+    complete: bool = False
+
+    @property
+    def uri(self) -> str:
+        return f"seg{self.msn}.m4s"
+
+
+class PlaylistRequestError(Exception):
+    """A blocking-reload request the spec says to refuse (400)."""
+
+
+class RenditionPackager:
+    """Segments, parts and the media playlist of one rendition. Mutated by the pipeline's worker thread."""
+
+    def __init__(self, owner: StreamPackager, rendition: Rendition) -> None:
+        self.owner = owner
+        self.rendition = rendition
+        self.name = rendition.name
+        self.codecs: str | None = None
+        self.has_init = False
+        self.segments: list[Segment] = []
+        self.next_msn = 0
+        self.discontinuity_sequence = 0
+        self.ended = False
+        self.removed = False  # trimmed from the ladder
+        self._pending_discontinuity: float | None = None
+        self._retired: list[Segment] = []
+        self._bytes_total = 0
+        self._seconds_total = 0.0
+        self.peak_bitrate = 0
+
+    @property
+    def prefix(self) -> str:
+        return f"{self.owner.stream_id}/{self.name}"
+
+    # -- worker-thread side ---------------------------------------------------------------------
+
+    def set_init(self, data: bytes, codecs: str | None) -> None:
+        self.owner.storage.write(f"{self.prefix}/init.mp4", data)
+        with self.owner.lock:
+            self.codecs = codecs
+            self.has_init = True
+
+    def mark_discontinuity(self, at_seconds: float) -> None:
+        """The next segment starting at or after `at_seconds` follows a publisher reconnect."""
+        with self.owner.lock:
+            self._pending_discontinuity = at_seconds
+
+    def add_part(self, data: bytes, info: FragmentInfo, timescale: int) -> None:
+        start = info.base_time / timescale
+        duration = info.duration / timescale
+        finished: Segment | None = None
+        with self.owner.lock:
+            current = self.segments[-1] if self.segments and not self.segments[-1].complete else None
+            if current is None or (info.starts_with_sync and current.parts):
+                if current is not None:
+                    self._complete(current)
+                    finished = current
+                current = self._open_segment(start, info.starts_with_sync)
+            uri = f"seg{current.msn}.{len(current.parts)}.m4s"
+            part = Part(len(current.parts), duration, info.starts_with_sync, uri)
+            current.parts.append(part)
+            current.data += data
+            current.duration += duration
+            self._bytes_total += len(data)
+            self._seconds_total += duration
+            if duration > 0:
+                self.peak_bitrate = max(self.peak_bitrate, int(len(data) * 8 / duration))
+            if duration > self.owner.config.part_seconds + 1e-3:
+                log.warning("%s/%s part %s lasts %.3f s > PART-TARGET", self.owner.stream_id, self.name,
+                            part.uri, duration)
+        self.owner.storage.write(f"{self.prefix}/{part.uri}", data)
+        if finished is not None:
+            self._publish_segment(finished)
+        self._after_change()
+
+    def finish(self) -> None:
+        finished: Segment | None = None
+        with self.owner.lock:
+            if self.segments and not self.segments[-1].complete:
+                finished = self.segments[-1]
+                self._complete(finished)
+            self.ended = True
+        if finished is not None:
+            self._publish_segment(finished)
+        self._after_change()
+
+    def remove(self) -> None:
+        """Trimmed from the ladder: the playlist ends; the master no longer lists it."""
+        with self.owner.lock:
+            self.removed = True
+        self.finish()
+
+    def _open_segment(self, start: float, independent: bool) -> Segment:
+        discontinuity = False
+        if self._pending_discontinuity is not None and start >= self._pending_discontinuity - 1e-3:
+            discontinuity = bool(self.segments)
+            self._pending_discontinuity = None
+        if not independent:
+            log.warning("%s/%s segment %d does not start on a keyframe", self.owner.stream_id, self.name, self.next_msn)
+        segment = Segment(
+            msn=self.next_msn,
+            start=start,
+            program_date_time=self.owner.epoch + timedelta(seconds=start),
+            discontinuity=discontinuity,
+        )
+        self.next_msn += 1
+        self.segments.append(segment)
+        return segment
+
+    def _complete(self, segment: Segment) -> None:
+        segment.complete = True
+        window = self.owner.config.window_segments
+        complete = [s for s in self.segments if s.complete]
+        while len(complete) > window:
+            old = complete.pop(0)
+            self.segments.remove(old)
+            if old.discontinuity:
+                self.discontinuity_sequence += 1
+            self._retired.append(old)
+
+    def _publish_segment(self, segment: Segment) -> None:
+        key = f"{self.prefix}/{segment.uri}"
+        data = bytes(segment.data)
+        self.owner.storage.write(key, data)
+        segment.data = bytearray()  # the parts and the segment file hold it now
+        info = SegmentInfo(
+            stream_id=self.owner.stream_id, rendition=self.name, msn=segment.msn, key=key,
+            init_key=f"{self.prefix}/init.mp4", duration=segment.duration, start=segment.start,
+            discontinuity=segment.discontinuity, program_date_time=segment.program_date_time, data=data,
+        )
+        self.owner.segment_finished(info)
+        keep = self.owner.config.keep_extra_segments
+        while len(self._retired) > keep:
+            old = self._retired.pop(0)
+            if not self.owner.keep_segments:
+                self.owner.storage.delete(f"{self.prefix}/{old.uri}")
+            for part in old.parts:
+                self.owner.storage.delete(f"{self.prefix}/{part.uri}")
+
+    def _after_change(self) -> None:
+        text = self.render()
+        self.owner.storage.write(f"{self.prefix}/index.m3u8", text.encode())
+        self.owner.changed(self.name)
+
+    # -- reader side (any thread) ---------------------------------------------------------------
+
+    @property
+    def average_bitrate(self) -> int:
+        return int(self._bytes_total * 8 / self._seconds_total) if self._seconds_total else 0
+
+    def position(self) -> tuple[int, int]:
+        """(msn, part index) of the newest part; (-1, -1) before the first."""
+        with self.owner.lock:
+            if not self.segments:
+                return (-1, -1)
+            last = self.segments[-1]
+            return (last.msn, len(last.parts) - 1)
+
+    def check_request(self, msn: int | None, part: int | None) -> None:
+        """Raise PlaylistRequestError for values the spec answers with 400."""
+        if part is not None and msn is None:
+            raise PlaylistRequestError("_HLS_part requires _HLS_msn")
+        if msn is None:
+            return
+        if msn < 0 or (part is not None and part < 0):
+            raise PlaylistRequestError("_HLS_msn and _HLS_part must not be negative")
+        newest, _ = self.position()
+        if msn > max(newest, 0) + 2:
+            raise PlaylistRequestError(f"_HLS_msn={msn} is more than two segments ahead of {max(newest, 0)}")
+        per_segment = math.ceil(self.owner.config.segment_seconds / self.owner.config.part_seconds)
+        if part is not None and part > 3 * per_segment:
+            raise PlaylistRequestError(f"_HLS_part={part} is beyond the advance limit of {3 * per_segment}")
+
+    def satisfies(self, msn: int, part: int | None) -> bool:
+        """Whether the playlist now holds segment `msn` (whole), or part `part` of it."""
+        with self.owner.lock:
+            if self.ended:
+                return True
+            for segment in reversed(self.segments):
+                if segment.msn < msn:
+                    break
+                if segment.msn > msn and segment.parts:
+                    return True
+                if segment.msn == msn:
+                    if part is None:
+                        return segment.complete
+                    # Past the last part of a finished segment means the next segment's first part.
+                    return len(segment.parts) > part
+            return False
+
+    def has_part(self, uri: str) -> bool:
+        with self.owner.lock:
+            return any(p.uri == uri for s in self.segments for p in s.parts)
+
+    def passed(self, msn: int, index: int) -> bool:
+        """Whether the packager has moved beyond where part (msn, index) would have been."""
+        with self.owner.lock:
+            if self.ended:
+                return True
+            if not self.segments:
+                return False
+            last = self.segments[-1]
+            return last.msn > msn or (last.msn == msn and last.complete)
+
+    def render(self) -> str:
+        config = self.owner.config
+        with self.owner.lock:
+            lines = [
+                "#EXTM3U",
+                "#EXT-X-VERSION:9",
+                f"#EXT-X-TARGETDURATION:{config.target_duration}",
+                f"#EXT-X-MEDIA-SEQUENCE:{self.segments[0].msn if self.segments else self.next_msn}",
+                f"#EXT-X-DISCONTINUITY-SEQUENCE:{self.discontinuity_sequence}",
+                f"#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK={config.part_hold_back:.3f},"
+                f"HOLD-BACK={config.hold_back:.3f}",
+                f"#EXT-X-PART-INF:PART-TARGET={config.part_seconds:.3f}",
+                "#EXT-X-INDEPENDENT-SEGMENTS",
+                '#EXT-X-MAP:URI="init.mp4"',
+            ]
+            # Parts are listed for the newest segments only (within three target durations of the edge).
+            with_parts = {s.msn for s in self.segments[-3:]}
+            for segment in self.segments:
+                if segment.discontinuity:
+                    lines.append("#EXT-X-DISCONTINUITY")
+                pdt = segment.program_date_time.astimezone(UTC).isoformat(timespec="milliseconds")
+                lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{pdt.replace('+00:00', 'Z')}")
+                if segment.msn in with_parts:
+                    for part in segment.parts:
+                        independent = ",INDEPENDENT=YES" if part.independent else ""
+                        lines.append(f'#EXT-X-PART:DURATION={part.duration:.5f},URI="{part.uri}"{independent}')
+                if segment.complete:
+                    lines.append(f"#EXTINF:{segment.duration:.5f},")
+                    lines.append(segment.uri)
+            if self.ended:
+                lines.append("#EXT-X-ENDLIST")
+            else:
+                lines.append(f'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="{self._next_part_uri()}"')
+            for other in self.owner.renditions.values():
+                if other is self or other.removed or not other.segments:
+                    continue
+                last = other.segments[-1]
+                lines.append(
+                    f'#EXT-X-RENDITION-REPORT:URI="../{other.name}/index.m3u8",'
+                    f"LAST-MSN={last.msn},LAST-PART={max(len(last.parts) - 1, 0)}"
+                )
+        return "\n".join(lines) + "\n"
+
+    def _next_part_uri(self) -> str:
+        if not self.segments or self.segments[-1].complete:
+            return f"seg{self.next_msn}.0.m4s"
+        current = self.segments[-1]
+        # Keyframes come every segment_seconds, so a segment that is nearly full is about to be
+        # followed by the next one's first part.
+        if current.duration >= self.owner.config.segment_seconds - self.owner.config.part_seconds / 2:
+            return f"seg{current.msn + 1}.0.m4s"
+        return f"seg{current.msn}.{len(current.parts)}.m4s"
+
+
+SegmentListener = Callable[[SegmentInfo], None]
+
+
+class StreamPackager:
+    """All renditions of one stream, the master playlist and the waiters of blocking reloads."""
+
+    def __init__(
+        self,
+        stream_id: str,
+        storage: MediaStorage,
+        config: PackagingConfig | None = None,
+        *,
+        loop: asyncio.AbstractEventLoop | None = None,
+        keep_segments: bool = False,
+        epoch: datetime | None = None,
+    ) -> None:
+        self.stream_id = stream_id
+        self.storage = storage
+        self.config = config or PackagingConfig()
+        self.keep_segments = keep_segments
+        self.epoch = epoch or datetime.now(UTC)
+        self.lock = threading.RLock()
+        self.renditions: dict[str, RenditionPackager] = {}
+        self.master_written = False
+        self.segment_listeners: list[SegmentListener] = []
+        self.master_listeners: list[Callable[[], None]] = []
+        self._loop = loop
+        self._events: dict[str, asyncio.Event] = {}
+
+    def add_rendition(self, rendition: Rendition) -> RenditionPackager:
+        packager = RenditionPackager(self, rendition)
+        with self.lock:
+            self.renditions[rendition.name] = packager
+        return packager
+
+    def rendition(self, name: str) -> RenditionPackager | None:
+        return self.renditions.get(name)
+
+    @property
+    def ended(self) -> bool:
+        return bool(self.renditions) and all(r.ended for r in self.renditions.values())
+
+    def segment_finished(self, info: SegmentInfo) -> None:
+        for listener in self.segment_listeners:
+            try:
+                listener(info)
+            except Exception:
+                log.exception("segment listener failed for %s", info.key)
+
+    def changed(self, name: str) -> None:
+        """Called by the worker after every update: maybe write the master, wake waiters."""
+        if not self.master_written:
+            with self.lock:
+                ready = all(r.has_init and r.segments for r in self.renditions.values() if not r.removed)
+            if ready:
+                self.write_master()
+                for listener in self.master_listeners:
+                    try:
+                        listener()
+                    except Exception:
+                        log.exception("master listener failed for %s", self.stream_id)
+        if self._loop is not None and not self._loop.is_closed():
+            # A closing loop has nobody waiting any more.
+            with contextlib.suppress(RuntimeError):
+                self._loop.call_soon_threadsafe(self._wake, name)
+
+    def write_master(self) -> None:
+        self.storage.write(f"{self.stream_id}/master.m3u8", self.render_master().encode())
+        self.master_written = True
+
+    def render_master(self) -> str:
+        lines = ["#EXTM3U", "#EXT-X-VERSION:9", "#EXT-X-INDEPENDENT-SEGMENTS"]
+        with self.lock:
+            live = [r for r in self.renditions.values() if not r.removed]
+        for packager in live:
+            r = packager.rendition
+            codecs = f"{packager.codecs or 'avc1.640028'},mp4a.40.2"
+            bandwidth = max(r.peak_bandwidth, packager.peak_bitrate)
+            lines.append(
+                f"#EXT-X-STREAM-INF:BANDWIDTH={bandwidth},AVERAGE-BANDWIDTH={r.average_bandwidth},"
+                f'RESOLUTION={r.width}x{r.height},FRAME-RATE={r.fps:.3f},CODECS="{codecs}"'
+            )
+            lines.append(f"{r.name}/index.m3u8")
+        return "\n".join(lines) + "\n"
+
+    # -- event-loop side ------------------------------------------------------------------------
+
+    def _wake(self, name: str) -> None:
+        event = self._events.pop(name, None)
+        if event is not None:
+            event.set()
+
+    def _event(self, name: str) -> asyncio.Event:
+        event = self._events.get(name)
+        if event is None:
+            event = self._events[name] = asyncio.Event()
+        return event
+
+    async def wait_until(self, name: str, predicate: Callable[[], bool], seconds: float) -> bool:
+        """Wait (without polling) until `predicate()` holds after an update of rendition `name`."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        while not predicate():
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            event = self._event(name)
+            try:
+                await asyncio.wait_for(event.wait(), remaining)
+            except TimeoutError:
+                return predicate()
+        return True
+
+    async def wait_for_playlist(self, name: str, msn: int, part: int | None) -> bool:
+        """Block until rendition `name` holds (msn, part); False after 3 target durations (answer 503)."""
+        packager = self.renditions[name]
+        timeout = 3 * self.config.target_duration
+        return await self.wait_until(name, lambda: packager.satisfies(msn, part), timeout)

@@ -1,0 +1,493 @@
+"""One stream's media path: decoded frames in, an encoded ladder packaged as (LL-)HLS out.
+
+Any ingest feeds it (WHIP through aiortc tracks, RTMP through decoded FLV packets)::
+
+    pipeline = StreamPipeline(stream_id, storage, max_resolution="720p", observer=my_observer)
+    pipeline.push_video(frame)     # av.VideoFrame, any size/format; pts + time_base if known
+    pipeline.push_audio(frame)     # av.AudioFrame, any rate/layout/format
+    pipeline.discontinuity()       # the publisher reconnected: new timestamps, EXT-X-DISCONTINUITY
+    await pipeline.aclose()        # or close() from sync code: flush, EXT-X-ENDLIST, join the worker
+
+`push_*` never block: they queue the frame for a worker thread that scales and encodes every
+rendition (decode-once: the caller hands decoded frames), forces keyframes on the same source frames
+in every rendition (GOP = 2 x fps, one per segment), encodes audio to AAC (silence fills in when the
+publisher sends none, so players always get an audio track) and hands fMP4 fragments to the packager.
+
+Timestamps: each kind's first frame after start or `discontinuity()` is anchored to its arrival time,
+so audio and video share one clock even when their RTP clocks are unrelated.
+
+Observers (recording, thumbnails) subclass `PipelineObserver`; its methods run on the worker thread
+and must return quickly (hand heavy work to another thread).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any
+
+import av
+
+from .fmp4 import BoxSplitter, avc_codec_string, parse_moof
+from .ladder import Rendition, select_ladder
+from .packager import PackagingConfig, RenditionPackager, SegmentInfo, StreamPackager
+from .storage import MediaStorage
+
+log = logging.getLogger(__name__)
+
+AUDIO_RATE = 48000
+AAC_FRAME = 1024
+_AUDIO_TB = Fraction(1, AUDIO_RATE)
+
+
+class PipelineObserver:
+    """Hooks for other media features. Override what you need; every method runs on the worker thread."""
+
+    def on_segment(self, info: SegmentInfo) -> None:
+        """A segment of one rendition is complete (its bytes are in `info.data` and in storage at `info.key`)."""
+
+    def on_keyframe(self, frame: av.VideoFrame, at_seconds: float) -> None:
+        """The source frame that every rendition encodes as a keyframe (one per segment)."""
+
+    def on_master(self, stream_id: str) -> None:
+        """The master playlist exists (all renditions have their first part)."""
+
+    def on_closed(self, stream_id: str) -> None:
+        """The pipeline finished: playlists carry EXT-X-ENDLIST."""
+
+
+@dataclass
+class PipelineStats:
+    """Counters the metrics loop samples (read from any thread; values are plain numbers)."""
+
+    frames_in: int = 0
+    frames_encoded: int = 0
+    frames_dropped: int = 0
+    audio_frames_in: int = 0
+    source_width: int = 0
+    source_height: int = 0
+    media_seconds: float = 0.0
+    busy_seconds: float = 0.0
+    # Encoded media seconds per second of worker time (>1 keeps real time); a moving average.
+    speed: float = 0.0
+    renditions: list[str] = field(default_factory=list)
+    trimmed: list[str] = field(default_factory=list)
+
+
+class _Sink:
+    """The muxer's output file: collects bytes for the box splitter."""
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+
+    def write(self, data: bytes) -> int:
+        self.chunks.append(bytes(data))
+        return len(data)
+
+    def take(self) -> list[bytes]:
+        chunks, self.chunks = self.chunks, []
+        return chunks
+
+
+def encoder_options(encoder: str, rendition: Rendition) -> dict[str, str]:
+    gop = str(rendition.gop)
+    common = {
+        "maxrate": f"{int(rendition.video_kbps * 1.2)}k",
+        "bufsize": f"{rendition.video_kbps * 2}k",
+        "forced-idr": "1",
+        "g": gop,
+    }
+    if encoder == "libx264":
+        return common | {
+            "preset": "veryfast",
+            "tune": "zerolatency",
+            "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0",
+        }
+    if encoder.endswith("_nvenc"):
+        return common | {"preset": "p2", "tune": "ll", "zerolatency": "1", "no-scenecut": "1"}
+    return common
+
+
+class _RenditionEncoder:
+    """Scaler, H.264 + AAC encoders and the fMP4 muxer of one rendition."""
+
+    def __init__(self, rendition: Rendition, packager: RenditionPackager, encoder: str, part_seconds: float) -> None:
+        self.rendition = rendition
+        self.packager = packager
+        self.sink = _Sink()
+        self.splitter = BoxSplitter()
+        # A fragment closes before the first packet at or past frag_duration: just under the part
+        # length gives whole parts of exactly part_seconds at 24 and 30 fps (none over PART-TARGET).
+        frag = int((part_seconds - 0.001) * 1_000_000)
+        self.container: Any = av.open(
+            self.sink, mode="w", format="mp4",
+            options={
+                "movflags": "empty_moov+default_base_moof+frag_keyframe+skip_trailer",
+                "frag_duration": str(max(frag, 100_000)),
+                "max_interleave_delta": "1000000",
+            },
+        )
+        self.video: Any = self.container.add_stream(encoder, rate=rendition.fps)
+        self.video.width = rendition.width
+        self.video.height = rendition.height
+        self.video.pix_fmt = "yuv420p"
+        self.video.bit_rate = rendition.video_kbps * 1000
+        self.video.codec_context.options = encoder_options(encoder, rendition)
+        self.audio: Any = self.container.add_stream("aac", rate=AUDIO_RATE, layout="stereo")
+        self.audio.bit_rate = rendition.audio_kbps * 1000
+        self.time_base = Fraction(1, rendition.fps)
+        self.last_pts = -1
+        self.init: list[bytes] = []
+        self.pending_moof: bytes | None = None
+        self.closed = False
+
+    def encode_video(self, frame: av.VideoFrame, at: float, keyframe: bool) -> bool:
+        pts = round(at * self.rendition.fps)
+        if pts <= self.last_pts:
+            if not keyframe:
+                return False  # frame-rate decimation: this output slot is already filled
+            pts = self.last_pts + 1
+        self.last_pts = pts
+        scaled = frame.reformat(width=self.rendition.width, height=self.rendition.height, format="yuv420p")
+        scaled.pts = pts
+        scaled.time_base = self.time_base
+        scaled.pict_type = av.video.frame.PictureType.I if keyframe else av.video.frame.PictureType.NONE
+        for packet in self.video.encode(scaled):
+            self.container.mux(packet)
+        self._drain()
+        return True
+
+    def encode_audio(self, frame: av.AudioFrame) -> None:
+        for packet in self.audio.encode(frame):
+            self.container.mux(packet)
+        self._drain()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            for packet in self.video.encode(None):
+                self.container.mux(packet)
+            for packet in self.audio.encode(None):
+                self.container.mux(packet)
+            self.container.close()
+        except Exception:
+            log.exception("closing the %s muxer failed", self.rendition.name)
+        self._drain()
+
+    def _drain(self) -> None:
+        for chunk in self.sink.take():
+            for kind, data in self.splitter.feed(chunk):
+                self._box(kind, data)
+
+    def _box(self, kind: bytes, data: bytes) -> None:
+        if kind in (b"ftyp", b"moov"):
+            self.init.append(data)
+            if kind == b"moov":
+                init = b"".join(self.init)
+                self.packager.set_init(init, avc_codec_string(init))
+        elif kind == b"moof":
+            self.pending_moof = data
+        elif kind == b"mdat" and self.pending_moof is not None:
+            moof, self.pending_moof = self.pending_moof, None
+            info = parse_moof(moof, 1)
+            if info is None:
+                return  # an audio-only fragment (the end of the stream): nothing a player needs
+            self.packager.add_part(moof + data, info, self.video.time_base.denominator)
+
+
+class _Clock:
+    """Maps each kind's frame timestamps onto one pipeline clock anchored at arrival times."""
+
+    # A jump this large without a discontinuity() means the source reset its timestamps.
+    MAX_JUMP = 3.0
+
+    def __init__(self) -> None:
+        self.t0: float | None = None
+        self.offsets: dict[str, float | None] = {"video": None, "audio": None}
+
+    def reset(self) -> None:
+        self.offsets = {"video": None, "audio": None}
+
+    def time(self, kind: str, pts: int | None, time_base: Fraction | None, arrival: float) -> float:
+        if self.t0 is None:
+            self.t0 = arrival
+        now = arrival - self.t0
+        if pts is None or time_base is None:
+            return now
+        ts = float(pts * time_base)
+        offset = self.offsets[kind]
+        if offset is None or abs(ts + offset - now) > self.MAX_JUMP:
+            offset = self.offsets[kind] = now - ts
+        return ts + offset
+
+
+class StreamPipeline:
+    """Transcode and package one live stream (see the module docstring for the contract)."""
+
+    def __init__(
+        self,
+        stream_id: str,
+        storage: MediaStorage,
+        *,
+        max_resolution: str = "1080p",
+        encoder: str = "libx264",
+        observer: PipelineObserver | None = None,
+        config: PackagingConfig | None = None,
+        loop: asyncio.AbstractEventLoop | None = None,
+        keep_segments: bool = False,
+        max_backlog_seconds: float = 1.5,
+        trim_after_seconds: float = 4.0,
+    ) -> None:
+        self.stream_id = stream_id
+        self.max_resolution = max_resolution
+        self.encoder = encoder
+        self.observer = observer or PipelineObserver()
+        self.config = config or PackagingConfig()
+        if loop is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                loop = None
+        self.packager = StreamPackager(stream_id, storage, self.config, loop=loop, keep_segments=keep_segments)
+        self.packager.segment_listeners.append(self._segment)
+        self.packager.master_listeners.append(lambda: self.observer.on_master(stream_id))
+        self.stats = PipelineStats()
+        self.max_backlog_seconds = max_backlog_seconds
+        self.trim_after_seconds = trim_after_seconds
+        self._queue: queue.Queue[tuple[str, Any, float] | None] = queue.Queue()
+        self._encoders: list[_RenditionEncoder] = []
+        self._clock = _Clock()
+        self._next_key: float | None = None
+        self._last_video: float = -1.0
+        self._new_epoch = True
+        self._audio_fifo: av.AudioFifo | None = None
+        self._resampler: av.AudioResampler | None = None
+        self._audio_samples = 0  # samples written into the FIFO (the audio timeline)
+        self._audio_encoded = 0
+        self._video_backlog = 0
+        self._slow_since: float | None = None
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name=f"pipeline-{stream_id[:8]}", daemon=True)
+        self._thread.start()
+
+    # -- producer side (any thread, never blocks) ---------------------------------------------
+
+    def push_video(self, frame: av.VideoFrame) -> None:
+        if self._closed:
+            return
+        self._video_backlog += 1
+        self._queue.put(("video", frame, time.monotonic()))
+
+    def push_audio(self, frame: av.AudioFrame) -> None:
+        if self._closed:
+            return
+        self._queue.put(("audio", frame, time.monotonic()))
+
+    def discontinuity(self) -> None:
+        if not self._closed:
+            self._queue.put(("discontinuity", None, time.monotonic()))
+
+    def close(self, timeout: float | None = 30) -> None:
+        """Flush everything, end the playlists and wait for the worker (blocking)."""
+        if not self._closed:
+            self._closed = True
+            self._queue.put(None)
+        self._thread.join(timeout)
+
+    async def aclose(self) -> None:
+        await asyncio.to_thread(self.close)
+
+    @property
+    def renditions(self) -> list[Rendition]:
+        return [e.rendition for e in self._encoders]
+
+    @property
+    def master_ready(self) -> bool:
+        return self.packager.master_written
+
+    # -- worker ---------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                break
+            kind, payload, arrival = item
+            started = time.perf_counter()
+            try:
+                if kind == "video":
+                    self._video_backlog -= 1
+                    self._video(payload, arrival)
+                elif kind == "audio":
+                    self._audio(payload, arrival)
+                elif kind == "discontinuity":
+                    self._clock.reset()
+                    self._new_epoch = True
+            except Exception:
+                # One bad frame must not end the stream.
+                log.exception("pipeline %s failed on a %s frame", self.stream_id, kind)
+            self.stats.busy_seconds += time.perf_counter() - started
+        self._finish()
+
+    def _finish(self) -> None:
+        try:
+            self._flush_audio(final=True)
+        except Exception:
+            log.exception("pipeline %s: flushing audio failed", self.stream_id)
+        for encoder in self._encoders:
+            encoder.close()
+            encoder.packager.finish()
+        try:
+            self.observer.on_closed(self.stream_id)
+        except Exception:
+            log.exception("observer on_closed failed")
+
+    def _start(self, frame: av.VideoFrame) -> None:
+        ladder = select_ladder(frame.width, frame.height, self.max_resolution)
+        for rendition in ladder:
+            packager = self.packager.add_rendition(rendition)
+            self._encoders.append(_RenditionEncoder(rendition, packager, self.encoder, self.config.part_seconds))
+        self.stats.renditions = [r.name for r in ladder]
+        log.info("stream %s: %dx%d source, ladder %s", self.stream_id, frame.width, frame.height,
+                 ", ".join(self.stats.renditions))
+
+    def _video(self, frame: av.VideoFrame, arrival: float) -> None:
+        self.stats.frames_in += 1
+        self.stats.source_width, self.stats.source_height = frame.width, frame.height
+        fps = self._encoders[0].rendition.fps if self._encoders else 30
+        if self._video_backlog > self.max_backlog_seconds * fps and not self._new_epoch:
+            # Behind real time: drop rather than let latency grow without bound.
+            self.stats.frames_dropped += 1
+            return
+        at = self._clock.time("video", frame.pts, frame.time_base, arrival)
+        if at <= self._last_video:
+            return
+        if not self._encoders:
+            self._start(frame)
+        keyframe = False
+        if self._new_epoch or self._next_key is None:
+            if self._next_key is not None:
+                for encoder in self._encoders:
+                    encoder.packager.mark_discontinuity(at - 1e-3)
+            self._new_epoch = False
+            keyframe = True
+            self._next_key = at + self.config.segment_seconds
+        elif at >= self._next_key - 0.005:
+            keyframe = True
+            while self._next_key <= at + 0.005:
+                self._next_key += self.config.segment_seconds
+        self._last_video = at
+        self._ensure_audio_until(at - 0.25)
+        work_started = time.perf_counter()
+        for encoder in self._encoders:
+            if encoder.encode_video(frame, at, keyframe):
+                self.stats.frames_encoded += 1
+        if keyframe:
+            try:
+                self.observer.on_keyframe(frame, at)
+            except Exception:
+                log.exception("observer on_keyframe failed")
+        self._measure(frame, at, time.perf_counter() - work_started)
+
+    def _measure(self, frame: av.VideoFrame, at: float, spent: float) -> None:
+        interval = max(at - self.stats.media_seconds, 1e-3) if self.stats.media_seconds else 1 / 30
+        self.stats.media_seconds = at
+        instant = interval / max(spent, 1e-6)
+        self.stats.speed = instant if self.stats.speed == 0 else 0.9 * self.stats.speed + 0.1 * instant
+        now = time.monotonic()
+        if self.stats.speed < 1.0 and len(self._encoders) > 1:
+            if self._slow_since is None:
+                self._slow_since = now
+            elif now - self._slow_since > self.trim_after_seconds:
+                self._trim()
+                self._slow_since = None
+        else:
+            self._slow_since = None
+
+    def _trim(self) -> None:
+        """Drop the top rendition: the machine cannot encode the whole ladder in real time."""
+        encoder = self._encoders.pop(0)
+        self.stats.trimmed.append(encoder.rendition.name)
+        self.stats.renditions = [e.rendition.name for e in self._encoders]
+        log.warning("stream %s: encoding at %.2fx real time; ladder trimmed, dropped %s", self.stream_id,
+                    self.stats.speed, encoder.rendition.name)
+        encoder.close()
+        encoder.packager.remove()
+        if self.packager.master_written:
+            self.packager.write_master()
+        self.stats.speed = 0.0
+
+    # -- audio ------------------------------------------------------------------------------
+
+    def _fifo(self) -> av.AudioFifo:
+        if self._audio_fifo is None:
+            self._audio_fifo = av.AudioFifo()
+        return self._audio_fifo
+
+    def _write_silence(self, samples: int) -> None:
+        if samples <= 0:
+            return
+        silence = av.AudioFrame(format="fltp", layout="stereo", samples=samples)
+        for plane in silence.planes:
+            plane.update(bytes(plane.buffer_size))
+        silence.sample_rate = AUDIO_RATE
+        silence.pts = None
+        self._fifo().write(silence)
+        self._audio_samples += samples
+
+    def _audio(self, frame: av.AudioFrame, arrival: float) -> None:
+        self.stats.audio_frames_in += 1
+        if self._new_epoch and not self._encoders:
+            pass  # audio before the first video frame still anchors the clock below
+        at = self._clock.time("audio", frame.pts, frame.time_base, arrival)
+        if self._resampler is None:
+            self._resampler = av.AudioResampler(format="fltp", layout="stereo", rate=AUDIO_RATE)
+        end = self._audio_samples / AUDIO_RATE
+        if at < end - 0.25:
+            return  # silence already covers this moment
+        if at > end + 0.06:
+            self._write_silence(int((at - end) * AUDIO_RATE))
+        frame.pts = None
+        try:
+            converted = self._resampler.resample(frame)
+        except ValueError:
+            # The source changed its audio format (a reconnect): start a new resampler.
+            self._resampler = av.AudioResampler(format="fltp", layout="stereo", rate=AUDIO_RATE)
+            converted = self._resampler.resample(frame)
+        for out in converted:
+            out.pts = None
+            self._fifo().write(out)
+            self._audio_samples += out.samples
+        self._flush_audio()
+
+    def _ensure_audio_until(self, at: float) -> None:
+        end = self._audio_samples / AUDIO_RATE
+        if at > end:
+            self._write_silence(int((at - end) * AUDIO_RATE))
+        self._flush_audio()
+
+    def _flush_audio(self, final: bool = False) -> None:
+        if not self._encoders or self._audio_fifo is None:
+            return
+        while self._audio_fifo.samples >= AAC_FRAME or (final and self._audio_fifo.samples):
+            chunk = self._audio_fifo.read(min(AAC_FRAME, self._audio_fifo.samples))
+            if chunk is None:
+                break
+            # Offset by the AAC encoder's priming delay so its first packet lands at 0, in line with
+            # the video; otherwise the muxer shifts the first video sample and the first part overruns.
+            chunk.pts = self._audio_encoded + AAC_FRAME
+            chunk.time_base = _AUDIO_TB
+            chunk.sample_rate = AUDIO_RATE
+            self._audio_encoded += chunk.samples
+            for encoder in self._encoders:
+                encoder.encode_audio(chunk)
+
+    def _segment(self, info: SegmentInfo) -> None:
+        self.observer.on_segment(info)
