@@ -14,6 +14,7 @@ from starlette.routing import BaseRoute, Route
 from .config import Settings
 from .observability import RequestIdMiddleware, metrics, readyz
 from .runtime import Runtime
+from .web import web_routes
 
 
 async def healthz(request: Request) -> JSONResponse:
@@ -41,6 +42,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         Route("/readyz", readyz),
         Route("/metrics", metrics),
     ]
+    # The console's pages last: any API route of the same path wins.
+    routes += web_routes()
     app = Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(RequestIdMiddleware)])
     app.state.runtime = runtime
     return app

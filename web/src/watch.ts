@@ -1,0 +1,235 @@
+// /watch/{id}: the viewer's page. LL-HLS through hls.js, quality and volume, live edge and measured
+// latency, viewer count, chat, reactions, Q&A. An unknown or ended stream says so.
+import Hls from "hls.js/light";
+import "./style.css";
+import { getToken } from "./api";
+import { mountChat } from "./chat";
+import {
+  hlsUrlFor, joinStream, leaveStreamOnUnload, recordings, streamById, type StreamRow, viewerHeartbeat, watchStream,
+} from "./ops";
+import { mountQa } from "./qa";
+import { mountReactions } from "./reactions";
+import { $, h, mountAuth, mountConnectionBanner, say, streamIdFromPath, UUID_RE } from "./ui";
+
+const id = streamIdFromPath();
+const video = $("#video") as HTMLVideoElement;
+const state = $("#stream-state");
+const notice = $("#notice");
+const playerMsg = $("#player-msg");
+const quality = $("#quality") as HTMLSelectElement;
+const volume = $("#volume") as HTMLInputElement;
+const mute = $("#mute") as HTMLButtonElement;
+const liveBadge = $("#live-badge") as HTMLButtonElement;
+const latency = $("#latency");
+const viewerCount = $("#viewer-count");
+
+let hls: Hls | null = null;
+let stream: StreamRow | null = null;
+let sessionId: string | null = null;
+let bufferingMs = 0;
+let waitingSince: number | null = null;
+let heartbeat: number | undefined;
+let panelsMounted = false;
+
+mountConnectionBanner($("#banner"));
+mountAuth($("#auth"), () => location.reload(), true);
+
+const ENDED = ["ended", "cancelled", "failed"];
+
+async function main(): Promise<void> {
+  if (!UUID_RE.test(id)) return unknown();
+  try {
+    stream = await streamById(id);
+  } catch (err) {
+    say(notice, `The stream could not be loaded: ${(err as Error).message}`, "error");
+    return;
+  }
+  if (!stream) return unknown();
+  $("#title").textContent = stream.title;
+  document.title = `${stream.title} — nchat-live`;
+  $("#description").textContent = stream.description ?? "";
+  onStream(stream);
+  watchStream(id, (row) => (row ? onStream(row) : unknown()));
+}
+
+function unknown(): void {
+  $("#title").textContent = "Stream not found";
+  state.textContent = "unknown";
+  state.dataset.status = "unknown";
+  say(notice, "There is no stream at this address, or it is private to its channel.", "error");
+  ($("#player") as HTMLElement).hidden = true;
+}
+
+function onStream(row: StreamRow): void {
+  stream = row;
+  state.textContent = row.status === "live" ? "Live" : row.status;
+  state.dataset.status = row.status;
+  viewerCount.textContent = String(row.current_viewers);
+  if (!panelsMounted) {
+    panelsMounted = true;
+    if (row.enable_chat) mountChat($("#chat"), { streamId: id, moderate: false });
+    else $("#chat").replaceChildren(h("p", {}, "Chat is off for this stream."));
+    if (row.enable_qa) mountQa($("#qa"), { streamId: id, host: false });
+    else $("#qa").hidden = true;
+    if (row.enable_reactions) mountReactions($("#reactions"), $("#overlay"), playerMsg, id, true);
+  }
+  if (row.status === "live") {
+    say(notice, "");
+    if (!hls && !video.src) play(hlsUrlFor(row), true);
+  } else if (ENDED.includes(row.status)) {
+    void ended(row);
+  } else {
+    say(notice, row.scheduled_at
+      ? `This stream starts ${new Date(row.scheduled_at).toLocaleString()}. It will play here when it goes live.`
+      : "Waiting for the broadcaster to go live…", "info");
+  }
+}
+
+async function ended(row: StreamRow): Promise<void> {
+  stopPlayback();
+  leave();
+  liveBadge.dataset.live = "false";
+  const text = row.status === "ended" ? "This stream has ended." : `This stream was ${row.status}.`;
+  say(notice, text, "info");
+  let url = row.recording_url;
+  try {
+    const recs = await recordings(id);
+    url = recs.find((r) => r.url)?.url ?? url;
+  } catch {
+    // A missing recording list only hides the replay offer.
+  }
+  if (url) {
+    const replay = url;
+    notice.append(" ", h("button", { type: "button", "data-testid": "watch-recording",
+      onclick: () => play(replay, false) }, "Watch the recording"));
+  }
+}
+
+// ---- playback ----------------------------------------------------------------------------------
+
+function play(url: string, isLive: boolean): void {
+  stopPlayback();
+  video.muted = true; // browsers allow muted autoplay; the viewer unmutes with one click
+  syncVolumeUi();
+  if (Hls.isSupported()) {
+    hls = new Hls({ lowLatencyMode: isLive, backBufferLength: 30, manifestLoadPolicy: {
+      default: { maxTimeToFirstByteMs: 10_000, maxLoadTimeMs: 20_000,
+        timeoutRetry: { maxNumRetry: 4, retryDelayMs: 500, maxRetryDelayMs: 4000 },
+        errorRetry: { maxNumRetry: 10, retryDelayMs: 1000, maxRetryDelayMs: 4000 } },
+    } });
+    hls.on(Hls.Events.MANIFEST_PARSED, (_e, data) => {
+      quality.replaceChildren(h("option", { value: "-1" }, "Auto"),
+        ...data.levels.map((lvl, i) => h("option", { value: String(i) }, lvl.height ? `${lvl.height}p` : `${i}`)));
+      quality.disabled = false;
+      void video.play().catch(() => say(playerMsg, "Press play to start the video.", "info"));
+    });
+    hls.on(Hls.Events.LEVEL_SWITCHED, (_e, data) => {
+      const lvl = hls?.levels[data.level];
+      quality.title = lvl?.height ? `Playing ${lvl.height}p` : "";
+      const auto = quality.querySelector("option[value='-1']");
+      if (auto && hls?.autoLevelEnabled) auto.textContent = lvl?.height ? `Auto (${lvl.height}p)` : "Auto";
+    });
+    hls.on(Hls.Events.ERROR, (_e, data) => {
+      if (!data.fatal) return;
+      if (data.type === Hls.ErrorTypes.NETWORK_ERROR) {
+        say(playerMsg, "Connection to the stream lost — reconnecting…", "warn");
+        setTimeout(() => hls?.startLoad(), 2000);
+      } else if (data.type === Hls.ErrorTypes.MEDIA_ERROR) {
+        hls?.recoverMediaError();
+      } else {
+        say(playerMsg, `Playback failed: ${data.details}`, "error");
+      }
+    });
+    hls.on(Hls.Events.FRAG_LOADED, () => {
+      if (playerMsg.dataset.tone === "warn") say(playerMsg, "");
+    });
+    hls.loadSource(url);
+    hls.attachMedia(video);
+  } else if (video.canPlayType("application/vnd.apple.mpegurl")) {
+    video.src = url; // Safari plays (LL-)HLS natively
+    void video.play().catch(() => undefined);
+  } else {
+    say(playerMsg, "This browser cannot play HLS.", "error");
+  }
+}
+
+function stopPlayback(): void {
+  hls?.destroy();
+  hls = null;
+  video.removeAttribute("src");
+  video.load();
+}
+
+quality.addEventListener("change", () => {
+  if (hls) hls.currentLevel = Number(quality.value);
+});
+
+function syncVolumeUi(): void {
+  mute.textContent = video.muted || video.volume === 0 ? "Unmute" : "Mute";
+  mute.setAttribute("aria-pressed", String(video.muted));
+  volume.value = String(video.muted ? 0 : video.volume);
+}
+volume.addEventListener("input", () => {
+  video.volume = Number(volume.value);
+  video.muted = video.volume === 0;
+});
+mute.addEventListener("click", () => {
+  video.muted = !video.muted;
+  if (!video.muted && video.volume === 0) video.volume = 0.8;
+});
+video.addEventListener("volumechange", syncVolumeUi);
+
+liveBadge.addEventListener("click", () => {
+  if (hls?.liveSyncPosition) video.currentTime = hls.liveSyncPosition;
+});
+
+setInterval(() => {
+  if (!hls || !stream || stream.status !== "live") {
+    latency.textContent = "—";
+    return;
+  }
+  const behind = hls.latency;
+  latency.textContent = Number.isFinite(behind) && behind > 0 ? `${behind.toFixed(1)} s` : "—";
+  const target = hls.targetLatency ?? 3;
+  liveBadge.dataset.live = String(Number.isFinite(behind) && behind < target * 2 + 1);
+}, 1000);
+
+// ---- viewer session ----------------------------------------------------------------------------
+
+video.addEventListener("waiting", () => { waitingSince = performance.now(); });
+video.addEventListener("playing", () => {
+  if (waitingSince !== null) bufferingMs += performance.now() - waitingSince;
+  waitingSince = null;
+  if (!sessionId && stream?.status === "live") void join();
+});
+
+function qualityLabel(): string {
+  const lvl = hls && hls.currentLevel >= 0 ? hls.levels[hls.currentLevel] : undefined;
+  return lvl?.height ? `${lvl.height}p` : "auto";
+}
+
+async function join(): Promise<void> {
+  sessionId = "pending";
+  try {
+    sessionId = await joinStream(id, qualityLabel());
+  } catch (err) {
+    sessionId = null;
+    say(playerMsg, `Not counted as a viewer: ${(err as Error).message}`, "warn");
+    return;
+  }
+  heartbeat = window.setInterval(() => {
+    if (!sessionId || sessionId === "pending") return;
+    const sent = bufferingMs;
+    viewerHeartbeat(sessionId, qualityLabel(), sent).then(() => { bufferingMs -= sent; }).catch(() => undefined);
+  }, 10_000);
+}
+
+function leave(): void {
+  if (heartbeat !== undefined) clearInterval(heartbeat);
+  heartbeat = undefined;
+  if (sessionId && sessionId !== "pending") leaveStreamOnUnload(sessionId, getToken());
+  sessionId = null;
+}
+window.addEventListener("pagehide", leave);
+
+void main();
