@@ -85,6 +85,8 @@ async def transition(session: Session, stream_id: str, target: str, *, reason: s
         # The row was readable but RLS refused the update.
         raise PermissionDenied(f"not allowed to change the status of stream '{stream_id}'")
     result = dict(updated)
+    if target in (ENDED, FAILED):
+        await close_viewer_sessions(session, stream_id)
     session.emit(
         EVENT_FOR_STATUS[target],
         {
@@ -96,3 +98,17 @@ async def transition(session: Session, stream_id: str, target: str, *, reason: s
         },
     )
     return result
+
+
+async def close_viewer_sessions(session: Session, stream_id: str) -> int:
+    """Close every open viewer session of a stream that has stopped, crediting watch time until now.
+
+    The counter trigger keeps current_viewers at 0 (already stamped by the transition).
+    """
+    closed = await session.fetch(
+        "UPDATE nchat_stream_viewers SET left_at = greatest(now(), last_seen_at), "
+        "watch_duration_seconds = greatest(0, extract(epoch FROM greatest(now(), last_seen_at) - joined_at))::int "
+        "WHERE stream_id = $1 AND left_at IS NULL RETURNING id",
+        stream_id,
+    )
+    return len(closed)

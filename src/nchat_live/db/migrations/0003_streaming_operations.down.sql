@@ -1,0 +1,15 @@
+DROP TABLE IF EXISTS nchat_stream_reminders_sent;
+DROP FUNCTION IF EXISTS nchat.viewer_touch(text, text, bigint, timestamptz, boolean);
+DROP FUNCTION IF EXISTS nchat.viewer_join(uuid, text, text, text, inet, timestamptz);
+DROP TRIGGER IF EXISTS nchat_stream_question_votes_counters ON nchat_stream_question_votes;
+DROP TRIGGER IF EXISTS nchat_stream_reactions_counters ON nchat_stream_reactions;
+DROP TRIGGER IF EXISTS nchat_stream_chat_messages_counters ON nchat_stream_chat_messages;
+DROP TRIGGER IF EXISTS nchat_stream_viewers_counters ON nchat_stream_viewers;
+DROP FUNCTION IF EXISTS nchat.question_vote_counters();
+DROP FUNCTION IF EXISTS nchat.reaction_counters();
+DROP FUNCTION IF EXISTS nchat.chat_counters();
+DROP FUNCTION IF EXISTS nchat.viewer_counters();
+DROP INDEX IF EXISTS nchat_stream_reactions_user_idx;
+REVOKE INSERT (created_at) ON nchat_stream_questions FROM nchat_user, nchat_moderator;
+REVOKE INSERT (created_at) ON nchat_stream_reactions FROM nchat_user, nchat_moderator;
+REVOKE INSERT (created_at) ON nchat_stream_chat_messages FROM nchat_user, nchat_moderator;
