@@ -19,7 +19,7 @@ DATA_AMF3, COMMAND_AMF3, DATA_AMF0, COMMAND_AMF0 = 15, 17, 18, 20
 
 DEFAULT_CHUNK_SIZE = 128
 # Larger than any sane video frame of a live stream; bounds what a peer can make us buffer.
-MAX_MESSAGE_SIZE = 16 * 1024 * 1024
+MAX_MESSAGE_SIZE = 8 * 1024 * 1024
 MAX_CHUNK_SIZE = 16 * 1024 * 1024
 _EXTENDED = 0xFFFFFF
 

@@ -15,7 +15,7 @@ from .flv import (
     NALU,
     SEQUENCE_HEADER,
     UnsupportedMedia,
-    avc_dimensions_hint,
+    check_avc_config,
     parse_audio,
     parse_video,
 )
@@ -49,8 +49,7 @@ class FlvDecoder:
         if tag.packet_type == SEQUENCE_HEADER:
             if tag.data == self._avcc:
                 return []
-            if not avc_dimensions_hint(tag.data):
-                raise UnsupportedMedia("the AVC sequence header is not an AVCDecoderConfigurationRecord")
+            check_avc_config(tag.data)
             flushed = self._flush_video()
             self._video = self._open("h264", tag.data)  # type: ignore[assignment]
             self._avcc = tag.data

@@ -67,6 +67,25 @@ def parse_audio(payload: bytes) -> AudioTag | None:
     return AudioTag(packet_type=payload[1], data=payload[2:])
 
 
-def avc_dimensions_hint(record: bytes) -> bool:
-    """Whether `record` looks like an AVCDecoderConfigurationRecord (version 1, an SPS present)."""
-    return len(record) >= 7 and record[0] == 1 and (record[5] & 0x1F) >= 1
+def check_avc_config(record: bytes) -> None:
+    """Raises UnsupportedMedia unless `record` is an AVCDecoderConfigurationRecord with an SPS and a PPS.
+
+    FFmpeg's H.264 decoder opens even on a broken record and only fails later, frame after frame;
+    checking the structure here gives the publisher one clear reason instead.
+    """
+    if len(record) < 7 or record[0] != 1:
+        raise UnsupportedMedia("the AVC sequence header is not an AVCDecoderConfigurationRecord")
+    pos = 5
+    for count_mask, nal_type, name in ((0x1F, 7, "SPS"), (0xFF, 8, "PPS")):
+        if pos >= len(record):
+            raise UnsupportedMedia(f"the AVC sequence header ends before its {name} list")
+        count = record[pos] & count_mask
+        pos += 1
+        if count == 0:
+            raise UnsupportedMedia(f"the AVC sequence header has no {name}")
+        for _ in range(count):
+            size = int.from_bytes(record[pos:pos + 2], "big")
+            nal = record[pos + 2:pos + 2 + size]
+            if size == 0 or len(nal) != size or nal[0] & 0x1F != nal_type:
+                raise UnsupportedMedia(f"the AVC sequence header holds a malformed {name}")
+            pos += 2 + size

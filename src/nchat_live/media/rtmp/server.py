@@ -175,6 +175,8 @@ class _Connection:
         self.media_seen = False
         self.peer_window = 0
         self.acked = 0
+        # The spec's initial chunk size until we announce ours.
+        self.out_chunk_size = 128
 
     async def run(self) -> None:
         reason: str | None = "connection closed"
@@ -237,7 +239,7 @@ class _Connection:
         return message
 
     async def _send(self, csid: int, type_id: int, stream_id: int, payload: bytes) -> None:
-        self.writer.write(encode_message(csid, Message(type_id, stream_id, 0, payload), _OUT_CHUNK_SIZE))
+        self.writer.write(encode_message(csid, Message(type_id, stream_id, 0, payload), self.out_chunk_size))
         await self.writer.drain()
 
     async def _command(self, csid: int, stream_id: int, *values: Any) -> None:
@@ -333,6 +335,7 @@ class _Connection:
         await self._send(_CS_CONTROL, WINDOW_ACK_SIZE, 0, struct.pack(">I", _WINDOW))
         await self._send(_CS_CONTROL, SET_PEER_BANDWIDTH, 0, struct.pack(">IB", _WINDOW, 2))
         await self._send(_CS_CONTROL, SET_CHUNK_SIZE, 0, struct.pack(">I", _OUT_CHUNK_SIZE))
+        self.out_chunk_size = _OUT_CHUNK_SIZE
         await self._command(
             _CS_COMMAND, 0, "_result", txn,
             {"fmsVer": "FMS/3,0,1,123", "capabilities": 31.0},
