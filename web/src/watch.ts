@@ -205,7 +205,10 @@ video.addEventListener("playing", () => {
 
 function qualityLabel(): string {
   const lvl = hls && hls.currentLevel >= 0 ? hls.levels[hls.currentLevel] : undefined;
-  return lvl?.height ? `${lvl.height}p` : "auto";
+  const height = lvl?.height ?? 0;
+  // The server knows the ladder's rung names, not arbitrary heights.
+  if (!height) return "auto";
+  return height >= 1080 ? "1080p" : height >= 720 ? "720p" : height >= 480 ? "480p" : "360p";
 }
 
 async function join(): Promise<void> {

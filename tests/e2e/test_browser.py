@@ -1,0 +1,168 @@
+"""The whole chain in a real browser: console -> WHIP -> transcoder -> LL-HLS -> hls.js, with chat,
+reactions and the viewer count over GraphQL.
+
+Debian's Chromium (never a downloaded browser) driven by Playwright, with Chromium's fake camera and
+microphone: the only stand-in in this test, because CI has no camera. The app is the real one, on a
+real port, on the test database, with media on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import uvicorn
+from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright, expect
+
+from nchat_live.app import create_app
+from nchat_live.config import Settings
+from tests.support import World
+
+CHROMIUM = Path("/usr/bin/chromium")
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"  # CI keeps artifacts/
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream", "--autoplay-policy=no-user-gesture-required",
+]
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.timeout(240),
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (.ci/run installs it)"),
+]
+
+
+@dataclass
+class LiveServer:
+    url: str
+    server: uvicorn.Server
+    thread: threading.Thread
+
+
+@pytest.fixture(scope="module")
+def live_server(settings: Settings) -> Iterator[LiveServer]:
+    """The real app under uvicorn in a thread (its own event loop), on a free port."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    app_settings = settings.model_copy(update={"public_url": url, "media_enabled": True})
+    server = uvicorn.Server(uvicorn.Config(create_app(app_settings), lifespan="on", log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the app did not start")
+        time.sleep(0.1)
+    yield LiveServer(url, server, thread)
+    server.should_exit = True
+    thread.join(timeout=30)
+    sock.close()
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as pw:
+        chromium = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            await chromium.close()
+
+
+def _record(page: Page, name: str, log: list[str]) -> None:
+    def on_console(msg: ConsoleMessage) -> None:
+        log.append(f"[{name}] {msg.type}: {msg.text}")
+
+    page.on("console", on_console)
+    page.on("pageerror", lambda err: log.append(f"[{name}] pageerror: {err}"))
+
+
+async def _sign_in(page: Page, token: str) -> None:
+    await page.get_by_label("Development token").fill(token)
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.get_by_test_id("signed-in")).to_contain_text("Signed in as")
+
+
+async def _shoot(console: Page, viewer: Page, label: str) -> None:
+    await console.screenshot(path=str(SCREENSHOTS / f"console-{label}.png"), full_page=True)
+    await viewer.screenshot(path=str(SCREENSHOTS / f"watch-{label}.png"), full_page=True)
+
+
+async def test_go_live_watch_chat_react_and_end(live_server: LiveServer, browser: Browser, world: World) -> None:
+    log: list[str] = []
+    # Separate contexts: two people, two tokens, two local storages.
+    console = await (await browser.new_context(viewport={"width": 1360, "height": 900})).new_page()
+    viewer = await (await browser.new_context(viewport={"width": 1280, "height": 860})).new_page()
+    _record(console, "console", log)
+    _record(viewer, "viewer", log)
+    try:
+        await _run(live_server.url, console, viewer, world)
+    except BaseException:
+        await _shoot(console, viewer, "failure")
+        print("\n".join(log[-80:]))
+        raise
+
+
+async def _run(base: str, console: Page, viewer: Page, world: World) -> None:
+    # The broadcaster creates a stream and goes live from the fake camera.
+    await console.goto(f"{base}/console")
+    await _sign_in(console, world.token(world.alice))
+    await console.get_by_label("Channel").select_option(world.public_channel)
+    await console.get_by_label("Title", exact=True).fill("E2E live stream")
+    await console.get_by_label("Description").fill("Made by the browser test")
+    await console.get_by_label("Quality preset").select_option("360p")
+    await console.get_by_role("button", name="Create stream").click()
+    await expect(console.locator("#stream-id")).to_have_text(re.compile(r"^[0-9a-f-]{36}$"), timeout=15_000)
+    stream_id = (await console.locator("#stream-id").text_content() or "").strip()
+    await expect(console.get_by_role("button", name="Go live")).to_be_enabled(timeout=15_000)
+    await console.get_by_role("button", name="Go live").click()
+    await expect(console.locator("#status")).to_have_attribute("data-status", "live", timeout=45_000)
+
+    # A viewer opens the watch page and the video plays: time advances and frames are decoded.
+    await viewer.goto(f"{base}/watch/{stream_id}")
+    await _sign_in(viewer, world.token(world.bob))
+    await expect(viewer.locator("#stream-state")).to_have_attribute("data-status", "live", timeout=20_000)
+    await viewer.wait_for_function(
+        "() => { const v = document.querySelector('#video');"
+        " return v && v.currentTime > 1 && v.getVideoPlaybackQuality().totalVideoFrames > 0; }",
+        timeout=60_000,
+    )
+    start = await viewer.evaluate("document.querySelector('#video').currentTime")
+    await asyncio.sleep(2)
+    assert await viewer.evaluate("document.querySelector('#video').currentTime") > start
+
+    # Exactly one viewer, on both pages.
+    await expect(viewer.locator("#viewer-count")).to_have_text("1", timeout=20_000)
+    await expect(console.locator("#viewers")).to_have_text("1", timeout=20_000)
+
+    # Chat both ways.
+    await viewer.get_by_label("Chat message").fill("hello from the viewer")
+    await viewer.get_by_label("Chat message").press("Enter")
+    await expect(console.get_by_test_id("chat-list")).to_contain_text("hello from the viewer", timeout=15_000)
+    await console.get_by_label("Chat message").fill("welcome, viewer")
+    await console.get_by_label("Chat message").press("Enter")
+    await expect(viewer.get_by_test_id("chat-list")).to_contain_text("welcome, viewer", timeout=15_000)
+
+    # A reaction sent by the viewer shows up for the broadcaster.
+    await viewer.get_by_role("button", name="React 🔥").click()
+    await expect(console.get_by_test_id("recent-reactions")).to_contain_text("🔥", timeout=15_000)
+
+    await _shoot(console, viewer, "live")
+
+    # The broadcaster ends the stream; the viewer is told.
+    await console.get_by_role("button", name="End stream").click()
+    await expect(console.locator("#status")).to_have_attribute("data-status", "ended", timeout=20_000)
+    await expect(viewer.locator("#stream-state")).to_have_attribute("data-status", "ended", timeout=20_000)
+    await expect(viewer.locator("#notice")).to_contain_text("ended")
+    await _shoot(console, viewer, "ended")
