@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     rtmp_port: int = Field(default=1935, validation_alias="NCHAT_RTMP_PORT")
     video_encoder: str = Field(default="libx264", validation_alias="NCHAT_VIDEO_ENCODER")
     ice_servers: str = Field(default="", validation_alias="NCHAT_ICE_SERVERS")
+    # A publisher that reconnects within this many seconds continues the same stream.
+    publisher_grace_seconds: float = Field(default=10.0, validation_alias="NCHAT_PUBLISHER_GRACE_SECONDS")
+    media_metrics_seconds: float = Field(default=5.0, validation_alias="NCHAT_MEDIA_METRICS_SECONDS")
 
     public_url: str = Field(default="http://localhost:8080", validation_alias="NCHAT_PUBLIC_URL")
     rtmp_public_url: str | None = Field(default=None, validation_alias="NCHAT_RTMP_PUBLIC_URL")

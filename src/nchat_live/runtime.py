@@ -13,6 +13,8 @@ from .db import Database
 from .db.embedded import EmbeddedPostgres
 
 if TYPE_CHECKING:
+    from .media.manager import MediaManager
+    from .resolvers.scheduler import StreamScheduler
     from .subscriptions import BusStats, EventBus, Realtime
 
 log = logging.getLogger(__name__)
@@ -33,6 +35,10 @@ class Runtime:
         self.db: Database | None = None
         # subscriptions/: the event bus (and what hangs off it), set up by start().
         self.realtime: Realtime | None = None
+        # resolvers/scheduler: reminders, expiry of stale streams and silent viewers.
+        self.scheduler: StreamScheduler | None = None
+        # media/: WHIP/RTMP ingest, transcoding and HLS, when settings.media_enabled.
+        self.media: MediaManager | None = None
         self.started = False
 
     @property
@@ -71,12 +77,27 @@ class Runtime:
             from .subscriptions import start_realtime
 
             self.realtime = await start_realtime(self)
+            if self.settings.media_enabled:
+                from .media.manager import MediaManager
+
+                self.media = MediaManager(self)
+                await self.media.start()
+            from .resolvers.scheduler import StreamScheduler
+
+            self.scheduler = StreamScheduler(self.db)
+            self.scheduler.start()
             self.started = True
         except BaseException:
             await self.stop()
             raise
 
     async def stop(self) -> None:
+        if self.scheduler is not None:
+            await self.scheduler.stop()
+            self.scheduler = None
+        if self.media is not None:
+            await self.media.stop()
+            self.media = None
         if self.realtime is not None:
             from .subscriptions import stop_realtime
 

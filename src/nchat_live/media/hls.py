@@ -1,0 +1,140 @@
+"""Serving /hls/{stream_id}/...: playlists (with LL-HLS blocking reload), init segments, segments, parts.
+
+A stream encoded by this process answers from the packager's memory, and blocking reloads wait on
+its per-rendition event (no polling, however many viewers wait). Other streams are served from storage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import TYPE_CHECKING
+
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from .manager import is_uuid
+from .packager import PlaylistRequestError
+
+if TYPE_CHECKING:
+    from .manager import MediaManager
+
+PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
+CORS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Methods": "GET, HEAD, OPTIONS",
+    "Access-Control-Allow-Headers": "Range, Content-Type",
+    "Access-Control-Expose-Headers": "Content-Length, Content-Range",
+}
+NO_CACHE = {"Cache-Control": "no-cache"}
+IMMUTABLE = {"Cache-Control": "public, max-age=31536000, immutable"}
+_RENDITION = re.compile(r"^\d{3,4}p$")
+_MEDIA_FILE = re.compile(r"^(?:init\.mp4|seg(\d+)(?:\.(\d+))?\.m4s)$")
+
+
+def _error(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=CORS | NO_CACHE)
+
+
+def _manager(request: Request) -> MediaManager | None:
+    return getattr(request.app.state.runtime, "media", None)
+
+
+def _playlist(text: str | bytes) -> Response:
+    return Response(text, media_type=PLAYLIST_TYPE, headers=CORS | NO_CACHE)
+
+
+def _int_param(request: Request, name: str) -> int | None:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return None
+    if not re.fullmatch(r"\d{1,9}", raw):
+        raise PlaylistRequestError(f"{name}='{raw}' is not a non-negative integer")
+    return int(raw)
+
+
+async def master(request: Request) -> Response:
+    stream_id = request.path_params["stream_id"]
+    manager = _manager(request)
+    if manager is None or not is_uuid(stream_id):
+        return _error(404, "not-found", f"no HLS output for stream '{stream_id}'")
+    packager = manager.packager(stream_id)
+    if packager is not None and packager.master_written:
+        return _playlist(packager.render_master())
+    data = await asyncio.to_thread(manager.storage.read, f"{stream_id}/master.m3u8")
+    if data is None:
+        return _error(404, "not-found", f"stream '{stream_id}' has no master playlist yet")
+    return _playlist(data)
+
+
+async def media_playlist(request: Request) -> Response:
+    stream_id = request.path_params["stream_id"]
+    name = request.path_params["rendition"]
+    manager = _manager(request)
+    if manager is None or not is_uuid(stream_id) or not _RENDITION.match(name):
+        return _error(404, "not-found", f"no rendition '{name}' for stream '{stream_id}'")
+    try:
+        msn = _int_param(request, "_HLS_msn")
+        part = _int_param(request, "_HLS_part")
+    except PlaylistRequestError as exc:
+        return _error(400, "bad-request", str(exc))
+    packager = manager.packager(stream_id)
+    rendition = packager.rendition(name) if packager is not None else None
+    if packager is None or rendition is None:
+        if part is not None and msn is None:
+            return _error(400, "bad-request", "_HLS_part requires _HLS_msn")
+        data = await asyncio.to_thread(manager.storage.read, f"{stream_id}/{name}/index.m3u8")
+        if data is None:
+            return _error(404, "not-found", f"no rendition '{name}' for stream '{stream_id}'")
+        return _playlist(data)
+    try:
+        rendition.check_request(msn, part)
+    except PlaylistRequestError as exc:
+        return _error(400, "bad-request", str(exc))
+    if msn is not None and not await packager.wait_for_playlist(name, msn, part):
+        return _error(503, "unavailable", f"segment {msn} part {part} did not appear within 3 target durations")
+    return _playlist(rendition.render())
+
+
+async def media_file(request: Request) -> Response:
+    stream_id = request.path_params["stream_id"]
+    name = request.path_params["rendition"]
+    filename = request.path_params["filename"]
+    manager = _manager(request)
+    match = _MEDIA_FILE.match(filename)
+    if manager is None or not is_uuid(stream_id) or not _RENDITION.match(name) or match is None:
+        return _error(404, "not-found", f"no file '{filename}'")
+    key = f"{stream_id}/{name}/{filename}"
+    path = manager.storage.local_path(key)
+    if path is None and match.group(2) is not None:
+        # A part announced by EXT-X-PRELOAD-HINT: hold the request until it is written.
+        packager = manager.packager(stream_id)
+        rendition = packager.rendition(name) if packager is not None else None
+        if packager is not None and rendition is not None:
+            msn, index = int(match.group(1)), int(match.group(2))
+            await packager.wait_until(
+                name, lambda: rendition.has_part(filename) or rendition.passed(msn, index),
+                3 * packager.config.target_duration,
+            )
+            path = manager.storage.local_path(key)
+    media_type = "video/mp4" if filename.endswith(".mp4") else "video/iso.segment"
+    if path is not None:
+        return FileResponse(path, media_type=media_type, headers=CORS | IMMUTABLE)
+    data = await asyncio.to_thread(manager.storage.read, key)
+    if data is None:
+        return _error(404, "not-found", f"no file '{filename}' (it may have left the live window)")
+    return Response(data, media_type=media_type, headers=CORS | IMMUTABLE)
+
+
+async def preflight(request: Request) -> Response:
+    return Response(status_code=204, headers=CORS | {"Access-Control-Max-Age": "86400"})
+
+
+def hls_routes() -> list[Route]:
+    return [
+        Route("/hls/{stream_id}/master.m3u8", master, methods=["GET", "HEAD"]),
+        Route("/hls/{stream_id}/{rendition}/index.m3u8", media_playlist, methods=["GET", "HEAD"]),
+        Route("/hls/{stream_id}/{rendition}/{filename}", media_file, methods=["GET", "HEAD"]),
+        Route("/hls/{path:path}", preflight, methods=["OPTIONS"]),
+    ]

@@ -1,0 +1,292 @@
+"""WHIP ingest (RFC 9725) over aiortc: POST an SDP offer, get the answer; DELETE the session to stop.
+
+aiortc does not trickle its own candidates, so the answer is sent once ICE gathering has finished
+(host candidates on loopback or a LAN take milliseconds; STUN/TURN come from NCHAT_ICE_SERVERS).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+import time
+from typing import TYPE_CHECKING, Any
+
+from aiortc import MediaStreamTrack, RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
+from aiortc import sdp as aiortc_sdp
+from aiortc.mediastreams import MediaStreamError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from ..errors import NchatError
+
+if TYPE_CHECKING:
+    from .manager import LiveStream, MediaManager
+
+log = logging.getLogger(__name__)
+
+CORS_HEADERS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Methods": "POST, DELETE, PATCH, OPTIONS",
+    "Access-Control-Allow-Headers": "Authorization, Content-Type, If-Match",
+    "Access-Control-Expose-Headers": "Location, Link, ETag, Accept-Patch, Accept-Post",
+}
+MAX_SDP_BYTES = 64 * 1024
+
+
+def parse_ice_servers(raw: str) -> list[RTCIceServer]:
+    """NCHAT_ICE_SERVERS: comma-separated URLs (`stun:host:3478,turn:host`) or a JSON list of
+    `{"urls": ..., "username": ..., "credential": ...}` objects (the browser's RTCIceServer shape)."""
+    raw = raw.strip()
+    if not raw:
+        return []
+    if raw.startswith("["):
+        return [RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential"))
+                for s in json.loads(raw)]
+    return [RTCIceServer(urls=url.strip()) for url in raw.split(",") if url.strip()]
+
+
+def ice_link_headers(servers: list[RTCIceServer]) -> list[str]:
+    links = []
+    for server in servers:
+        urls = [server.urls] if isinstance(server.urls, str) else server.urls
+        for url in urls:
+            link = f'<{url}>; rel="ice-server"'
+            if server.username:
+                link += f'; username="{server.username}"; credential="{server.credential}"; credential-type="password"'
+            links.append(link)
+    return links
+
+
+def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status,
+                        headers=CORS_HEADERS | (headers or {}))
+
+
+def validate_offer(text: str) -> None:
+    """Raise ValueError naming what is wrong with an SDP offer."""
+    if not text.strip():
+        raise ValueError("the body is empty; expected an SDP offer")
+    if not text.lstrip().startswith("v=0"):
+        raise ValueError("an SDP offer starts with 'v=0'")
+    try:
+        parsed = aiortc_sdp.SessionDescription.parse(text)
+    except Exception as exc:
+        raise ValueError(f"the SDP offer cannot be parsed: {exc or type(exc).__name__}") from exc
+    kinds = [m.kind for m in parsed.media]
+    if not any(kind in ("audio", "video") for kind in kinds):
+        raise ValueError("the SDP offer has no audio or video media section")
+    for media in parsed.media:
+        if media.kind in ("audio", "video") and media.direction not in (None, "sendonly", "sendrecv"):
+            raise ValueError(f"the {media.kind} section is '{media.direction}'; a WHIP publisher sends media")
+
+
+class WhipPublisher:
+    """One WHIP session: the peer connection and the tasks that move its frames into the pipeline."""
+
+    kind = "whip"
+
+    def __init__(self, manager: MediaManager, stream_id: str, pc: RTCPeerConnection) -> None:
+        self.manager = manager
+        self.stream_id = stream_id
+        self.pc = pc
+        self.session_id = secrets.token_urlsafe(16)
+        self.live: LiveStream | None = None
+        self.tracks: list[MediaStreamTrack] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._closed = False
+        self._gone = False
+        self._last_stats: tuple[float, int] | None = None
+
+    def attach(self, live: LiveStream) -> None:
+        self.live = live
+        for track in self.tracks:
+            self._tasks.append(asyncio.create_task(self._consume(track)))
+
+    async def _consume(self, track: MediaStreamTrack) -> None:
+        assert self.live is not None
+        pipeline = self.live.pipeline
+        push = pipeline.push_video if track.kind == "video" else pipeline.push_audio
+        try:
+            while True:
+                frame = await track.recv()
+                if self.live.pipeline is not pipeline:
+                    break
+                push(frame)  # type: ignore[arg-type]
+                self.live.media_arrived()
+        except MediaStreamError:
+            pass
+        finally:
+            if all(t.done() or t is asyncio.current_task() for t in self._tasks):
+                await self.gone()
+
+    async def gone(self) -> None:
+        """The publisher stopped sending (DELETE, ICE/DTLS failure, tracks ended)."""
+        if self._gone:
+            return
+        self._gone = True
+        await self.manager.publisher_disconnected(self.stream_id, self)
+        await self.close()
+
+    async def stats(self) -> dict[str, Any]:
+        report = await self.pc.getStats()
+        received = lost = 0
+        bytes_received = 0
+        jitter: float | None = None
+        rtt: float | None = None
+        for stat in report.values():
+            if stat.type == "inbound-rtp":
+                received += stat.packetsReceived or 0
+                lost += max(stat.packetsLost or 0, 0)
+                bytes_received += stat.bytesReceived or 0
+                if stat.kind == "video" and stat.jitter is not None:
+                    jitter = float(stat.jitter)
+            elif stat.type in ("remote-inbound-rtp", "remote-outbound-rtp"):
+                value = getattr(stat, "roundTripTime", None)
+                if value is not None:
+                    rtt = float(value) * 1000
+        now = time.monotonic()
+        upload = None
+        if self._last_stats is not None:
+            then, before = self._last_stats
+            upload = round((bytes_received - before) * 8 / 1000 / max(now - then, 1e-3))
+        self._last_stats = (now, bytes_received)
+        total = received + lost
+        return {
+            "upload_bitrate_kbps": upload,
+            "packet_loss_percent": round(100 * lost / total, 2) if total else 0.0,
+            "jitter_ms": round(jitter * 1000 / 90, 2) if jitter is not None else None,
+            "rtt_ms": round(rtt, 1) if rtt is not None else None,
+        }
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        current = asyncio.current_task()
+        for task in self._tasks:
+            if task is not current:
+                task.cancel()
+        with contextlib.suppress(Exception):
+            await self.pc.close()
+
+
+class WhipEndpoint:
+    """Starlette handlers of /whip/{stream_id} and its session resources."""
+
+    def __init__(self) -> None:
+        self.sessions: dict[str, WhipPublisher] = {}
+
+    @staticmethod
+    def _manager(request: Request) -> MediaManager | None:
+        return getattr(request.app.state.runtime, "media", None)
+
+    async def options(self, request: Request) -> Response:
+        headers = CORS_HEADERS | {"Accept-Post": "application/sdp"}
+        manager = self._manager(request)
+        if manager is not None:
+            links = ice_link_headers(parse_ice_servers(manager.settings.ice_servers))
+            if links:
+                headers["Link"] = ", ".join(links)
+        return Response(status_code=204, headers=headers)
+
+    async def publish(self, request: Request) -> Response:
+        manager = self._manager(request)
+        if manager is None:
+            return _error(503, "media-disabled", "media is not enabled on this server", {"Retry-After": "30"})
+        stream_id = request.path_params["stream_id"]
+        auth = request.headers.get("authorization", "")
+        scheme, _, token = auth.partition(" ")
+        try:
+            info = await manager.stream_info(stream_id)
+        except NchatError as exc:
+            return _error(exc.http_status, exc.code, exc.message)
+        if scheme.lower() != "bearer" or not manager.key_matches(info, token.strip()):
+            return _error(401, "invalid-stream-key", "Authorization must be 'Bearer <stream key>' of this stream",
+                          {"WWW-Authenticate": 'Bearer realm="whip"'})
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type != "application/sdp":
+            return _error(415, "unsupported-media-type",
+                          f"Content-Type '{content_type or 'missing'}' is not accepted; send application/sdp")
+        body = await request.body()
+        if len(body) > MAX_SDP_BYTES:
+            return _error(413, "sdp-too-large", f"the SDP offer is {len(body)} bytes; at most {MAX_SDP_BYTES}")
+        offer = body.decode("utf-8", errors="replace")
+        try:
+            validate_offer(offer)
+        except ValueError as exc:
+            return _error(400, "bad-sdp", str(exc))
+        live_now = manager.streams.get(info.stream_id)
+        if live_now is not None and live_now.publisher is not None:
+            return _error(409, "publisher-exists", f"stream '{stream_id}' already has a publisher")
+
+        servers = parse_ice_servers(manager.settings.ice_servers)
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=servers or None))
+        publisher = WhipPublisher(manager, info.stream_id, pc)
+
+        @pc.on("track")
+        def on_track(track: MediaStreamTrack) -> None:
+            publisher.tracks.append(track)
+
+        @pc.on("connectionstatechange")
+        async def on_state() -> None:
+            if pc.connectionState in ("failed", "closed"):
+                self.sessions.pop(publisher.session_id, None)
+                await publisher.gone()
+
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
+            answer = await pc.createAnswer()
+            await pc.setLocalDescription(answer)
+        except Exception as exc:
+            await pc.close()
+            return _error(400, "bad-sdp", f"the SDP offer was refused: {exc or type(exc).__name__}")
+        try:
+            live = await manager.publisher_connected(info, publisher)
+        except NchatError as exc:
+            await pc.close()
+            return _error(exc.http_status, exc.code, exc.message)
+        publisher.attach(live)
+        self.sessions[publisher.session_id] = publisher
+        location = f"/whip/{info.stream_id}/{publisher.session_id}"
+        headers = CORS_HEADERS | {"Location": location, "ETag": f'"{publisher.session_id}"'}
+        links = ice_link_headers(servers)
+        if links:
+            headers["Link"] = ", ".join(links)
+        return Response(pc.localDescription.sdp, status_code=201, media_type="application/sdp", headers=headers)
+
+    async def session(self, request: Request) -> Response:
+        stream_id = request.path_params["stream_id"]
+        publisher = self.sessions.get(request.path_params["session_id"])
+        if publisher is None or publisher.stream_id != stream_id:
+            return _error(404, "session-not-found", "no such WHIP session (it may have ended)")
+        manager = self._manager(request)
+        assert manager is not None
+        token = request.headers.get("authorization", "").partition(" ")[2].strip()
+        info = await manager.stream_info(stream_id)
+        if not manager.key_matches(info, token):
+            return _error(401, "invalid-stream-key", "Authorization must be 'Bearer <stream key>' of this stream",
+                          {"WWW-Authenticate": 'Bearer realm="whip"'})
+        if request.method == "PATCH":
+            # aiortc gathers every candidate before answering, so there is nothing to trickle.
+            return _error(405, "trickle-unsupported", "trickle ICE and ICE restarts are not supported",
+                          {"Allow": "DELETE, OPTIONS"})
+        self.sessions.pop(publisher.session_id, None)
+        await publisher.gone()
+        return Response(status_code=200, headers=CORS_HEADERS)
+
+    async def session_options(self, request: Request) -> Response:
+        return Response(status_code=204, headers=CORS_HEADERS | {"Allow": "DELETE, PATCH, OPTIONS"})
+
+
+def whip_routes() -> list[Route]:
+    endpoint = WhipEndpoint()
+    return [
+        Route("/whip/{stream_id}", endpoint.publish, methods=["POST"]),
+        Route("/whip/{stream_id}", endpoint.options, methods=["OPTIONS"]),
+        Route("/whip/{stream_id}/{session_id}", endpoint.session, methods=["DELETE", "PATCH"]),
+        Route("/whip/{stream_id}/{session_id}", endpoint.session_options, methods=["OPTIONS"]),
+    ]
