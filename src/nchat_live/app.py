@@ -12,8 +12,10 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
 from .config import Settings
+from .media.routes import media_routes
 from .observability import RequestIdMiddleware, metrics, readyz
 from .runtime import Runtime
+from .subscriptions.routes import websocket_routes
 from .web import web_routes
 
 
@@ -41,6 +43,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", metrics),
+        *websocket_routes(),
+        *media_routes(),
     ]
     # The console's pages last: any API route of the same path wins.
     routes += web_routes()

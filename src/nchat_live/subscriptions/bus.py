@@ -49,13 +49,14 @@ class BusStats:
     received: int = 0
     delivered: int = 0
     listeners: int = 0
+    connections: int = 0
     publish_errors: int = 0
     dropped: Counter[str] = field(default_factory=Counter)
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "published": self.published, "received": self.received, "delivered": self.delivered,
-            "listeners": self.listeners, "publish_errors": self.publish_errors,
+            "listeners": self.listeners, "connections": self.connections, "publish_errors": self.publish_errors,
             "dropped": dict(self.dropped),
         }
 
@@ -196,6 +197,9 @@ class EventBus:
             listener.overflowed = True
             with contextlib.suppress(asyncio.QueueFull):
                 listener.queue.put_nowait(None)
+
+    async def is_ready(self) -> bool:
+        return self._pump is not None and not self._pump.done()
 
     async def publish(self, event_type: str, payload: dict[str, Any]) -> None:
         """Send an event to every process (this one included). Matches `Database.publisher`."""

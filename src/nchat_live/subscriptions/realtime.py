@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from .access import StreamAccess
 from .bus import EventBus
+from .presence import Presence
 
 if TYPE_CHECKING:
     from ..runtime import Runtime
@@ -30,8 +31,11 @@ class Realtime:
     bus: EventBus
     access: StreamAccess
     limits: Limits = field(default_factory=Limits)
+    presence: Presence = field(default_factory=Presence)
 
     async def stop(self) -> None:
+        # Leaves of closed viewer sessions write and publish: let them finish first.
+        await self.presence.drain()
         with contextlib.suppress(Exception):
             await self.bus.stop()
 

@@ -1,0 +1,87 @@
+"""Presence over a websocket: a `watchStream` subscription is a viewer session.
+
+Starting it joins the stream as the subscriber (the operations module's `join_stream`); while
+it runs a heartbeat keeps the session alive; when it ends for any reason (complete, socket
+closed, server stopping) the session is left at once, in a task of its own so that a
+cancelled subscription still records the leave. A process that dies without leaving is covered
+by the operations scheduler expiring sessions silent for 30 s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+from .access import parse_stream_id
+from .feeds import realtime_of
+
+if TYPE_CHECKING:
+    from ..graphql.context import Context
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_S = 10.0
+
+
+class Presence:
+    """Tracks leave tasks so the runtime can wait for them before closing the database."""
+
+    def __init__(self) -> None:
+        self.pending: set[asyncio.Task[None]] = set()
+        self.joined = 0
+        self.left = 0
+
+    def spawn(self, coro: Any) -> None:
+        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)
+        self.pending.add(task)
+        task.add_done_callback(self.pending.discard)
+
+    async def drain(self, grace_s: float = 5.0) -> None:
+        if self.pending:
+            await asyncio.wait(set(self.pending), timeout=grace_s)
+
+
+@contextlib.asynccontextmanager
+async def viewer_session(ctx: Context, stream_id: object) -> AsyncIterator[dict[str, Any]]:
+    """Joined for the block's duration; left (in the background if cancelled) afterwards."""
+    from ..resolvers.viewers import join_stream, leave_stream, viewer_heartbeat
+
+    realtime = realtime_of(ctx)
+    presence = realtime.presence
+    sid = parse_stream_id(stream_id)
+    connection = ctx.connection
+    user_agent = connection.headers.get("user-agent") if connection is not None else None
+    ip = connection.client.host if connection is not None and connection.client is not None else None
+    async with ctx.session() as session:
+        viewer = await join_stream(session, sid, user_agent=user_agent, ip=ip)
+    presence.joined += 1
+    token = viewer["session_id"]
+    database, claims = ctx.runtime.database, ctx.claims
+
+    async def beat() -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT_S)
+            try:
+                async with database.session(claims) as session:
+                    await viewer_heartbeat(session, token)
+            except Exception as exc:  # the session may have been expired or the stream ended
+                log.info("viewer heartbeat for stream %s stopped: %s", sid, exc)
+                return
+
+    async def leave() -> None:
+        try:
+            async with database.session(claims) as session:
+                await leave_stream(session, token)
+            presence.left += 1
+        except Exception as exc:
+            log.info("viewer leave for stream %s: %s", sid, exc)
+
+    heartbeat = asyncio.get_running_loop().create_task(beat())
+    try:
+        yield viewer
+    finally:
+        heartbeat.cancel()
+        presence.spawn(leave())

@@ -1,0 +1,406 @@
+"""GraphQL over websockets on /v1/graphql and /graphql, in both subprotocols.
+
+One `Connection` per socket: a receive loop, a sender draining a bounded queue, and one task per
+operation. Nothing is sent with an await on the path of another subscriber: results are queued
+with put_nowait, and a client whose queue overflows (it stopped reading) is dropped with a
+counted reason. Authentication comes from `connection_init` (merged over the upgrade request's
+headers), and the socket closes when the token expires.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from graphql import (
+    ExecutionResult,
+    GraphQLError,
+    GraphQLSchema,
+    OperationType,
+    execute,
+    get_operation_ast,
+    parse,
+    subscribe,
+    validate,
+)
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from ..auth import Claims
+from ..errors import NchatError
+from ..graphql.context import Context
+from ..runtime import Runtime
+from .protocols import LEGACY_WS, TRANSPORT_WS, Close, Protocol, choose
+from .realtime import Limits
+
+log = logging.getLogger(__name__)
+
+try:  # metrics are optional: the observability module may not be present in every build
+    from ..observability import DROPPED_SUBSCRIBERS, SUBSCRIPTIONS, WEBSOCKETS
+except ImportError:  # pragma: no cover
+    DROPPED_SUBSCRIBERS = SUBSCRIPTIONS = WEBSOCKETS = None
+
+
+def format_error(error: BaseException) -> dict[str, Any]:
+    """A Hasura-shaped error: message plus extensions.code; unexpected failures are masked."""
+    original = error.original_error if isinstance(error, GraphQLError) else error
+    if isinstance(original, NchatError):
+        out: dict[str, Any] = {"message": original.message,
+                               "extensions": {**original.extensions, "code": original.code}}
+    elif isinstance(error, GraphQLError) and (original is None or isinstance(original, GraphQLError)):
+        code = (error.extensions or {}).get("code", "validation-failed")
+        out = {"message": error.message, "extensions": {**(error.extensions or {}), "code": code}}
+    else:
+        log.error("unexpected error in a websocket operation", exc_info=original)
+        out = {"message": "unexpected error", "extensions": {"code": "unexpected"}}
+    if isinstance(error, GraphQLError):
+        if error.path:
+            out["path"] = list(error.path)
+        if error.locations:
+            out["locations"] = [{"line": loc.line, "column": loc.column} for loc in error.locations]
+    return out
+
+
+def format_result(result: ExecutionResult) -> dict[str, Any]:
+    payload: dict[str, Any] = {"data": result.data}
+    if result.errors:
+        payload["errors"] = [format_error(e) for e in result.errors]
+    return payload
+
+
+_fallback: GraphQLSchema | None = None
+
+
+def schema_for(runtime: Runtime, claims: Claims) -> GraphQLSchema:
+    """The role's schema from the GraphQL engine's registry; the event subscriptions alone without it."""
+    registry = getattr(runtime, "graphql", None)
+    if registry is not None and hasattr(registry, "for_role"):
+        schema = registry.for_role(claims.role)
+        return getattr(schema, "_schema", schema)
+    global _fallback
+    if _fallback is None:
+        import strawberry
+
+        from ..graphql.events import Subscription
+
+        @strawberry.type
+        class Query:
+            @strawberry.field
+            def ping(self) -> str:
+                return "pong"
+
+        _fallback = strawberry.Schema(query=Query, subscription=Subscription)._schema
+    return _fallback
+
+
+class ProtocolViolation(Exception):
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+class Connection:
+    def __init__(self, websocket: WebSocket, runtime: Runtime, protocol: Protocol, subprotocol: str | None) -> None:
+        assert runtime.realtime is not None, "runtime not started"
+        self.ws = websocket
+        self.runtime = runtime
+        self.realtime = runtime.realtime
+        self.limits: Limits = runtime.realtime.limits
+        self.protocol = protocol
+        self.subprotocol = subprotocol
+        self.claims: Claims | None = None
+        self.init_received = False
+        self.operations: dict[str, asyncio.Task[None]] = {}
+        self.outbox: asyncio.Queue[str] = asyncio.Queue(self.limits.send_queue)
+        self.done = asyncio.Event()
+        self.close_code: int | None = None
+        self.close_reason = ""
+        self.disconnected = False
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def serve(self) -> None:
+        await self.ws.accept(subprotocol=self.subprotocol)
+        if WEBSOCKETS is not None:
+            WEBSOCKETS.inc()
+        self.realtime.bus.stats.connections += 1
+        self._spawn(self._send_loop())
+        self._spawn(self._receive_loop())
+        self._spawn(self._init_timeout())
+        try:
+            await self.done.wait()
+        finally:
+            await self._teardown()
+            self.realtime.bus.stats.connections -= 1
+            if WEBSOCKETS is not None:
+                WEBSOCKETS.dec()
+
+    def _spawn(self, coro: Any) -> None:
+        self._tasks.append(asyncio.get_running_loop().create_task(coro))
+
+    def shutdown(self, code: int | None, reason: str = "") -> None:
+        """End the connection (close with `code`, or nothing to send when the client is gone)."""
+        if self.done.is_set():
+            return
+        self.close_code, self.close_reason = code, reason[:120]
+        self.done.set()
+
+    async def _teardown(self) -> None:
+        tasks = [*self._tasks, *self.operations.values()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self.close_code is not None and not self.disconnected:
+            # A client that stopped reading may never take the close frame; do not wait for it.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.ws.close(self.close_code, self.close_reason), self.limits.close_timeout_s)
+
+    # -- sending --------------------------------------------------------------------------------
+
+    def send(self, message: Mapping[str, Any]) -> None:
+        if self.done.is_set():
+            return
+        try:
+            self.outbox.put_nowait(json.dumps(message, separators=(",", ":"), default=str))
+        except asyncio.QueueFull:
+            self.realtime.bus.stats.dropped["slow_consumer"] += 1
+            if DROPPED_SUBSCRIBERS is not None:
+                DROPPED_SUBSCRIBERS.labels("slow_consumer").inc()
+            self.shutdown(Close.SLOW, f"client too slow: {self.outbox.qsize()} messages unread")
+
+    async def _send_loop(self) -> None:
+        try:
+            while True:
+                text = await self.outbox.get()
+                await self.ws.send_text(text)
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            self.disconnected = True
+            self.shutdown(None)
+
+    # -- receiving ------------------------------------------------------------------------------
+
+    async def _receive_loop(self) -> None:
+        try:
+            while True:
+                message = await self.ws.receive()
+                if message["type"] == "websocket.disconnect":
+                    self.disconnected = True
+                    self.shutdown(None)
+                    return
+                raw = message.get("text")
+                if raw is None and message.get("bytes") is not None:
+                    raw = message["bytes"].decode("utf-8", "replace")
+                size = len(raw or "")
+                if size > self.limits.max_message_bytes:
+                    raise ProtocolViolation(
+                        Close.TOO_BIG, f"message of {size} bytes; the limit is {self.limits.max_message_bytes}")
+                self._handle(raw or "")
+        except ProtocolViolation as exc:
+            self.shutdown(exc.code, exc.reason)
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            self.disconnected = True
+            self.shutdown(None)
+
+    def _reject(self, op_id: str | None, reason: str, code: int = Close.BAD_REQUEST) -> None:
+        """A protocol error: a close in graphql-transport-ws, an error message in the legacy one."""
+        if self.protocol.strict:
+            raise ProtocolViolation(code, reason)
+        self.send(self.protocol.error(op_id, [{"message": reason, "extensions": {"code": "bad-request"}}]))
+
+    def _handle(self, raw: str) -> None:
+        try:
+            message = json.loads(raw)
+        except ValueError:
+            message = None
+        if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+            self._reject(None, "Invalid message received: expected a JSON object with a string 'type'")
+            return
+        kind = message["type"]
+        op_id = message.get("id")
+        if kind == "connection_init":
+            self._connection_init(message.get("payload"))
+        elif kind == self.protocol.start:
+            self._start(op_id, message.get("payload"))
+        elif kind == self.protocol.stop:
+            task = self.operations.pop(op_id, None) if isinstance(op_id, str) else None
+            if task is not None:
+                task.cancel()
+                self._count_subscription(-1)
+        elif kind == "ping" and self.protocol is TRANSPORT_WS:
+            self.send({"type": "pong", **({"payload": message["payload"]} if "payload" in message else {})})
+        elif kind == "pong" and self.protocol is TRANSPORT_WS:
+            pass
+        elif kind == "connection_terminate" and self.protocol is LEGACY_WS:
+            self.shutdown(Close.NORMAL, "connection terminated by the client")
+        else:
+            self._reject(op_id if isinstance(op_id, str) else None, f"Unknown message type '{kind[:40]}'")
+
+    # -- connection_init ------------------------------------------------------------------------
+
+    def _connection_init(self, payload: Any) -> None:
+        if self.init_received:
+            self._reject(None, "Too many initialisation requests", Close.TOO_MANY_INITS)
+            return
+        self.init_received = True
+        headers: dict[str, Any] = {k: v for k, v in self.ws.headers.items()}
+        if isinstance(payload, dict):
+            nested = payload.get("headers")
+            if isinstance(nested, dict):
+                headers.update({str(k).lower(): v for k, v in nested.items()})
+            headers.update({str(k).lower(): v for k, v in payload.items() if k != "headers"})
+        try:
+            claims = self.runtime.auth.authenticate(headers)
+            if claims.expires_at is not None and claims.expires_at <= time.time():
+                raise NchatError("Could not verify JWT: JWTExpired", code="invalid-jwt")
+        except NchatError as exc:
+            self._auth_failed(exc.message)
+            return
+        self.claims = claims
+        self.send({"type": "connection_ack"})
+        if self.protocol is LEGACY_WS:
+            self.send(self.protocol.keepalive)
+        self._spawn(self._keepalive())
+        if claims.expires_at is not None:
+            self._spawn(self._expire(claims.expires_at))
+
+    def _auth_failed(self, message: str) -> None:
+        if self.protocol is LEGACY_WS:
+            self.send({"type": "connection_error", "payload": {"message": message}})
+        self.shutdown(Close.FORBIDDEN, f"Forbidden: {message}")
+
+    async def _init_timeout(self) -> None:
+        await asyncio.sleep(self.limits.init_timeout_s)
+        if self.claims is None:
+            self.shutdown(Close.INIT_TIMEOUT, "Connection initialisation timeout")
+
+    async def _keepalive(self) -> None:
+        while True:
+            await asyncio.sleep(self.limits.keepalive_s)
+            self.send(self.protocol.keepalive)
+
+    async def _expire(self, expires_at: float) -> None:
+        await asyncio.sleep(max(0.0, expires_at - time.time()))
+        message = "Could not verify JWT: JWTExpired"
+        if self.protocol is LEGACY_WS:
+            self.send({"type": "connection_error", "payload": {"message": message}})
+        self.shutdown(Close.UNAUTHORIZED, message)
+
+    # -- operations -----------------------------------------------------------------------------
+
+    def _count_subscription(self, delta: int) -> None:
+        if SUBSCRIPTIONS is not None:
+            SUBSCRIPTIONS.inc(delta)
+
+    def _start(self, op_id: Any, payload: Any) -> None:
+        if not isinstance(op_id, str) or not op_id:
+            self._reject(None, f"'{self.protocol.start}' needs a non-empty string 'id'")
+            return
+        if self.claims is None:
+            self._reject(op_id, "Unauthorized: send connection_init and wait for connection_ack first",
+                         Close.UNAUTHORIZED)
+            return
+        if op_id in self.operations:
+            self._reject(op_id, f"Subscriber for {op_id[:40]} already exists", Close.DUPLICATE_ID)
+            return
+        if len(self.operations) >= self.limits.max_operations:
+            self.send(self.protocol.error(op_id, [{
+                "message": f"too many operations on this connection: the limit is {self.limits.max_operations}",
+                "extensions": {"code": "too-many-operations"},
+            }]))
+            return
+        if not isinstance(payload, dict) or not isinstance(payload.get("query"), str):
+            self._reject(op_id, "the operation's payload needs a 'query' string")
+            return
+        task = asyncio.get_running_loop().create_task(self._operation(op_id, payload, self.claims))
+        self.operations[op_id] = task
+        self._count_subscription(1)
+
+    async def _operation(self, op_id: str, payload: dict[str, Any], claims: Claims) -> None:
+        completed = False
+        try:
+            completed = await self._execute(op_id, payload, claims)
+        except GraphQLError as exc:
+            self.send(self.protocol.error(op_id, [format_error(exc)]))
+        except Exception as exc:
+            self.send(self.protocol.error(op_id, [format_error(exc)]))
+        finally:
+            if self.operations.get(op_id) is asyncio.current_task():
+                del self.operations[op_id]
+                self._count_subscription(-1)
+        if completed:
+            self.send(self.protocol.complete(op_id))
+
+    async def _execute(self, op_id: str, payload: dict[str, Any], claims: Claims) -> bool:
+        """Run one operation; False when it ended with an error message (no complete follows)."""
+        variables = payload.get("variables")
+        operation_name = payload.get("operationName")
+        if variables is not None and not isinstance(variables, dict):
+            raise GraphQLError("'variables' must be an object", extensions={"code": "validation-failed"})
+        if operation_name is not None and not isinstance(operation_name, str):
+            raise GraphQLError("'operationName' must be a string", extensions={"code": "validation-failed"})
+        schema = schema_for(self.runtime, claims)
+        try:
+            document = parse(payload["query"], max_tokens=20_000)
+        except GraphQLError as exc:
+            raise GraphQLError(f"not a valid graphql query: {exc.message}",
+                               extensions={"code": "validation-failed"}) from exc
+        problems = validate(schema, document)
+        if problems:
+            self.send(self.protocol.error(op_id, [format_error(e) for e in problems]))
+            return False
+        operation = get_operation_ast(document, operation_name)
+        if operation is None:
+            raise GraphQLError("no operation with that name in the document"
+                               if operation_name else "the document needs exactly one operation",
+                               extensions={"code": "validation-failed"})
+        context = Context(self.runtime, claims, self.ws)
+        if operation.operation is not OperationType.SUBSCRIPTION:
+            result = execute(schema, document, variable_values=variables, operation_name=operation_name,
+                             context_value=context)
+            if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
+                result = await result
+            assert isinstance(result, ExecutionResult)
+            self.send(self.protocol.next(op_id, format_result(result)))
+            return True
+        stream = await subscribe(schema, document, variable_values=variables, operation_name=operation_name,
+                                 context_value=context)
+        if isinstance(stream, ExecutionResult):
+            if stream.errors:
+                self.send(self.protocol.error(op_id, [format_error(e) for e in stream.errors]))
+                return False
+            self.send(self.protocol.next(op_id, format_result(stream)))
+            return True
+        return await self._pump(op_id, stream)
+
+    async def _pump(self, op_id: str, stream: AsyncIterator[ExecutionResult]) -> bool:
+        try:
+            async for result in stream:
+                if result.errors and result.data is None:
+                    self.send(self.protocol.error(op_id, [format_error(e) for e in result.errors]))
+                    return False
+                self.send(self.protocol.next(op_id, format_result(result)))
+            return True
+        finally:
+            aclose = getattr(stream, "aclose", None)
+            if aclose is not None:
+                with contextlib.suppress(Exception):
+                    await aclose()
+
+
+async def graphql_websocket(websocket: WebSocket) -> None:
+    runtime: Runtime = websocket.app.state.runtime
+    offered = [str(p) for p in websocket.scope.get("subprotocols") or []]
+    chosen = choose(offered)
+    if chosen is None:
+        # Before accept, a close is an HTTP 403 for the upgrade.
+        await websocket.close(code=Close.BAD_REQUEST,
+                              reason=f"unsupported subprotocol(s) {offered}; use graphql-transport-ws or graphql-ws")
+        return
+    protocol, subprotocol = chosen
+    await Connection(websocket, runtime, protocol, subprotocol).serve()
