@@ -181,3 +181,28 @@ export function live<T>(
     unsubscribe();
   };
 }
+
+/** An event subscription (no polling equivalent): `onError` gets the server's refusal or protocol error. */
+export function subscribe<T>(
+  query: string,
+  variables: Record<string, unknown>,
+  onData: (data: T) => void,
+  onError: (err: ApiError) => void,
+): () => void {
+  return getSocket().subscribe<T>(
+    { query, variables },
+    {
+      next: (msg) => {
+        if (msg.errors?.length) {
+          const first = msg.errors[0] as { message: string; extensions?: { code?: string } };
+          onError(new ApiError(first.message, first.extensions?.code ?? "unexpected"));
+        } else if (msg.data) onData(msg.data);
+      },
+      error: (err) => {
+        const list = Array.isArray(err) ? (err as { message: string }[]) : null;
+        onError(new ApiError(list?.[0]?.message ?? "subscription failed", "unexpected"));
+      },
+      complete: () => undefined,
+    },
+  );
+}

@@ -1,6 +1,6 @@
 // Every GraphQL document the pages send, in one place. Table fields follow Hasura's naming over the
 // nchat_* tables; camelCase operations are the domain API (createStream, sendChatMessage, ...).
-import { gql, live } from "./api";
+import { ApiError, gql, live, subscribe } from "./api";
 
 export interface StreamRow {
   id: string;
@@ -335,5 +335,35 @@ export async function remindMe(streamId: string, userId: string): Promise<void> 
         on_conflict: {constraint: nchat_stream_reminders_pkey, update_columns: []}) { stream_id }
     }`,
     { id: streamId, me: userId },
+  );
+}
+
+/**
+ * Counts the caller as a viewer for as long as the subscription (or its websocket) lives: the server
+ * joins on start and leaves when it ends, so a closed tab stops counting within seconds.
+ */
+export function watchAsViewer(id: string, onCount: (n: number) => void, onError: (e: ApiError) => void) {
+  return subscribe<{ watchStream: { count: number } }>(
+    `subscription WatchAsViewer($id: ID!) { watchStream(streamId: $id) { count } }`,
+    { id },
+    (d) => onCount(d.watchStream.count),
+    onError,
+  );
+}
+
+export interface ReactionEvent {
+  id: string;
+  emoji: string;
+  positionX: number | null;
+  positionY: number | null;
+}
+
+/** Reactions as they happen, batched by the server (at most one batch per 100 ms). */
+export function reactionEvents(id: string, onBatch: (rows: ReactionEvent[]) => void, onError: (e: ApiError) => void) {
+  return subscribe<{ reactions: { reactions: ReactionEvent[] } }>(
+    `subscription Reactions($id: ID!) { reactions(streamId: $id) { reactions { id emoji positionX positionY } } }`,
+    { id },
+    (d) => onBatch(d.reactions.reactions),
+    onError,
   );
 }

@@ -1,8 +1,14 @@
-// Reaction buttons and the floating emoji over the video. Every new reaction row seen on the live
-// view floats once, at the position the sender clicked (or a random one).
+// Reaction buttons and the floating emoji over the video. Reactions arrive on the server's batched
+// `reactions` subscription; if that is refused, new rows of the reactions table are used instead.
 import { getToken } from "./api";
-import { EMOJIS, type ReactionRow, sendReaction, watchReactions } from "./ops";
+import { EMOJIS, reactionEvents, sendReaction, watchReactions } from "./ops";
 import { h, say } from "./ui";
+
+interface Shown {
+  id: string;
+  emoji: string;
+  x: number | null;
+}
 
 export function mountReactions(
   bar: HTMLElement,
@@ -16,9 +22,8 @@ export function mountReactions(
       type: "button", class: "reaction", "aria-label": `React ${emoji}`, "data-emoji": emoji,
       onclick: async () => {
         if (!getToken()) return say(msg, "Sign in to react.", "warn");
-        const x = 10 + Math.random() * 80;
         try {
-          await sendReaction(streamId, emoji, Math.round(x), 90);
+          await sendReaction(streamId, emoji, Math.round(10 + Math.random() * 80), 90);
         } catch (err) {
           say(msg, `Reaction not sent: ${(err as Error).message}`, "error");
         }
@@ -28,23 +33,37 @@ export function mountReactions(
   const recent = h("span", { class: "recent", "data-testid": "recent-reactions", "aria-label": "Recent reactions" });
   bar.append(recent);
   const seen = new Set<string>();
-  let first = true;
-  return watchReactions(streamId, (rows: ReactionRow[]) => {
-    for (const row of rows.slice().reverse()) {
+  const latest: string[] = [];
+  const show = (rows: Shown[], animate: boolean): void => {
+    for (const row of rows) {
       if (seen.has(row.id)) continue;
       seen.add(row.id);
-      // The first snapshot is history; only what arrives after it floats.
-      if (!first) float(overlay, row);
+      latest.unshift(row.emoji);
+      if (animate) float(overlay, row);
     }
-    recent.textContent = rows.slice(0, 8).map((r) => r.emoji).join(" ");
-    first = false;
-  }, () => undefined);
+    latest.length = Math.min(latest.length, 8);
+    recent.textContent = latest.join(" ");
+  };
+
+  let stop = reactionEvents(
+    streamId,
+    (batch) => show(batch.map((r) => ({ id: r.id, emoji: r.emoji, x: r.positionX })), true),
+    () => {
+      stop();
+      let first = true;
+      stop = watchReactions(streamId, (rows) => {
+        // The first snapshot is history: listed, not floated.
+        show(rows.slice().reverse().map((r) => ({ id: r.id, emoji: r.emoji, x: r.position_x })), !first);
+        first = false;
+      });
+    },
+  );
+  return () => stop();
 }
 
-function float(overlay: HTMLElement, row: ReactionRow): void {
-  const x = row.position_x ?? 10 + Math.random() * 80;
+function float(overlay: HTMLElement, row: Shown): void {
   const node = h("span", { class: "float", "data-testid": "floating-reaction", "aria-hidden": "true" }, row.emoji);
-  node.style.left = `${x}%`;
+  node.style.left = `${row.x ?? 10 + Math.random() * 80}%`;
   overlay.append(node);
   setTimeout(() => node.remove(), 3000);
 }

@@ -5,7 +5,8 @@ import "./style.css";
 import { getToken } from "./api";
 import { mountChat } from "./chat";
 import {
-  hlsUrlFor, joinStream, leaveStreamOnUnload, recordings, streamById, type StreamRow, viewerHeartbeat, watchStream,
+  hlsUrlFor, joinStream, leaveStreamOnUnload, recordings, streamById, type StreamRow, viewerHeartbeat, watchAsViewer,
+  watchStream,
 } from "./ops";
 import { mountQa } from "./qa";
 import { mountReactions } from "./reactions";
@@ -200,7 +201,7 @@ video.addEventListener("waiting", () => { waitingSince = performance.now(); });
 video.addEventListener("playing", () => {
   if (waitingSince !== null) bufferingMs += performance.now() - waitingSince;
   waitingSince = null;
-  if (!sessionId && stream?.status === "live") void join();
+  if (!sessionId && stream?.status === "live") join();
 });
 
 function qualityLabel(): string {
@@ -211,7 +212,19 @@ function qualityLabel(): string {
   return height >= 1080 ? "1080p" : height >= 720 ? "720p" : height >= 480 ? "480p" : "360p";
 }
 
-async function join(): Promise<void> {
+let stopPresence: (() => void) | null = null;
+
+/** Counted as a viewer through the `watchStream` subscription; the mutations if it is refused. */
+function join(): void {
+  sessionId = "presence";
+  stopPresence = watchAsViewer(id, (n) => { viewerCount.textContent = String(n); }, () => {
+    stopPresence?.();
+    stopPresence = null;
+    if (sessionId === "presence") void joinByMutation();
+  });
+}
+
+async function joinByMutation(): Promise<void> {
   sessionId = "pending";
   try {
     sessionId = await joinStream(id, qualityLabel());
@@ -221,16 +234,18 @@ async function join(): Promise<void> {
     return;
   }
   heartbeat = window.setInterval(() => {
-    if (!sessionId || sessionId === "pending") return;
+    if (!sessionId || sessionId === "pending" || sessionId === "presence") return;
     const sent = bufferingMs;
     viewerHeartbeat(sessionId, qualityLabel(), sent).then(() => { bufferingMs -= sent; }).catch(() => undefined);
   }, 10_000);
 }
 
 function leave(): void {
+  stopPresence?.();
+  stopPresence = null;
   if (heartbeat !== undefined) clearInterval(heartbeat);
   heartbeat = undefined;
-  if (sessionId && sessionId !== "pending") leaveStreamOnUnload(sessionId, getToken());
+  if (sessionId && sessionId !== "pending" && sessionId !== "presence") leaveStreamOnUnload(sessionId, getToken());
   sessionId = null;
 }
 window.addEventListener("pagehide", leave);

@@ -34,8 +34,9 @@ async function reason(res: Response): Promise<string> {
   try {
     const text = await res.text();
     try {
-      const body = JSON.parse(text) as { error?: string; message?: string; detail?: string };
-      return body.message ?? body.error ?? body.detail ?? text;
+      const body = JSON.parse(text) as { error?: string | { message?: string }; message?: string };
+      if (typeof body.error === "object") return body.error.message ?? text;
+      return body.message ?? body.error ?? text;
     } catch {
       return text;
     }
