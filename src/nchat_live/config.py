@@ -49,6 +49,13 @@ class Settings(BaseSettings):
     # A publisher that reconnects within this many seconds continues the same stream.
     publisher_grace_seconds: float = Field(default=10.0, validation_alias="NCHAT_PUBLISHER_GRACE_SECONDS")
     media_metrics_seconds: float = Field(default=5.0, validation_alias="NCHAT_MEDIA_METRICS_SECONDS")
+    # Rewind window of the DVR playlist (0 turns DVR off); live playlists stay short regardless.
+    dvr_window_seconds: float = Field(default=7200.0, validation_alias="NCHAT_DVR_WINDOW_SECONDS")
+    thumbnail_interval_seconds: float = Field(default=10.0, validation_alias="NCHAT_THUMBNAIL_INTERVAL_SECONDS")
+    # Live HLS files of an ended stream are removed this long after it ends (players finishing).
+    media_cleanup_delay_seconds: float = Field(default=30.0, validation_alias="NCHAT_MEDIA_CLEANUP_DELAY_SECONDS")
+    rtmp_enabled: bool = Field(default=True, validation_alias="NCHAT_RTMP_ENABLED")
+    rtmp_media_timeout_seconds: float = Field(default=10.0, validation_alias="NCHAT_RTMP_MEDIA_TIMEOUT_SECONDS")
 
     public_url: str = Field(default="http://localhost:8080", validation_alias="NCHAT_PUBLIC_URL")
     rtmp_public_url: str | None = Field(default=None, validation_alias="NCHAT_RTMP_PUBLIC_URL")

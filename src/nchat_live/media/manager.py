@@ -133,6 +133,8 @@ class MediaManager:
         self.streams: dict[str, LiveStream] = {}
         self.observer_factories: list[ObserverFactory] = []
         self.config = PackagingConfig()
+        # Segments leaving the live window stay on disk (the DVR playlist trims them itself).
+        self.keep_segments = False
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -229,6 +231,7 @@ class MediaManager:
             encoder=self.settings.video_encoder,
             observer=_FanOut(observers),
             config=self.config,
+            keep_segments=self.keep_segments,
             loop=loop,
         )
         live = LiveStream(info=info, pipeline=pipeline, manager=self)

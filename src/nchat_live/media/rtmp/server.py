@@ -50,12 +50,18 @@ _STREAM_ID = 1
 _STREAM_BEGIN, _PING_REQUEST, _PING_RESPONSE = 0, 6, 7
 
 
+def _nothing() -> None:
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class PublishRequest:
     app: str
     key: str
     peer: str
     tc_url: str | None = None
+    # Drops the connection (the stream was ended elsewhere); the sink's close() follows.
+    disconnect: Callable[[], None] = _nothing
 
 
 class PublishRefused(Exception):
@@ -212,6 +218,10 @@ class _Connection:
         finally:
             await self._finish(reason)
 
+    def _disconnect(self) -> None:
+        if not self.writer.is_closing():
+            self.writer.transport.abort()
+
     async def _finish(self, reason: str | None) -> None:
         sink, self.sink = self.sink, None
         if sink is not None:
@@ -353,7 +363,9 @@ class _Connection:
             await self._status("error", "NetStream.Publish.BadName", "the stream name must be a stream key")
             raise _Closing("publish without a stream key")
         self.key = key
-        request = PublishRequest(app=self.app, key=key, peer=self.peer, tc_url=self.tc_url)
+        request = PublishRequest(
+            app=self.app, key=key, peer=self.peer, tc_url=self.tc_url, disconnect=self._disconnect
+        )
         try:
             sink = await self.server.on_publish(request)
         except PublishRefused as refused:

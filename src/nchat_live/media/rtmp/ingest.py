@@ -1,0 +1,146 @@
+"""RTMP publishes routed by stream key into the media manager, the same path WHIP takes.
+
+The stream name of `rtmp://host:1935/live/<stream key>` picks the stream. Unknown keys and a
+second publisher for a live stream are refused at publish. FLV packets are decoded once in a
+worker thread and the frames handed to the stream's pipeline; the manager owns the lifecycle
+(live on first media, grace period, reconnect = discontinuity).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from ...auth import Claims
+from ...errors import Conflict, NchatError
+from .decode import FlvDecoder
+from .server import PublishEnded, PublishRefused, PublishRequest, RtmpServer
+
+if TYPE_CHECKING:
+    from ..manager import LiveStream, MediaManager
+
+log = logging.getLogger(__name__)
+
+
+class RtmpPublisher:
+    """One RTMP publish: the manager's `Publisher` and the server's `PublishSink` in one object."""
+
+    kind = "rtmp"
+
+    def __init__(self, manager: MediaManager, request: PublishRequest, stream_id: str) -> None:
+        self.manager = manager
+        self.request = request
+        self.stream_id = stream_id
+        self.live: LiveStream | None = None
+        self.decoder = FlvDecoder()
+        self.meta: dict[str, Any] = {}
+        self.bytes_in = 0
+        self._window_start = time.monotonic()
+        self._window_bytes = 0
+        self._kbps = 0.0
+        self._ended = False
+
+    # -- PublishSink (called by the RTMP connection) -------------------------------------------
+
+    async def video(self, timestamp: int, payload: bytes) -> None:
+        live = self._live()
+        self._count(len(payload))
+        frames = await asyncio.to_thread(self.decoder.video, timestamp, payload)
+        for frame in frames:
+            live.pipeline.push_video(frame)
+        if frames:
+            live.media_arrived()
+
+    async def audio(self, timestamp: int, payload: bytes) -> None:
+        live = self._live()
+        self._count(len(payload))
+        for frame in await asyncio.to_thread(self.decoder.audio, timestamp, payload):
+            live.pipeline.push_audio(frame)
+
+    async def metadata(self, values: dict[str, Any]) -> None:
+        self.meta = values
+
+    async def close(self, reason: str | None = None) -> None:
+        """Both ends call this: the connection when the publish ends, the manager to stop it."""
+        if self._ended:
+            return
+        self._ended = True
+        live = self.live
+        if live is not None and live.publisher is self:
+            for frame in await asyncio.to_thread(self.decoder.close):
+                live.pipeline.push_video(frame)
+        self.request.disconnect()
+        if reason is not None:
+            log.warning("stream %s: RTMP publish ended: %s", self.stream_id, reason)
+        await self.manager.publisher_disconnected(self.stream_id, self)
+
+    # -- Publisher (read by the manager's metrics loop) -----------------------------------------
+
+    async def stats(self) -> dict[str, Any]:
+        return {"upload_bitrate_kbps": round(self._kbps, 1)}
+
+    def _live(self) -> LiveStream:
+        live = self.live
+        if self._ended or live is None or live.ending is not None or live.publisher is not self:
+            raise PublishEnded(f"stream {self.stream_id} is no longer taking media from this publisher")
+        return live
+
+    def _count(self, size: int) -> None:
+        self.bytes_in += size
+        self._window_bytes += size
+        now = time.monotonic()
+        if now - self._window_start >= 2.0:
+            self._kbps = self._window_bytes * 8 / 1000 / (now - self._window_start)
+            self._window_start, self._window_bytes = now, 0
+
+
+class RtmpIngest:
+    """The RTMP server of a process, publishing into `manager` (start it with the media manager)."""
+
+    def __init__(
+        self,
+        manager: MediaManager,
+        *,
+        host: str = "0.0.0.0",  # publishers connect from other hosts
+        port: int | None = None,
+        media_timeout: float = 10.0,
+        idle_timeout: float = 30.0,
+        handshake_timeout: float = 10.0,
+    ) -> None:
+        self.manager = manager
+        self.server = RtmpServer(
+            self.on_publish,
+            host=host,
+            port=manager.settings.rtmp_port if port is None else port,
+            handshake_timeout=handshake_timeout,
+            idle_timeout=idle_timeout,
+            media_timeout=media_timeout,
+        )
+
+    @property
+    def port(self) -> int:
+        return self.server.bound_port
+
+    async def start(self) -> None:
+        await self.server.start()
+
+    async def stop(self) -> None:
+        await self.server.stop()
+
+    async def on_publish(self, request: PublishRequest) -> RtmpPublisher:
+        async with self.manager.runtime.database.session(Claims.service()) as session:
+            stream_id = await session.fetchval("SELECT id FROM nchat_streams WHERE stream_key = $1", request.key)
+        if stream_id is None:
+            raise PublishRefused("unknown stream key")
+        try:
+            info = await self.manager.stream_info(str(stream_id))
+            publisher = RtmpPublisher(self.manager, request, info.stream_id)
+            publisher.live = await self.manager.publisher_connected(info, publisher)
+        except Conflict as exc:
+            raise PublishRefused(exc.message) from exc
+        except NchatError as exc:
+            raise PublishRefused(exc.message, code="NetStream.Publish.Failed") from exc
+        log.info("stream %s: RTMP publisher %s", info.stream_id, request.peer)
+        return publisher
