@@ -13,9 +13,10 @@ from .db import Database
 from .db.embedded import EmbeddedPostgres
 
 if TYPE_CHECKING:
+    from .graphql.registry import SchemaRegistry
     from .media.manager import MediaManager
     from .resolvers.scheduler import StreamScheduler
-    from .subscriptions import BusStats, EventBus, Realtime
+    from .subscriptions import BusStats, EventBus, LiveQueries, Realtime
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,8 @@ class Runtime:
         )
         self.embedded: EmbeddedPostgres | None = None
         self.db: Database | None = None
+        # graphql/: one schema per role, generated from the catalog once migrations ran.
+        self.graphql: SchemaRegistry | None = None
         # subscriptions/: the event bus (and what hangs off it), set up by start().
         self.realtime: Realtime | None = None
         # resolvers/scheduler: reminders, expiry of stale streams and silent viewers.
@@ -56,6 +59,11 @@ class Runtime:
         return self.bus.stats
 
     @property
+    def live(self) -> LiveQueries | None:
+        """The live-query engine for Hasura subscription root fields; None until started."""
+        return self.realtime.live if self.realtime is not None else None
+
+    @property
     def data_location(self) -> str:
         if self.embedded is not None:
             return str(Path(self.embedded.data_dir).resolve() / "pgdata")
@@ -74,6 +82,9 @@ class Runtime:
                 applied = await self.db.migrate()
                 if applied:
                     log.info("applied migrations %s", applied)
+            from .graphql.registry import SchemaRegistry
+
+            self.graphql = await SchemaRegistry.build(self)
             from .subscriptions import start_realtime
 
             self.realtime = await start_realtime(self)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from .access import StreamAccess
 from .bus import EventBus
+from .live import LiveQueries
 from .presence import Presence
 
 if TYPE_CHECKING:
@@ -30,6 +31,7 @@ class Limits:
 class Realtime:
     bus: EventBus
     access: StreamAccess
+    live: LiveQueries
     limits: Limits = field(default_factory=Limits)
     presence: Presence = field(default_factory=Presence)
 
@@ -37,15 +39,23 @@ class Realtime:
         # Leaves of closed viewer sessions write and publish: let them finish first.
         await self.presence.drain()
         with contextlib.suppress(Exception):
+            await self.live.stop()
+        with contextlib.suppress(Exception):
             await self.bus.stop()
 
 
 async def start_realtime(runtime: Runtime) -> Realtime:
-    """Start the bus and route the database's after-commit events onto it."""
+    """Start the bus and live queries, and route the database's after-commit events onto it."""
     database = runtime.database
     bus = EventBus(runtime.settings.bus_url, database_url=database.url)
     await bus.start()
-    realtime = Realtime(bus=bus, access=StreamAccess(database))
+    live = LiveQueries(database)
+    try:
+        await live.start()
+    except BaseException:
+        await bus.stop()
+        raise
+    realtime = Realtime(bus=bus, access=StreamAccess(database), live=live)
     database.publisher = bus.publish
     return realtime
 

@@ -1,0 +1,216 @@
+"""Live queries for Hasura-style subscription root fields (`runtime.live`).
+
+Implements `graphql.live.LiveQueryEngine`. A live query (`X`, `X_by_pk`, `X_aggregate`) is re-run
+under its subscriber's claims whenever a table it reads, or one the row policies consult,
+changes (a statement-level trigger per nchat_ table NOTIFYs `nchat_table_changes` at commit;
+migration 0004), and at least every `refetch_s` as a safety net. The result goes out only when
+its JSON differs from the last one. Subscribers with the same group key (same statement, same
+parameters, same visibility key) share one execution; a group never mixes visibility keys.
+A slow subscriber only ever holds the latest result, so it cannot make a group wait.
+`X_stream` subscriptions run their own cursor and yield each non-empty batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import re
+from collections.abc import AsyncIterator, Hashable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+
+from ..auth import Claims
+from ..db import Database
+
+if TYPE_CHECKING:
+    from ..graphql.context import Context
+    from ..graphql.live import LiveQuery
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "nchat_table_changes"
+_TABLE = re.compile(r"\bnchat_[a-z0-9_]+\b")
+# The row policies consult these through nchat.can_read_stream / can_read_channel: a membership
+# or privacy change alters what a query returns without touching its own tables.
+POLICY_TABLES = frozenset({"nchat_channels", "nchat_channel_members", "nchat_streams"})
+
+
+def tables_of(query: LiveQuery) -> frozenset[str]:
+    return frozenset(_TABLE.findall(query.sql)) | {query.table} | POLICY_TABLES
+
+
+class _Latest:
+    """A one-item mailbox: a new result replaces one the subscriber has not taken yet."""
+
+    def __init__(self) -> None:
+        self.item: Any = None
+        self.has = asyncio.Event()
+
+    def put(self, item: Any) -> None:
+        self.item = item
+        self.has.set()
+
+    async def get(self) -> Any:
+        await self.has.wait()
+        self.has.clear()
+        item, self.item = self.item, None
+        return item
+
+
+@dataclass(eq=False)
+class _Group:
+    key: Hashable
+    query: LiveQuery
+    claims: Claims
+    tables: frozenset[str]
+    subscribers: set[_Latest] = field(default_factory=set)
+    dirty: asyncio.Event = field(default_factory=asyncio.Event)
+    last_json: str | None = None
+    last_value: Any = None
+    task: asyncio.Task[None] | None = None
+    runs: int = 0
+
+
+class _Failed:
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+class LiveQueries:
+    def __init__(self, database: Database, *, refetch_s: float = 5.0, min_interval_s: float = 0.1) -> None:
+        self.database = database
+        self.refetch_s = refetch_s
+        self.min_interval_s = min_interval_s
+        self.groups: dict[Hashable, _Group] = {}
+        self._streams: set[_Group] = set()
+        self._listen_task: asyncio.Task[None] | None = None
+        self._listening = asyncio.Event()
+        self.executions = 0
+
+    async def start(self) -> None:
+        conn = await self.database.connect_raw()
+        try:
+            await conn.execute("SELECT nchat.ensure_change_triggers()")
+        finally:
+            await conn.close()
+        self._listen_task = asyncio.create_task(self._listen(), name="nchat-live-listen")
+        await asyncio.wait_for(self._listening.wait(), 10)
+
+    async def stop(self) -> None:
+        for group in [*self.groups.values(), *self._streams]:
+            if group.task is not None:
+                group.task.cancel()
+        if self._listen_task is not None:
+            self._listen_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._listen_task
+
+    async def _listen(self) -> None:
+        delay = 0.2
+        while True:
+            lost = asyncio.Event()
+            try:
+                conn = await asyncpg.connect(self.database.url, timeout=5)
+            except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
+                log.warning("live-query LISTEN failed (%s); retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            try:
+                conn.add_termination_listener(lambda _c, lost=lost: lost.set())
+                await conn.add_listener(CHANNEL, lambda _c, _p, _ch, table: self.changed(table))
+                delay = 0.2
+                if self._listening.is_set():
+                    # Changes may have been missed while reconnecting.
+                    self.changed(None)
+                self._listening.set()
+                await lost.wait()
+                log.warning("live-query LISTEN connection lost; reconnecting")
+            finally:
+                with contextlib.suppress(Exception):
+                    await conn.close()
+
+    def changed(self, table: str | None) -> None:
+        """Wake every query that reads `table` (None: every query)."""
+        for group in [*self.groups.values(), *self._streams]:
+            if table is None or table in group.tables:
+                group.dirty.set()
+
+    # -- the engine protocol ----------------------------------------------------------------------
+
+    async def subscribe(self, ctx: Context, field_name: str, query: LiveQuery) -> AsyncIterator[Any]:
+        if query.kind == "stream":
+            async for batch in self._stream(ctx, query):
+                yield batch
+            return
+        # The engine's key already holds the visibility key; adding it keeps that true whatever
+        # the key is made of.
+        key = (query.group_key, ctx.claims.visibility_key())
+        group = self.groups.get(key)
+        if group is None:
+            group = _Group(key, query, ctx.claims, tables_of(query))
+            self.groups[key] = group
+            group.task = asyncio.create_task(self._run_group(group), name=f"nchat-live-{field_name}")
+        mailbox = _Latest()
+        group.subscribers.add(mailbox)
+        if group.last_json is not None:
+            mailbox.put(group.last_value)
+        try:
+            while True:
+                item = await mailbox.get()
+                if isinstance(item, _Failed):
+                    raise item.error
+                yield item
+        finally:
+            group.subscribers.discard(mailbox)
+            if not group.subscribers and self.groups.get(key) is group:
+                del self.groups[key]
+                if group.task is not None:
+                    group.task.cancel()
+
+    async def _execute(self, group: _Group) -> Any:
+        self.executions += 1
+        group.runs += 1
+        async with self.database.session(group.claims) as session:
+            return await group.query.run(session)
+
+    async def _run_group(self, group: _Group) -> None:
+        while True:
+            group.dirty.clear()
+            try:
+                value = await self._execute(group)
+            except Exception as exc:
+                for mailbox in group.subscribers:
+                    mailbox.put(_Failed(exc))
+                if self.groups.get(group.key) is group:
+                    del self.groups[group.key]
+                return
+            text = json.dumps(value, sort_keys=True, default=str)
+            if text != group.last_json:
+                group.last_json, group.last_value = text, value
+                for mailbox in group.subscribers:
+                    mailbox.put(value)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(group.dirty.wait(), self.refetch_s)
+            # Bursts of writes coalesce into one re-run.
+            await asyncio.sleep(self.min_interval_s)
+
+    async def _stream(self, ctx: Context, query: LiveQuery) -> AsyncIterator[Any]:
+        group = _Group(("stream", id(query)), query, ctx.claims, tables_of(query))
+        self._streams.add(group)
+        try:
+            while True:
+                group.dirty.clear()
+                batch = await self._execute(group)
+                if batch:
+                    yield batch
+                    continue  # there may be more after the new cursor
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(group.dirty.wait(), self.refetch_s)
+                await asyncio.sleep(self.min_interval_s)
+        finally:
+            self._streams.discard(group)
