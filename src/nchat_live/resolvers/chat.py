@@ -135,19 +135,22 @@ async def send_chat_message(
     return message
 
 
-async def _load_message(session: Session, message_id: str) -> tuple[Row, Row]:
+async def _load_message(session: Session, message_id: str, stream_id: str | None) -> tuple[Row, Row]:
+    """The message and its stream; `stream_id`, when given, must be the message's (REST paths name both)."""
     mid = parse_uuid(message_id, field="messageId")
     record = await session.fetchrow(f"SELECT {_MESSAGE_COLUMNS} FROM nchat_stream_chat_messages WHERE id = $1", mid)
-    if record is None:
+    if record is None or (stream_id is not None and str(record["stream_id"]) != stream_id):
         raise NotFound(f"chat message '{message_id}' not found", code="message-not-found")
     message = row(record)
     return message, await load_stream(session, message["stream_id"])
 
 
-async def delete_chat_message(session: Session, message_id: str, *, now: datetime | None = None) -> Row:
+async def delete_chat_message(
+    session: Session, message_id: str, *, stream_id: str | None = None, now: datetime | None = None
+) -> Row:
     """Soft delete by the author or a stream manager; the event carries the id only."""
     user_id = require_user(session, "delete messages")
-    message, stream = await _load_message(session, message_id)
+    message, stream = await _load_message(session, message_id, stream_id)
     if message["user_id"] != user_id and not await _is_manager(session, stream["id"]):
         raise PermissionDenied("only the author or a moderator may delete this message")
     if message["is_deleted"]:
@@ -162,10 +165,12 @@ async def delete_chat_message(session: Session, message_id: str, *, now: datetim
     return public_message(deleted)
 
 
-async def pin_chat_message(session: Session, message_id: str, *, now: datetime | None = None) -> Row:
+async def pin_chat_message(
+    session: Session, message_id: str, *, stream_id: str | None = None, now: datetime | None = None
+) -> Row:
     """Pin one message (the previously pinned one is unpinned): broadcaster or moderator."""
     user_id = require_user(session, "pin messages")
-    message, stream = await _load_message(session, message_id)
+    message, stream = await _load_message(session, message_id, stream_id)
     await require_manager(session, stream["id"], "pin messages")
     if message["is_deleted"]:
         raise ValidationFailed("a deleted message cannot be pinned", code="message-deleted")
@@ -186,9 +191,9 @@ async def pin_chat_message(session: Session, message_id: str, *, now: datetime |
     return pinned
 
 
-async def unpin_chat_message(session: Session, message_id: str) -> Row:
+async def unpin_chat_message(session: Session, message_id: str, *, stream_id: str | None = None) -> Row:
     require_user(session, "unpin messages")
-    message, stream = await _load_message(session, message_id)
+    message, stream = await _load_message(session, message_id, stream_id)
     await require_manager(session, stream["id"], "unpin messages")
     record = await session.fetchrow(
         f"UPDATE nchat_stream_chat_messages SET is_pinned = false, pinned_at = NULL, pinned_by = NULL "

@@ -1,0 +1,287 @@
+"""Strawberry output and input types of the streaming operations, and the row → type conversion.
+
+Names avoid the generated Hasura table types (`nchat_streams`, ...) and the event types of
+graphql/events.py.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime
+from typing import Any, TypeVar
+
+import strawberry
+
+T = TypeVar("T")
+
+
+def build(cls: type[T], data: dict[str, Any]) -> T:
+    """A Strawberry type from a domain row: takes the fields the type declares, None when absent."""
+    return cls(**{f.name: data.get(f.name) for f in dataclasses.fields(cls)})  # type: ignore[arg-type]
+
+
+@strawberry.type(description="A recording of an ended stream, for replay.")
+class StreamRecordingInfo:
+    id: strawberry.ID
+    status: str
+    url: str | None
+    thumbnail_url: str | None
+    duration_seconds: float | None
+    size_bytes: int | None
+    renditions: list[str] | None
+    created_at: datetime
+
+
+@strawberry.type(description="A live stream. streamKey and the ingest URLs only come back from "
+                             "createStream and rotateStreamKey, to the broadcaster.")
+class LiveStream:
+    id: strawberry.ID
+    channel_id: strawberry.ID
+    broadcaster_id: strawberry.ID
+    title: str
+    description: str | None
+    thumbnail_url: str | None
+    scheduled_at: datetime | None
+    status: str
+    ingest_url: str | None
+    hls_manifest_url: str | None
+    max_resolution: str
+    bitrate_kbps: int | None
+    fps: int | None
+    is_recorded: bool
+    enable_chat: bool
+    enable_reactions: bool
+    enable_qa: bool
+    chat_mode: str
+    slow_mode_seconds: int
+    tags: list[str]
+    language: str | None
+    current_viewers: int
+    peak_viewers: int
+    total_views: int
+    total_reactions: int
+    total_chat_messages: int
+    started_at: datetime | None
+    ended_at: datetime | None
+    duration_seconds: int | None
+    recording_url: str | None
+    end_reason: str | None
+    created_at: datetime
+    updated_at: datetime
+    playback_url: str | None = None
+    stream_key: str | None = None
+    whip_url: str | None = None
+    rtmp_url: str | None = None
+    rtmp_stream_key: str | None = None
+    recording: StreamRecordingInfo | None = None
+
+    @classmethod
+    def of(cls, data: dict[str, Any], playback_url: str | None = None) -> LiveStream:
+        recording = data.get("recording")
+        stream = build(cls, {**data, "recording": None})
+        stream.playback_url = data.get("playback_url") or playback_url
+        stream.recording = build(StreamRecordingInfo, recording) if recording else None
+        return stream
+
+
+@strawberry.type
+class HlsManifest:
+    stream_id: strawberry.ID
+    manifest_url: str
+    available: bool
+    status: str
+    recording_url: str | None
+
+
+@strawberry.type(description="A viewer's session; sessionId is the token for heartbeats and leaving.")
+class ViewerSession:
+    session_id: str
+    stream_id: strawberry.ID
+    user_id: strawberry.ID | None
+    quality: str | None
+    joined_at: datetime
+    last_seen_at: datetime
+    left_at: datetime | None
+    watch_duration_seconds: int
+    buffering_ms: int
+    quality_switches: int
+    current_viewers: int
+
+
+@strawberry.type
+class ChatMessage:
+    id: strawberry.ID
+    stream_id: strawberry.ID
+    user_id: strawberry.ID
+    content: str
+    is_pinned: bool
+    pinned_at: datetime | None
+    is_deleted: bool
+    deleted_at: datetime | None
+    created_at: datetime
+
+
+@strawberry.type(description="One page of chat, oldest first; pass nextCursor as `before` for older messages.")
+class ChatPage:
+    messages: list[ChatMessage]
+    next_cursor: str | None
+    has_more: bool
+    pinned: ChatMessage | None
+
+
+@strawberry.type
+class ChatBan:
+    id: strawberry.ID
+    stream_id: strawberry.ID | None
+    channel_id: strawberry.ID | None
+    user_id: strawberry.ID
+    banned_by: strawberry.ID | None
+    reason: str | None
+    expires_at: datetime | None
+    created_at: datetime
+
+
+@strawberry.type
+class StreamReaction:
+    id: strawberry.ID
+    stream_id: strawberry.ID
+    user_id: strawberry.ID | None
+    emoji: str
+    position_x: float | None
+    position_y: float | None
+    created_at: datetime
+
+
+@strawberry.type
+class EmojiCount:
+    emoji: str
+    count: int
+
+
+@strawberry.type
+class StreamQuestion:
+    id: strawberry.ID
+    stream_id: strawberry.ID
+    user_id: strawberry.ID
+    content: str
+    status: str
+    upvotes: int
+    answer: str | None
+    answered_at: datetime | None
+    answered_by: strawberry.ID | None
+    created_at: datetime
+
+
+@strawberry.type
+class QualityMetrics:
+    id: strawberry.ID
+    stream_id: strawberry.ID
+    recorded_at: datetime
+    current_viewer_count: int
+    bitrate_kbps: int | None
+    upload_bitrate_kbps: int | None
+    fps: float | None
+    resolution: str | None
+    dropped_frames: int | None
+    latency_ms: int | None
+    packet_loss_percent: float | None
+    jitter_ms: float | None
+    rtt_ms: float | None
+    encoder_speed: float | None
+    health_score: int | None
+    health: str | None = None
+
+
+@strawberry.type
+class StreamHealth:
+    stream_id: strawberry.ID
+    status: str
+    health_score: int | None
+    health: str
+    average_score_1m: float | None
+    samples_1m: int
+    current_viewers: int
+    latest: QualityMetrics | None
+
+
+@strawberry.type
+class ViewerTimelinePoint:
+    minute: datetime
+    viewers: int
+
+
+@strawberry.type
+class StreamAnalytics:
+    stream_id: strawberry.ID
+    status: str
+    duration_seconds: int
+    peak_concurrent_viewers: int
+    current_viewers: int
+    total_views: int
+    unique_viewers: int
+    average_watch_seconds: float
+    buffering_ratio: float
+    total_chat_messages: int
+    chat_engagement_rate: float
+    total_reactions: int
+    reactions_per_minute: float
+    quality_switches_per_viewer_hour: float
+    viewer_timeline: list[ViewerTimelinePoint]
+    top_emojis: list[EmojiCount]
+
+
+@strawberry.type
+class ReminderSetting:
+    stream_id: strawberry.ID
+    user_id: strawberry.ID
+    enabled: bool
+    scheduled_at: datetime | None
+
+
+@strawberry.input
+class CreateStreamInput:
+    channel_id: strawberry.ID
+    title: str
+    description: str | None = None
+    thumbnail_url: str | None = None
+    scheduled_at: datetime | None = None
+    max_resolution: str | None = None
+    enable_chat: bool | None = None
+    enable_reactions: bool | None = None
+    enable_qa: bool | None = None
+    chat_mode: str | None = None
+    slow_mode_seconds: int | None = None
+    tags: list[str] | None = None
+    language: str | None = None
+    is_recorded: bool | None = None
+
+
+@strawberry.input
+class UpdateStreamInput:
+    title: str | None = None
+    description: str | None = None
+    thumbnail_url: str | None = None
+    scheduled_at: datetime | None = None
+    max_resolution: str | None = None
+    enable_chat: bool | None = None
+    enable_reactions: bool | None = None
+    enable_qa: bool | None = None
+    chat_mode: str | None = None
+    slow_mode_seconds: int | None = None
+    tags: list[str] | None = None
+    language: str | None = None
+    is_recorded: bool | None = None
+
+
+@strawberry.input
+class QualityMetricsInput:
+    bitrate_kbps: int | None = None
+    upload_bitrate_kbps: int | None = None
+    fps: float | None = None
+    resolution: str | None = None
+    dropped_frames: int | None = None
+    latency_ms: int | None = None
+    packet_loss_percent: float | None = None
+    jitter_ms: float | None = None
+    rtt_ms: float | None = None
+    encoder_speed: float | None = None
