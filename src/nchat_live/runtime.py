@@ -14,6 +14,7 @@ from .db.embedded import EmbeddedPostgres
 
 if TYPE_CHECKING:
     from .graphql.registry import SchemaRegistry
+    from .media.features import MediaFeatures
     from .media.manager import MediaManager
     from .resolvers.scheduler import StreamScheduler
     from .subscriptions import BusStats, EventBus, LiveQueries, Realtime
@@ -42,6 +43,8 @@ class Runtime:
         self.scheduler: StreamScheduler | None = None
         # media/: WHIP/RTMP ingest, transcoding and HLS, when settings.media_enabled.
         self.media: MediaManager | None = None
+        # Recording, DVR, thumbnails, clean-up and RTMP ingest on top of media.
+        self.media_features: MediaFeatures | None = None
         self.started = False
 
     @property
@@ -93,6 +96,10 @@ class Runtime:
 
                 self.media = MediaManager(self)
                 await self.media.start()
+                from .media.features import MediaFeatures
+
+                self.media_features = MediaFeatures(self.media)
+                await self.media_features.start()
             from .resolvers.scheduler import StreamScheduler
 
             self.scheduler = StreamScheduler(self.db)
@@ -108,6 +115,9 @@ class Runtime:
             self.scheduler = None
         if self.media is not None:
             await self.media.stop()
+        if self.media_features is not None:
+            await self.media_features.stop()
+            self.media_features = None
             self.media = None
         if self.realtime is not None:
             from .subscriptions import stop_realtime

@@ -5,8 +5,9 @@ from __future__ import annotations
 from starlette.routing import Route
 
 from .hls import hls_routes
+from .replay_routes import replay_routes
 from .whip import whip_routes
 
 
 def media_routes() -> list[Route]:
-    return [*hls_routes(), *whip_routes()]
+    return [*replay_routes(), *hls_routes(), *whip_routes()]

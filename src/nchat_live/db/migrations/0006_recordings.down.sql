@@ -1,0 +1,1 @@
+DROP INDEX IF EXISTS nchat_stream_recordings_one_full_idx;

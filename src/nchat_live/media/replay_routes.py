@@ -1,0 +1,84 @@
+"""HTTP for recordings (/recordings/<stream_id>/...), thumbnails and DVR playlists under /hls/<stream_id>/."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from .hls import CORS, IMMUTABLE, NO_CACHE, PLAYLIST_TYPE
+from .manager import is_uuid
+
+_RECORDING_PATH = re.compile(
+    r"^(?:clips/[0-9a-f-]{36}/)?(?:master\.m3u8|\d{3,4}p/(?:index\.m3u8|init\.mp4|seg\d+\.m4s))$|^thumbnail\.jpg$"
+)
+_RENDITION = re.compile(r"^\d{3,4}p$")
+_TYPES = {".m3u8": PLAYLIST_TYPE, ".mp4": "video/mp4", ".m4s": "video/iso.segment", ".jpg": "image/jpeg"}
+
+
+def _not_found(message: str) -> JSONResponse:
+    return JSONResponse({"error": {"code": "not-found", "message": message}}, status_code=404, headers=CORS | NO_CACHE)
+
+
+def _type(path: str) -> str:
+    return next((t for ext, t in _TYPES.items() if path.endswith(ext)), "application/octet-stream")
+
+
+async def recording_file(request: Request) -> Response:
+    stream_id = request.path_params["stream_id"]
+    path = request.path_params["path"]
+    settings = request.app.state.runtime.settings
+    if not is_uuid(stream_id) or not _RECORDING_PATH.match(path):
+        return _not_found(f"no recording file '{path}' for stream '{stream_id}'")
+    file = settings.recording_dir / stream_id / path
+    if not await asyncio.to_thread(file.is_file):
+        return _not_found(f"no recording file '{path}' for stream '{stream_id}'")
+    # Playlists of a finished recording never change, but a deleted one must not linger in caches.
+    cache = {"Cache-Control": "public, max-age=60"} if path.endswith(".m3u8") else IMMUTABLE
+    return FileResponse(file, media_type=_type(path), headers=CORS | cache)
+
+
+async def _from_live_storage(request: Request, key: str, headers: dict[str, str]) -> Response:
+    manager = getattr(request.app.state.runtime, "media", None)
+    if manager is None:
+        return _not_found(f"no file '{key}'")
+    data = await asyncio.to_thread(manager.storage.read, key)
+    if data is None:
+        return _not_found(f"no file '{key}'")
+    return Response(data, media_type=_type(key), headers=CORS | headers)
+
+
+async def thumbnail(request: Request) -> Response:
+    stream_id = request.path_params["stream_id"]
+    if not is_uuid(stream_id):
+        return _not_found(f"no thumbnail for stream '{stream_id}'")
+    # A new thumbnail replaces it every few seconds.
+    return await _from_live_storage(request, f"{stream_id}/thumbnail.jpg", {"Cache-Control": "public, max-age=5"})
+
+
+async def dvr_master(request: Request) -> Response:
+    stream_id = request.path_params["stream_id"]
+    if not is_uuid(stream_id):
+        return _not_found(f"no DVR playlist for stream '{stream_id}'")
+    return await _from_live_storage(request, f"{stream_id}/dvr.m3u8", NO_CACHE)
+
+
+async def dvr_playlist(request: Request) -> Response:
+    stream_id = request.path_params["stream_id"]
+    name = request.path_params["rendition"]
+    if not is_uuid(stream_id) or not _RENDITION.match(name):
+        return _not_found(f"no DVR playlist '{name}' for stream '{stream_id}'")
+    return await _from_live_storage(request, f"{stream_id}/{name}/dvr.m3u8", NO_CACHE)
+
+
+def replay_routes() -> list[Route]:
+    """Put these before the HLS routes: `/hls/{id}/{rendition}/{filename}` would take dvr.m3u8."""
+    return [
+        Route("/hls/{stream_id}/thumbnail.jpg", thumbnail, methods=["GET", "HEAD"]),
+        Route("/hls/{stream_id}/dvr.m3u8", dvr_master, methods=["GET", "HEAD"]),
+        Route("/hls/{stream_id}/{rendition}/dvr.m3u8", dvr_playlist, methods=["GET", "HEAD"]),
+        Route("/recordings/{stream_id}/{path:path}", recording_file, methods=["GET", "HEAD"]),
+    ]
