@@ -14,6 +14,7 @@ from starlette.routing import BaseRoute, Route
 from .config import Settings
 from .media.routes import media_routes
 from .observability import RequestIdMiddleware, metrics, readyz
+from .rest import rest_routes
 from .runtime import Runtime
 from .subscriptions.routes import websocket_routes
 from .web import web_routes
@@ -45,6 +46,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         Route("/metrics", metrics),
         *websocket_routes(),
         *media_routes(),
+        *rest_routes(),
     ]
     # The console's pages last: any API route of the same path wins.
     routes += web_routes()
