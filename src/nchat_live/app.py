@@ -12,6 +12,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
 from .config import Settings
+from .graphql.http import graphql_routes
 from .media.routes import media_routes
 from .observability import RequestIdMiddleware, metrics, readyz
 from .rest import rest_routes
@@ -44,6 +45,9 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", metrics),
+        # GraphQL over HTTP (POST /v1/graphql, /graphql; GET GraphiQL). HTTP-only Routes: the
+        # websocket routes of the same paths below still match websocket scopes.
+        *graphql_routes(),
         *websocket_routes(),
         *media_routes(),
         *rest_routes(),

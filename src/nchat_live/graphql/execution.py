@@ -1,0 +1,303 @@
+"""Running one GraphQL request as a caller: limits, validation, execution, Hasura-shaped answers.
+
+`execute` serves queries and mutations (HTTP, and websockets for non-subscription operations);
+`subscribe` serves subscriptions. Both answer in Hasura's shape: `{"data": ...}` on success,
+`{"errors": [{"message", "extensions": {"code", "path"}}]}` otherwise (no partial data, as Hasura).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from inspect import isawaitable
+from typing import Any
+
+import graphql
+from graphql import (
+    ArgumentNode,
+    DocumentNode,
+    ExecutionResult,
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLError,
+    GraphQLSchema,
+    InlineFragmentNode,
+    NoSchemaIntrospectionCustomRule,
+    OperationDefinitionNode,
+    OperationType,
+    SelectionSetNode,
+    specified_rules,
+)
+
+from ..errors import NchatError, Unavailable
+from .context import Context
+from .hasura_resolvers import MUTATION_SESSION
+
+log = logging.getLogger(__name__)
+
+Response = dict[str, Any]
+_CACHE_SIZE = 512
+_documents: OrderedDict[tuple[int, str, bool], tuple[DocumentNode | None, list[Response]]] = OrderedDict()
+_UNKNOWN_FIELD = re.compile(r"^Cannot query field '([^']+)' on type '([^']+)'\.")
+
+
+@dataclass(frozen=True)
+class Prepared:
+    schema: GraphQLSchema
+    document: DocumentNode
+    operation: OperationDefinitionNode | None
+
+
+def error(message: str, code: str = "validation-failed", path: str = "$") -> Response:
+    return {"errors": [{"message": message, "extensions": {"path": path, "code": code}}]}
+
+
+class _Rollback(Exception):
+    def __init__(self, result: ExecutionResult) -> None:
+        self.result = result
+
+
+def _brace_depth(query: str) -> int:
+    """Nesting of braces outside strings and comments: a guard before the recursive parser."""
+    depth = deepest = 0
+    i, n = 0, len(query)
+    while i < n:
+        ch = query[i]
+        if ch == "#":
+            end = query.find("\n", i)
+            i = n if end < 0 else end
+        elif ch == '"':
+            i += 1
+            while i < n and query[i] != '"':
+                i += 2 if query[i] == "\\" else 1
+        elif ch == "{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch == "}":
+            depth -= 1
+        i += 1
+    return deepest
+
+
+def _depth(selection_set: SelectionSetNode | None, fragments: dict[str, FragmentDefinitionNode],
+           visiting: frozenset[str] = frozenset()) -> int:
+    if selection_set is None:
+        return 0
+    best = 0
+    for sel in selection_set.selections:
+        if isinstance(sel, FieldNode):
+            # Introspection documents are deep by nature (ofType chains) and served by the engine.
+            d = 0 if sel.name.value.startswith("__") else 1 + _depth(sel.selection_set, fragments, visiting)
+        elif isinstance(sel, InlineFragmentNode):
+            d = _depth(sel.selection_set, fragments, visiting)
+        elif isinstance(sel, FragmentSpreadNode) and sel.name.value not in visiting and sel.name.value in fragments:
+            d = _depth(fragments[sel.name.value].selection_set, fragments, visiting | {sel.name.value})
+        else:
+            d = 0
+        best = max(best, d)
+    return best
+
+
+def _node_paths(document: DocumentNode) -> dict[int, str]:
+    """Hasura-style paths ($.selectionSet.a.selectionSet.b) for the nodes of a document."""
+    paths: dict[int, str] = {}
+
+    def walk(selection_set: SelectionSetNode | None, prefix: str) -> None:
+        if selection_set is None:
+            return
+        for sel in selection_set.selections:
+            if isinstance(sel, FieldNode):
+                path = f"{prefix}.selectionSet.{sel.name.value}"
+                paths[id(sel)] = path
+                for arg in sel.arguments or ():
+                    paths[id(arg)] = f"{path}.args.{arg.name.value}"
+                walk(sel.selection_set, path)
+            elif isinstance(sel, InlineFragmentNode):
+                walk(sel.selection_set, prefix)
+
+    for definition in document.definitions:
+        if isinstance(definition, OperationDefinitionNode):
+            walk(definition.selection_set, "$")
+        elif isinstance(definition, FragmentDefinitionNode):
+            walk(definition.selection_set, f"$.fragmentDefinitions.{definition.name.value}")
+    return paths
+
+
+def _validation_error(err: GraphQLError, paths: dict[int, str]) -> Response:
+    message = err.message
+    match = _UNKNOWN_FIELD.match(message)
+    if match:
+        message = f"field '{match.group(1)}' not found in type: '{match.group(2)}'"
+    path = "$"
+    for node in reversed(err.nodes or []):
+        if isinstance(node, (FieldNode, ArgumentNode)) and id(node) in paths:
+            path = paths[id(node)]
+            break
+    return {"message": message, "extensions": {"path": path, "code": "validation-failed"}}
+
+
+def format_error(err: GraphQLError) -> Response:
+    original = err.original_error
+    if isinstance(original, NchatError):
+        return {"message": original.message, "extensions": {"path": "$", "code": original.code}}
+    if original is not None and not isinstance(original, GraphQLError):
+        if err.path is None:  # coercing a request value (a variable) failed
+            return {"message": err.message, "extensions": {"path": "$", "code": "validation-failed"}}
+        log.error("unexpected error in GraphQL field %s", ".".join(map(str, err.path)), exc_info=original)
+        return {"message": "unexpected error", "extensions": {"path": "$", "code": "unexpected"}}
+    code = (err.extensions or {}).get("code") or ("validation-failed" if err.path is None else "unexpected")
+    return {"message": err.message, "extensions": {"path": "$", "code": code}}
+
+
+def format_result(result: ExecutionResult) -> Response:
+    if result.errors:
+        return {"errors": [format_error(e) for e in result.errors]}
+    return {"data": result.data}
+
+
+def prepare(ctx: Context, query: Any) -> Prepared | Response:
+    """Parse and validate `query` against the caller's schema (cached), or the errors to answer."""
+    registry = getattr(ctx.runtime, "graphql", None)
+    if registry is None:
+        raise Unavailable("the GraphQL schema is not built yet")
+    schema = registry.for_role(ctx.claims.role)
+    if not isinstance(query, str) or not query.strip():
+        return error("the request has no \"query\" (a GraphQL document string)", path="$.query")
+    settings = ctx.runtime.settings
+    introspection = settings.introspection_for_all or ctx.claims.is_admin
+    key = (id(schema), query, introspection)
+    cached = _documents.get(key)
+    if cached is None:
+        cached = _parse_and_validate(schema, query, introspection, settings.max_query_depth)
+        _documents[key] = cached
+        if len(_documents) > _CACHE_SIZE:
+            _documents.popitem(last=False)
+    else:
+        _documents.move_to_end(key)
+    document, errors = cached
+    if document is None:
+        return {"errors": errors}
+    return Prepared(schema, document, None)
+
+
+def _parse_and_validate(
+    schema: GraphQLSchema, query: str, introspection: bool, max_depth: int
+) -> tuple[DocumentNode | None, list[Response]]:
+    limit_message = f"the query is nested deeper than the maximum depth of {max_depth}"
+    if _brace_depth(query) > max_depth * 2 + 32:
+        return None, error(limit_message)["errors"]
+    try:
+        document = graphql.parse(query)
+    except GraphQLError as exc:
+        return None, error(f"not a valid graphql query: {exc.message}", path="$.query")["errors"]
+    fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
+    for definition in document.definitions:
+        if isinstance(definition, OperationDefinitionNode) and _depth(definition.selection_set, fragments) > max_depth:
+            return None, error(limit_message)["errors"]
+    rules = list(specified_rules)
+    if not introspection:
+        rules.append(NoSchemaIntrospectionCustomRule)
+    problems = graphql.validate(schema, document, rules)
+    if problems:
+        paths = _node_paths(document)
+        return None, [_validation_error(p, paths) for p in problems]
+    return document, []
+
+
+async def execute(
+    ctx: Context, query: Any, variables: Any = None, operation_name: str | None = None
+) -> Response:
+    """Run a query or mutation as `ctx.claims`; the JSON to send back."""
+    try:
+        prepared = prepare(ctx, query)
+    except NchatError as exc:
+        return error(exc.message, exc.code)
+    if not isinstance(prepared, Prepared):
+        return prepared
+    if variables is not None and not isinstance(variables, dict):
+        return error("\"variables\" must be a JSON object", path="$.variables")
+    if operation_name is not None and not isinstance(operation_name, str):
+        return error("\"operationName\" must be a string", path="$.operationName")
+    operation = graphql.get_operation_ast(prepared.document, operation_name)
+    if operation is not None and operation.operation == OperationType.SUBSCRIPTION:
+        return error("subscriptions are served over a websocket (graphql-transport-ws or graphql-ws)")
+    if operation is None or operation.operation != OperationType.MUTATION:
+        return format_result(await _run(prepared, ctx, variables, operation_name))
+    # Every mutation root field of the request in one transaction: any error rolls all back.
+    try:
+        async with ctx.session() as session:
+            ctx.extra[MUTATION_SESSION] = session
+            result = await _run(prepared, ctx, variables, operation_name)
+            if result.errors:
+                raise _Rollback(result)
+    except _Rollback as rollback:
+        # A failed statement aborts the transaction; the fields after it fail with "current
+        # transaction is aborted", which says nothing the first error did not.
+        errors = [e for e in rollback.result.errors or [] if "25P02" not in _sqlstate(e)]
+        return {"errors": [format_error(e) for e in errors or rollback.result.errors or []]}
+    except NchatError as exc:  # failed at commit (e.g. a deferred constraint)
+        return error(exc.message, exc.code)
+    finally:
+        ctx.extra.pop(MUTATION_SESSION, None)
+    return format_result(result)
+
+
+def _sqlstate(err: GraphQLError) -> str:
+    cause = err.original_error
+    while cause is not None:
+        state = getattr(cause, "sqlstate", None)
+        if state:
+            return str(state)
+        cause = cause.__cause__
+    return ""
+
+
+async def _run(prepared: Prepared, ctx: Context, variables: Any, operation_name: str | None) -> ExecutionResult:
+    result = graphql.execute(prepared.schema, prepared.document, context_value=ctx, variable_values=variables,
+                             operation_name=operation_name)
+    if isawaitable(result):
+        result = await result
+    assert isinstance(result, ExecutionResult)
+    return result
+
+
+async def subscribe(
+    ctx: Context, query: Any, variables: Any = None, operation_name: str | None = None
+) -> Response | AsyncIterator[Response]:
+    """A subscription as `ctx.claims`: an async iterator of responses, or the errors to send once.
+
+    The iterator's `aclose()` ends the underlying subscription (and its live query).
+    """
+    try:
+        prepared = prepare(ctx, query)
+    except NchatError as exc:
+        return error(exc.message, exc.code)
+    if not isinstance(prepared, Prepared):
+        return prepared
+    if variables is not None and not isinstance(variables, dict):
+        return error("\"variables\" must be a JSON object", path="$.variables")
+    stream = graphql.subscribe(prepared.schema, prepared.document, context_value=ctx, variable_values=variables,
+                               operation_name=operation_name)
+    if isawaitable(stream):
+        stream = await stream
+    if isinstance(stream, ExecutionResult):
+        return format_result(stream)
+    source: Any = stream
+
+    async def responses() -> AsyncIterator[Response]:
+        try:
+            async for result in source:
+                yield format_result(result)
+        finally:
+            close = getattr(source, "aclose", None)
+            if close is not None:
+                await close()
+
+    return responses()
+
+
+__all__ = ["Prepared", "error", "execute", "format_error", "prepare", "subscribe"]

@@ -1,0 +1,105 @@
+"""Insert, update and delete root fields compiled to one data-modifying statement each.
+
+With `returning` (or a single-row result) selected, the DML runs in a CTE whose rows the response
+is built from; without it the plain statement runs and its command tag gives `affected_rows`
+(RETURNING would also apply the table's SELECT policies to the written rows, which a role that may
+insert without reading, such as an anonymous viewer, does not pass).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ...errors import ValidationFailed
+from .catalog import Catalog, Table
+from .compiler import Compiler
+from .selection import Reader, Selected
+from .sql import ident, json_object
+
+
+@dataclass
+class CompiledMutation:
+    sql: str
+    params: list[Any]
+    # When set, the statement is plain DML and the response is {key: affected rows} for these keys.
+    affected_keys: list[str] | None = None
+
+
+class MutationCompiler(Compiler):
+    def __init__(self, catalog: Catalog, reader: Reader, max_rows: int, returnable: frozenset[str]) -> None:
+        super().__init__(catalog, reader, max_rows)
+        # Columns the role may read back: what RETURNING may name.
+        self.returnable = returnable
+
+    def _finish(self, table: Table, selected: Selected, dml: str, single: bool) -> CompiledMutation:
+        parts = self.reader.child_fields(selected)
+        if not single and all(p.nodes[0].name.value == "affected_rows" for p in parts):
+            return CompiledMutation(dml, self.params.values, [p.key for p in parts])
+        returning = ", ".join(ident(c) for c in table.columns if c in self.returnable)
+        r = self.alias("_r")
+        if single:
+            body = f"(SELECT {self.object_json(table, r, parts)} FROM _m {r} LIMIT 1)"
+        else:
+            pairs = []
+            for p in parts:
+                if p.nodes[0].name.value == "affected_rows":
+                    pairs.append((p.key, "(SELECT count(*) FROM _m)"))
+                else:
+                    obj = self.object_json(table, r, self.reader.child_fields(p))
+                    pairs.append((p.key, f"(SELECT coalesce(json_agg({obj}), '[]') FROM _m {r})"))
+            body = json_object(pairs)
+        return CompiledMutation(f"WITH _m AS ({dml} RETURNING {returning}) SELECT {body}", self.params.values)
+
+    def insert(
+        self, table: Table, selected: Selected, objects: list[dict[str, Any]], on_conflict: dict[str, Any] | None,
+        single: bool,
+    ) -> CompiledMutation:
+        wanted = {c for obj in objects for c in obj}
+        cols = [c for c in table.columns if c in wanted]
+        a = self.alias()
+        if cols:
+            rows = ", ".join(
+                "(" + ", ".join(self.params.typed(obj[c], table.columns[c]) if c in obj else "DEFAULT" for c in cols)
+                + ")" for obj in objects
+            )
+            dml = f"INSERT INTO {ident(table.name)} AS {a} ({', '.join(ident(c) for c in cols)}) VALUES {rows}"
+        elif len(objects) == 1:
+            dml = f"INSERT INTO {ident(table.name)} AS {a} DEFAULT VALUES"
+        else:
+            raise ValidationFailed("each object of a multi-row insert needs at least one column")
+        if on_conflict:
+            constraint = on_conflict["constraint"]
+            update = on_conflict.get("update_columns") or []
+            if update:
+                sets = ", ".join(f"{ident(c)} = EXCLUDED.{ident(c)}" for c in update)
+                dml += f" ON CONFLICT ON CONSTRAINT {ident(constraint)} DO UPDATE SET {sets}"
+                if on_conflict.get("where"):
+                    dml += f" WHERE {self.bool_exp(table, a, on_conflict['where'])}"
+            else:
+                dml += f" ON CONFLICT ON CONSTRAINT {ident(constraint)} DO NOTHING"
+        return self._finish(table, selected, dml, single)
+
+    def update(
+        self, table: Table, selected: Selected, where: dict[str, Any] | None, pk: dict[str, Any] | None,
+        set_: dict[str, Any] | None, inc: dict[str, Any] | None, single: bool,
+    ) -> CompiledMutation:
+        set_, inc = set_ or {}, inc or {}
+        both = sorted(set(set_) & set(inc))
+        if both:
+            raise ValidationFailed(f"column '{both[0]}' is in both _set and _inc")
+        if not set_ and not inc:
+            raise ValidationFailed("at least one of _set, _inc is expected")
+        a = self.alias()
+        sets = [f"{ident(c)} = {self.params.typed(v, table.columns[c])}" for c, v in set_.items()]
+        sets += [f"{ident(c)} = {a}.{ident(c)} + {self.params.typed(v, table.columns[c])}" for c, v in inc.items()]
+        cond = self.pk_match(table, a, pk) if pk is not None else self.bool_exp(table, a, where or {})
+        dml = f"UPDATE {ident(table.name)} AS {a} SET {', '.join(sets)} WHERE {cond}"
+        return self._finish(table, selected, dml, single)
+
+    def delete(
+        self, table: Table, selected: Selected, where: dict[str, Any] | None, pk: dict[str, Any] | None, single: bool
+    ) -> CompiledMutation:
+        a = self.alias()
+        cond = self.pk_match(table, a, pk) if pk is not None else self.bool_exp(table, a, where or {})
+        return self._finish(table, selected, f"DELETE FROM {ident(table.name)} AS {a} WHERE {cond}", single)

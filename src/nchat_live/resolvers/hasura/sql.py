@@ -1,0 +1,89 @@
+"""SQL text building blocks: quoted identifiers, typed parameters, JSON objects."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from .catalog import Column
+
+# Postgres functions take at most 100 arguments, so json_build_object holds 50 pairs; wider
+# objects are built in chunks and concatenated as jsonb (key order does not matter: GraphQL
+# execution orders the response by the selection, not by the JSON).
+_MAX_PAIRS = 50
+
+
+def ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def literal_key(name: str) -> str:
+    """A JSON key as a SQL string literal; keys are GraphQL names ([_A-Za-z][_0-9A-Za-z]*)."""
+    return "'" + name.replace("'", "''") + "'"
+
+
+def json_object(pairs: Sequence[tuple[str, str]]) -> str:
+    if len(pairs) <= _MAX_PAIRS:
+        return "json_build_object(" + ", ".join(f"{literal_key(k)}, {v}" for k, v in pairs) + ")"
+    chunks = [pairs[i:i + _MAX_PAIRS] for i in range(0, len(pairs), _MAX_PAIRS)]
+    joined = " || ".join(
+        "jsonb_build_object(" + ", ".join(f"{literal_key(k)}, {v}" for k, v in chunk) + ")" for chunk in chunks
+    )
+    return f"({joined})::json"
+
+
+def _array_literal(values: list[Any]) -> str:
+    items = []
+    for v in values:
+        if v is None:
+            items.append("NULL")
+        elif isinstance(v, list):
+            items.append(_array_literal(v))
+        else:
+            text = _scalar_text(v)
+            items.append('"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"')
+    return "{" + ",".join(items) + "}"
+
+
+def _scalar_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value)
+    return str(value)
+
+
+def as_text(value: Any, column: Column | None = None) -> str | None:
+    """The text Postgres parses into the column's type, as Hasura passes values.
+
+    jsonb takes any JSON value (a string becomes a JSON string); an array column takes a JSON
+    list or a Postgres array literal; everything else is its text form.
+    """
+    if value is None:
+        return None
+    if column is not None and column.is_json:
+        return json.dumps(value)
+    if column is not None and column.is_array and isinstance(value, list):
+        return _array_literal(value)
+    return _scalar_text(value)
+
+
+class Params:
+    """The $n parameters of one statement; values always travel as text and are cast in SQL."""
+
+    def __init__(self) -> None:
+        self.values: list[Any] = []
+
+    def add(self, value: Any) -> str:
+        self.values.append(value)
+        return f"${len(self.values)}"
+
+    def typed(self, value: Any, column: Column) -> str:
+        return f"({self.add(as_text(value, column))}::text)::{column.sql_type}"
+
+    def text(self, value: Any) -> str:
+        return f"{self.add(None if value is None else _scalar_text(value))}::text"
+
+    def text_array(self, values: list[Any]) -> str:
+        return f"{self.add([_scalar_text(v) for v in values])}::text[]"
