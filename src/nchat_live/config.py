@@ -36,6 +36,12 @@ class Settings(BaseSettings):
 
     bus_url: str = Field(default="memory://", validation_alias=AliasChoices("BUS_URL", "NCHAT_BUS_URL"))
 
+    # Stream scheduler (resolvers/scheduler.py): reminder lead times in minutes, comma-separated
+    # ("15,0" = 15 minutes before and at start); scheduled streams not live this long after their
+    # start are cancelled.
+    reminder_lead_minutes: str = Field(default="15,0", validation_alias="NCHAT_REMINDER_LEAD_MINUTES")
+    schedule_grace_minutes: int = Field(default=30, validation_alias="NCHAT_SCHEDULE_GRACE_MINUTES")
+
     media_enabled: bool = Field(default=True, validation_alias="NCHAT_MEDIA_ENABLED")
     media_dir: Path = Field(default=Path(".data/media"), validation_alias="NCHAT_MEDIA_DIR")
     recording_dir: Path = Field(

@@ -102,7 +102,7 @@ class Runtime:
                 await self.media_features.start()
             from .resolvers.scheduler import StreamScheduler
 
-            self.scheduler = StreamScheduler(self.db)
+            self.scheduler = StreamScheduler.from_settings(self.db, self.settings)
             self.scheduler.start()
             self.started = True
         except BaseException:

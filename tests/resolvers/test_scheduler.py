@@ -10,7 +10,7 @@ import pytest
 from nchat_live.auth import Claims
 from nchat_live.config import Settings
 from nchat_live.db import Database
-from nchat_live.errors import NchatError
+from nchat_live.errors import ConfigError, NchatError
 from nchat_live.resolvers import scheduler, streams
 from nchat_live.resolvers.scheduler import StreamScheduler
 from nchat_live.resolvers.streams import StreamInput
@@ -76,3 +76,11 @@ async def test_start_and_stop_own_the_task(db: Database) -> None:
     await asyncio.sleep(0.1)
     await task.stop()
     assert task._task is None
+
+
+def test_lead_times_and_grace_come_from_settings(db: Database, settings: Settings) -> None:
+    task = StreamScheduler.from_settings(db, settings.model_copy(update={
+        "reminder_lead_minutes": "0, 60,15", "schedule_grace_minutes": 5}))
+    assert task.lead_minutes == (60, 15, 0) and task.grace == timedelta(minutes=5)
+    with pytest.raises(ConfigError, match="'soon'"):
+        StreamScheduler.from_settings(db, settings.model_copy(update={"reminder_lead_minutes": "soon"}))

@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from ..auth import Claims
+from ..config import Settings
 from ..db import Database, Session
-from ..errors import ValidationFailed
+from ..errors import ConfigError, ValidationFailed
 from . import lifecycle, viewers
 from ._common import Row, load_stream, require_user, utcnow
 
@@ -71,6 +72,17 @@ class StreamScheduler:
         self.interval = interval
         self.viewer_silence = viewer_silence
         self._task: asyncio.Task[None] | None = None
+
+    @classmethod
+    def from_settings(cls, database: Database, settings: Settings) -> StreamScheduler:
+        try:
+            leads = tuple(int(p) for p in settings.reminder_lead_minutes.split(",") if p.strip())
+        except ValueError:
+            raise ConfigError(f"NCHAT_REMINDER_LEAD_MINUTES '{settings.reminder_lead_minutes}' is not a "
+                              "comma-separated list of minutes, e.g. 15,0") from None
+        if any(lead < 0 for lead in leads) or settings.schedule_grace_minutes < 0:
+            raise ConfigError("reminder lead times and the schedule grace period cannot be negative")
+        return cls(database, lead_minutes=leads, grace=timedelta(minutes=settings.schedule_grace_minutes))
 
     def start(self) -> None:
         if self._task is None:
