@@ -30,7 +30,7 @@ CORS = {
 NO_CACHE = {"Cache-Control": "no-cache"}
 IMMUTABLE = {"Cache-Control": "public, max-age=31536000, immutable"}
 _RENDITION = re.compile(r"^\d{3,4}p$")
-_MEDIA_FILE = re.compile(r"^(?:init\.mp4|seg(\d+)(?:\.(\d+))?\.m4s)$")
+_MEDIA_FILE = re.compile(r"^(?:init\d*\.mp4|seg(\d+)(?:\.(\d+))?\.m4s)$")
 
 
 def _error(status: int, code: str, message: str) -> JSONResponse:

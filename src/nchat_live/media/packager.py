@@ -35,12 +35,21 @@ class PackagingConfig:
     keep_extra_segments: int = 2
 
     @property
+    def part_target(self) -> float:
+        """The declared PART-TARGET: the nominal part plus slack for WebRTC frame-timing jitter.
+
+        Every part must be no longer than PART-TARGET; a late frame stretches the last sample of a part,
+        so parts are cut at `part_seconds` and may run up to 100 ms over it.
+        """
+        return round(self.part_seconds + 0.1, 3)
+
+    @property
     def target_duration(self) -> int:
         return max(1, math.ceil(self.segment_seconds))
 
     @property
     def part_hold_back(self) -> float:
-        return round(3 * self.part_seconds + 0.001, 3)
+        return round(3 * self.part_target, 3)
 
     @property
     def hold_back(self) -> float:
@@ -77,6 +86,7 @@ class Segment:
     start: float
     program_date_time: datetime
     discontinuity: bool
+    init_uri: str = "init.mp4"
     parts: list[Part] = field(default_factory=list)
     data: bytearray = field(default_factory=bytearray)
     duration: float = 0.0
@@ -100,6 +110,7 @@ class RenditionPackager:
         self.name = rendition.name
         self.codecs: str | None = None
         self.has_init = False
+        self.init_uri = "init.mp4"
         self.segments: list[Segment] = []
         self.next_msn = 0
         self.discontinuity_sequence = 0
@@ -118,9 +129,13 @@ class RenditionPackager:
     # -- worker-thread side ---------------------------------------------------------------------
 
     def set_init(self, data: bytes, codecs: str | None) -> None:
-        self.owner.storage.write(f"{self.prefix}/init.mp4", data)
+        """A new initialization segment: the first, or a new encoder's after a publisher reconnect."""
+        with self.owner.lock:
+            uri = "init.mp4" if not self.has_init else f"init{self.next_msn}.mp4"
+        self.owner.storage.write(f"{self.prefix}/{uri}", data)
         with self.owner.lock:
             self.codecs = codecs
+            self.init_uri = uri
             self.has_init = True
 
     def mark_discontinuity(self, at_seconds: float) -> None:
@@ -128,8 +143,8 @@ class RenditionPackager:
         with self.owner.lock:
             self._pending_discontinuity = at_seconds
 
-    def add_part(self, data: bytes, info: FragmentInfo, timescale: int) -> None:
-        start = info.base_time / timescale
+    def add_part(self, data: bytes, info: FragmentInfo, timescale: int, origin: float = 0.0) -> None:
+        start = origin + info.base_time / timescale
         duration = info.duration / timescale
         finished: Segment | None = None
         with self.owner.lock:
@@ -148,7 +163,7 @@ class RenditionPackager:
             self._seconds_total += duration
             if duration > 0:
                 self.peak_bitrate = max(self.peak_bitrate, int(len(data) * 8 / duration))
-            if duration > self.owner.config.part_seconds + 1e-3:
+            if duration > self.owner.config.part_target + 1e-3:
                 log.warning("%s/%s part %s lasts %.3f s > PART-TARGET", self.owner.stream_id, self.name,
                             part.uri, duration)
         self.owner.storage.write(f"{self.prefix}/{part.uri}", data)
@@ -185,6 +200,7 @@ class RenditionPackager:
             start=start,
             program_date_time=self.owner.epoch + timedelta(seconds=start),
             discontinuity=discontinuity,
+            init_uri=self.init_uri,
         )
         self.next_msn += 1
         self.segments.append(segment)
@@ -208,7 +224,7 @@ class RenditionPackager:
         segment.data = bytearray()  # the parts and the segment file hold it now
         info = SegmentInfo(
             stream_id=self.owner.stream_id, rendition=self.name, msn=segment.msn, key=key,
-            init_key=f"{self.prefix}/init.mp4", duration=segment.duration, start=segment.start,
+            init_key=f"{self.prefix}/{segment.init_uri}", duration=segment.duration, start=segment.start,
             discontinuity=segment.discontinuity, program_date_time=segment.program_date_time, data=data,
         )
         self.owner.segment_finished(info)
@@ -217,6 +233,8 @@ class RenditionPackager:
             old = self._retired.pop(0)
             if not self.owner.keep_segments:
                 self.owner.storage.delete(f"{self.prefix}/{old.uri}")
+                if old.init_uri != self.init_uri and all(s.init_uri != old.init_uri for s in self.segments):
+                    self.owner.storage.delete(f"{self.prefix}/{old.init_uri}")
             for part in old.parts:
                 self.owner.storage.delete(f"{self.prefix}/{part.uri}")
 
@@ -296,15 +314,18 @@ class RenditionPackager:
                 f"#EXT-X-DISCONTINUITY-SEQUENCE:{self.discontinuity_sequence}",
                 f"#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK={config.part_hold_back:.3f},"
                 f"HOLD-BACK={config.hold_back:.3f}",
-                f"#EXT-X-PART-INF:PART-TARGET={config.part_seconds:.3f}",
+                f"#EXT-X-PART-INF:PART-TARGET={config.part_target:.3f}",
                 "#EXT-X-INDEPENDENT-SEGMENTS",
-                '#EXT-X-MAP:URI="init.mp4"',
             ]
+            current_map = None
             # Parts are listed for the newest segments only (within three target durations of the edge).
             with_parts = {s.msn for s in self.segments[-3:]}
             for segment in self.segments:
                 if segment.discontinuity:
                     lines.append("#EXT-X-DISCONTINUITY")
+                if segment.init_uri != current_map:
+                    current_map = segment.init_uri
+                    lines.append(f'#EXT-X-MAP:URI="{current_map}"')
                 pdt = segment.program_date_time.astimezone(UTC).isoformat(timespec="milliseconds")
                 lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{pdt.replace('+00:00', 'Z')}")
                 if segment.msn in with_parts:

@@ -116,8 +116,12 @@ def encoder_options(encoder: str, rendition: Rendition) -> dict[str, str]:
 class _RenditionEncoder:
     """Scaler, H.264 + AAC encoders and the fMP4 muxer of one rendition."""
 
-    def __init__(self, rendition: Rendition, packager: RenditionPackager, encoder: str, part_seconds: float) -> None:
+    def __init__(self, rendition: Rendition, packager: RenditionPackager, encoder: str, part_seconds: float,
+                 origin: float = 0.0) -> None:
         self.rendition = rendition
+        # Pipeline time of this muxer's zero: each muxer's timeline starts at 0 (as the AAC priming
+        # alignment assumes); the packager adds the origin back.
+        self.origin = origin
         self.packager = packager
         self.sink = _Sink()
         self.splitter = BoxSplitter()
@@ -147,7 +151,7 @@ class _RenditionEncoder:
         self.closed = False
 
     def encode_video(self, frame: av.VideoFrame, at: float, keyframe: bool) -> bool:
-        pts = round(at * self.rendition.fps)
+        pts = round((at - self.origin) * self.rendition.fps)
         if pts <= self.last_pts:
             if not keyframe:
                 return False  # frame-rate decimation: this output slot is already filled
@@ -199,7 +203,7 @@ class _RenditionEncoder:
             info = parse_moof(moof, 1)
             if info is None:
                 return  # an audio-only fragment (the end of the stream): nothing a player needs
-            self.packager.add_part(moof + data, info, self.video.time_base.denominator)
+            self.packager.add_part(moof + data, info, self.video.time_base.denominator, self.origin)
 
 
 class _Clock:
@@ -271,6 +275,7 @@ class StreamPipeline:
         self._resampler: av.AudioResampler | None = None
         self._audio_samples = 0  # samples written into the FIFO (the audio timeline)
         self._audio_encoded = 0
+        self._audio_origin = 0
         self._video_backlog = 0
         self._slow_since: float | None = None
         self._closed = False
@@ -374,8 +379,7 @@ class StreamPipeline:
         keyframe = False
         if self._new_epoch or self._next_key is None:
             if self._next_key is not None:
-                for encoder in self._encoders:
-                    encoder.packager.mark_discontinuity(at - 1e-3)
+                self._restart_encoders(at)
             self._new_epoch = False
             keyframe = True
             self._next_key = at + self.config.segment_seconds
@@ -395,6 +399,25 @@ class StreamPipeline:
             except Exception:
                 log.exception("observer on_keyframe failed")
         self._measure(frame, at, time.perf_counter() - work_started)
+
+    def _restart_encoders(self, at: float) -> None:
+        """After a reconnect: close each muxer (its last part must not span the gap) and start new ones.
+
+        The new muxers write a new init segment; the playlists get EXT-X-DISCONTINUITY and a new EXT-X-MAP.
+        Audio skips the gap instead of filling it with silence.
+        """
+        self._flush_audio(final=True)
+        restarted = []
+        for encoder in self._encoders:
+            encoder.close()
+            encoder.packager.mark_discontinuity(at - 1e-3)
+            restarted.append(_RenditionEncoder(encoder.rendition, encoder.packager, self.encoder,
+                                               self.config.part_seconds, origin=at))
+        self._encoders = restarted
+        self._audio_fifo = None
+        self._resampler = None
+        self._audio_samples = self._audio_encoded = round(at * AUDIO_RATE)
+        self._audio_origin = self._audio_encoded
 
     def _measure(self, frame: av.VideoFrame, at: float, spent: float) -> None:
         interval = max(at - self.stats.media_seconds, 1e-3) if self.stats.media_seconds else 1 / 30
@@ -482,7 +505,7 @@ class StreamPipeline:
                 break
             # Offset by the AAC encoder's priming delay so its first packet lands at 0, in line with
             # the video; otherwise the muxer shifts the first video sample and the first part overruns.
-            chunk.pts = self._audio_encoded + AAC_FRAME
+            chunk.pts = self._audio_encoded - self._audio_origin + AAC_FRAME
             chunk.time_base = _AUDIO_TB
             chunk.sample_rate = AUDIO_RATE
             self._audio_encoded += chunk.samples
