@@ -14,7 +14,8 @@ BEGIN
       END;
     END IF;
     -- The application's login role must be able to SET ROLE to every request role.
-    IF NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
+    IF NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)
+       AND NOT pg_has_role(current_user, r, 'MEMBER') THEN
       EXECUTE format('GRANT %I TO %I', r, current_user);
     END IF;
   END LOOP;
