@@ -209,15 +209,18 @@ class _RenditionEncoder:
 class _Clock:
     """Maps each kind's frame timestamps onto one pipeline clock anchored at arrival times."""
 
-    # A jump this large without a discontinuity() means the source reset its timestamps.
+    # A timestamp this far from the previous one without a discontinuity() means the source reset
+    # its clock (an RTMP encoder restart, a 32-bit wrap): re-anchor at the arrival time.
     MAX_JUMP = 3.0
 
     def __init__(self) -> None:
         self.t0: float | None = None
         self.offsets: dict[str, float | None] = {"video": None, "audio": None}
+        self.last: dict[str, float] = {}
 
     def reset(self) -> None:
         self.offsets = {"video": None, "audio": None}
+        self.last = {}
 
     def time(self, kind: str, pts: int | None, time_base: Fraction | None, arrival: float) -> float:
         if self.t0 is None:
@@ -227,8 +230,10 @@ class _Clock:
             return now
         ts = float(pts * time_base)
         offset = self.offsets[kind]
-        if offset is None or abs(ts + offset - now) > self.MAX_JUMP:
+        last = self.last.get(kind)
+        if offset is None or (last is not None and not -0.5 < ts - last < self.MAX_JUMP):
             offset = self.offsets[kind] = now - ts
+        self.last[kind] = ts
         return ts + offset
 
 
@@ -312,6 +317,11 @@ class StreamPipeline:
     @property
     def renditions(self) -> list[Rendition]:
         return [e.rendition for e in self._encoders]
+
+    @property
+    def backlog(self) -> int:
+        """Video frames queued and not yet encoded (feeders of recorded media throttle on it)."""
+        return self._video_backlog
 
     @property
     def master_ready(self) -> bool:

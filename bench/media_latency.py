@@ -1,0 +1,173 @@
+"""Glass-to-glass latency: publish over WHIP, read the HLS output back as a player would.
+
+The publisher (aiortc, 1280x720 at 30 fps) draws its wall-clock send time into every frame; two
+players read the 480p rendition of the same stream at the same time:
+- LL-HLS: blocking playlist reloads (`_HLS_msn`/`_HLS_part`) for each next part, then the part;
+- plain HLS: reloads the playlist every half target duration and fetches each new whole segment.
+Each decoded frame's stamp is compared with the moment its bytes arrived: p50/p95 of that delay
+(the latency at the live edge; a player adds its hold-back, PART-HOLD-BACK or HOLD-BACK, on top).
+
+Needs PostgreSQL (NCHAT_TEST_PG, default postgresql://postgres@127.0.0.1:5432/postgres): a scratch
+database is created and dropped.
+
+    .venv/bin/python bench/media_latency.py [--seconds 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import json
+import os
+import re
+import secrets
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import asyncpg
+import av
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.media.media_client import SyntheticVideo, WhipClient, read_stamp
+
+from nchat_live.app import create_app
+from nchat_live.config import Settings
+from nchat_live.runtime import Runtime
+
+RENDITION = "480p"
+WIDTH = 854
+
+
+def stamps(init: bytes, media: bytes, epoch: float, received: float) -> list[float]:
+    delays = []
+    with av.open(io.BytesIO(init + media), format="mp4") as container:
+        for frame in container.decode(video=0):
+            value = read_stamp(frame, WIDTH) / 1000
+            delay = received - epoch - value
+            if 0 <= delay < 30:  # a misread stamp is far off; drop it
+                delays.append(delay)
+    return delays
+
+
+async def ll_player(http: httpx.AsyncClient, base: str, epoch: float, until: float) -> list[float]:
+    inits: dict[str, bytes] = {}
+    delays: list[float] = []
+    playlist = (await http.get(f"{base}/index.m3u8")).text
+    seen = set(re.findall(r'URI="(seg\d+\.\d+\.m4s)"', playlist))
+    while time.time() < until:
+        parts = re.findall(r'URI="seg(\d+)\.(\d+)\.m4s"', playlist)
+        msn, index = (int(parts[-1][0]), int(parts[-1][1])) if parts else (0, -1)
+        response = await http.get(f"{base}/index.m3u8", params={"_HLS_msn": msn, "_HLS_part": index + 1})
+        if response.status_code != 200:
+            continue
+        playlist = response.text
+        init_uri = re.findall(r'#EXT-X-MAP:URI="([^"]+)"', playlist)[-1]
+        if init_uri not in inits:
+            inits[init_uri] = (await http.get(f"{base}/{init_uri}")).content
+        for uri in re.findall(r'URI="(seg\d+\.\d+\.m4s)"', playlist):
+            if uri in seen:
+                continue
+            seen.add(uri)
+            body = (await http.get(f"{base}/{uri}")).content
+            delays += stamps(inits[init_uri], body, epoch, time.time())
+    return delays
+
+
+async def plain_player(http: httpx.AsyncClient, base: str, epoch: float, until: float) -> list[float]:
+    inits: dict[str, bytes] = {}
+    delays: list[float] = []
+    seen: set[str] | None = None
+    while time.time() < until:
+        playlist = (await http.get(f"{base}/index.m3u8")).text
+        init_uri = re.findall(r'#EXT-X-MAP:URI="([^"]+)"', playlist)[-1]
+        segments = re.findall(r"^(seg\d+\.m4s)$", playlist, re.M)
+        if seen is None:
+            seen = set(segments)  # start at the live edge, as a player joining now
+        for uri in segments:
+            if uri in seen:
+                continue
+            seen.add(uri)
+            if init_uri not in inits:
+                inits[init_uri] = (await http.get(f"{base}/{init_uri}")).content
+            body = (await http.get(f"{base}/{uri}")).content
+            delays += stamps(inits[init_uri], body, epoch, time.time())
+        await asyncio.sleep(1.0)  # half the target duration
+    return delays
+
+
+def summary(delays: list[float]) -> dict[str, float | int]:
+    if not delays:
+        return {"frames": 0}
+    ordered = sorted(delays)
+    return {
+        "frames": len(ordered),
+        "p50_s": round(statistics.median(ordered), 3),
+        "p95_s": round(ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))], 3),
+    }
+
+
+async def run(seconds: float) -> dict[str, object]:
+    admin = os.environ.get("NCHAT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+    name = f"nchat_bench_{secrets.token_hex(4)}"
+    conn = await asyncpg.connect(admin)
+    await conn.execute(f'CREATE DATABASE "{name}"')
+    await conn.close()
+    url = admin.rsplit("/", 1)[0] + "/" + name
+    media = Path(tempfile.mkdtemp(prefix="nchat-latency-"))
+    settings = Settings(DATABASE_URL=url, NCHAT_MEDIA_DIR=media / "live", STREAM_RECORDING_ENABLED=False,
+                        NCHAT_RTMP_PORT=0, NCHAT_PUBLIC_URL="http://bench")
+    runtime = Runtime(settings)
+    try:
+        await runtime.start()
+        db = await asyncpg.connect(url)
+        user = await db.fetchval("INSERT INTO nchat_users (username, display_name, email) "
+                                 "VALUES ('bench', 'Bench', 'bench@example.com') RETURNING id")
+        channel = await db.fetchval("INSERT INTO nchat_channels (name, slug, owner_id) "
+                                    "VALUES ('Bench', 'bench', $1) RETURNING id", user)
+        row = await db.fetchrow("INSERT INTO nchat_streams (channel_id, broadcaster_id, title, max_resolution) "
+                                "VALUES ($1, $2, 'bench', '720p') RETURNING id, stream_key", channel, user)
+        await db.close()
+        assert row is not None
+        stream_id, key = str(row["id"]), row["stream_key"]
+        transport = httpx.ASGITransport(app=create_app(runtime=runtime))
+        async with httpx.AsyncClient(transport=transport, base_url="http://bench", timeout=30) as http:
+            epoch = time.time()
+            client = WhipClient(http, stream_id, key, SyntheticVideo(1280, 720, 30, stamp=True, epoch=epoch))
+            response = await client.start()
+            assert response.status_code == 201, response.text
+            for _ in range(150):
+                if (await http.get(f"/hls/{stream_id}/master.m3u8")).status_code == 200:
+                    break
+                await asyncio.sleep(0.2)
+            await asyncio.sleep(2.5)
+            base = f"/hls/{stream_id}/{RENDITION}"
+            until = time.time() + seconds
+            ll, plain = await asyncio.gather(
+                ll_player(http, base, epoch, until), plain_player(http, base, epoch, until)
+            )
+            speed = runtime.media.streams[stream_id].pipeline.stats.speed if runtime.media else None
+            await client.stop()
+        return {"rendition": RENDITION, "seconds": seconds, "ll_hls": summary(ll), "hls": summary(plain),
+                "encoder_speed": round(speed, 2) if speed else None}
+    finally:
+        await runtime.stop()
+        conn = await asyncpg.connect(admin)
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await conn.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=float, default=20)
+    args = parser.parse_args()
+    print(json.dumps(asyncio.run(run(args.seconds)), indent=2))
+
+
+if __name__ == "__main__":
+    main()
