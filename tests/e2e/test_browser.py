@@ -147,11 +147,11 @@ async def _run(base: str, console: Page, viewer: Page, world: World) -> None:
     await expect(console.locator("#viewers")).to_have_text("1", timeout=20_000)
 
     # Chat both ways.
-    await viewer.get_by_label("Chat message").fill("hello from the viewer")
-    await viewer.get_by_label("Chat message").press("Enter")
+    await viewer.get_by_role("textbox", name="Chat message").fill("hello from the viewer")
+    await viewer.get_by_role("textbox", name="Chat message").press("Enter")
     await expect(console.get_by_test_id("chat-list")).to_contain_text("hello from the viewer", timeout=15_000)
-    await console.get_by_label("Chat message").fill("welcome, viewer")
-    await console.get_by_label("Chat message").press("Enter")
+    await console.get_by_role("textbox", name="Chat message").fill("welcome, viewer")
+    await console.get_by_role("textbox", name="Chat message").press("Enter")
     await expect(viewer.get_by_test_id("chat-list")).to_contain_text("welcome, viewer", timeout=15_000)
 
     # A reaction sent by the viewer shows up for the broadcaster.

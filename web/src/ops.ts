@@ -304,7 +304,7 @@ export function leaveStreamOnUnload(sessionId: string, token: string | null): vo
     keepalive: true,
     headers: { "Content-Type": "application/json", ...(token ? { Authorization: `Bearer ${token}` } : {}) },
     body: JSON.stringify({
-      query: `mutation Leave($sid: String!) { leaveStream(sessionId: $sid) }`,
+      query: `mutation Leave($sid: String!) { leaveStream(sessionId: $sid) { sessionId } }`,
       variables: { sid: sessionId },
     }),
   }).catch(() => undefined);
@@ -328,14 +328,8 @@ export async function answerQuestion(questionId: string, answer: string): Promis
   );
 }
 
-export async function remindMe(streamId: string, userId: string): Promise<void> {
-  await gql(
-    `mutation Remind($id: uuid!, $me: uuid!) {
-      insert_nchat_stream_reminders_one(object: {stream_id: $id, user_id: $me},
-        on_conflict: {constraint: nchat_stream_reminders_pkey, update_columns: []}) { stream_id }
-    }`,
-    { id: streamId, me: userId },
-  );
+export async function remindMe(streamId: string): Promise<void> {
+  await gql(`mutation Remind($id: ID!) { setStreamReminder(streamId: $id, enabled: true) { streamId } }`, { id: streamId });
 }
 
 /**

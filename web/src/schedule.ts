@@ -30,7 +30,7 @@ async function load(): Promise<void> {
         ? h("button", { type: "button", onclick: async (ev: Event) => {
           const button = ev.currentTarget as HTMLButtonElement;
           try {
-            await remindMe(s.id, me);
+            await remindMe(s.id);
             button.textContent = "Reminder set";
             button.disabled = true;
           } catch (err) {
