@@ -25,6 +25,7 @@ class Limits:
     init_timeout_s: float = 10.0
     keepalive_s: float = 10.0
     close_timeout_s: float = 1.0
+    drain_timeout_s: float = 10.0  # a client that sends but does not read is dropped after this
 
 
 @dataclass

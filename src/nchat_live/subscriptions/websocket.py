@@ -17,6 +17,8 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
 from graphql import (
     ExecutionResult,
     GraphQLError,
@@ -28,7 +30,6 @@ from graphql import (
     subscribe,
     validate,
 )
-from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from ..auth import Claims
 from ..errors import NchatError
@@ -201,11 +202,22 @@ class Connection:
                     raise ProtocolViolation(
                         Close.TOO_BIG, f"message of {size} bytes; the limit is {self.limits.max_message_bytes}")
                 self._handle(raw or "")
+                if self.outbox.qsize() > self.limits.send_queue // 2:
+                    await self._drained()
         except ProtocolViolation as exc:
             self.shutdown(exc.code, exc.reason)
         except (WebSocketDisconnect, RuntimeError, OSError):
             self.disconnected = True
             self.shutdown(None)
+
+    async def _drained(self) -> None:
+        """Stop reading from a client that does not read its answers until they have gone out."""
+        deadline = time.monotonic() + self.limits.drain_timeout_s
+        while self.outbox.qsize() > self.limits.send_queue // 4:
+            if time.monotonic() > deadline:
+                self.realtime.bus.stats.dropped["slow_consumer"] += 1
+                raise ProtocolViolation(Close.SLOW, "client too slow: answers not read")
+            await asyncio.sleep(0.005)
 
     def _reject(self, op_id: str | None, reason: str, code: int = Close.BAD_REQUEST) -> None:
         """A protocol error: a close in graphql-transport-ws, an error message in the legacy one."""
