@@ -253,6 +253,7 @@ class StreamPipeline:
         keep_segments: bool = False,
         max_backlog_seconds: float = 1.5,
         trim_after_seconds: float = 4.0,
+        min_speed: float = 1.0,
     ) -> None:
         self.stream_id = stream_id
         self.max_resolution = max_resolution
@@ -270,6 +271,9 @@ class StreamPipeline:
         self.stats = PipelineStats()
         self.max_backlog_seconds = max_backlog_seconds
         self.trim_after_seconds = trim_after_seconds
+        # Encoding slower than this (media seconds per worker second) for trim_after_seconds drops the
+        # top rendition; above 1.0 leaves headroom for the rest of the machine.
+        self.min_speed = min_speed
         self._queue: queue.Queue[tuple[str, Any, float] | None] = queue.Queue()
         self._encoders: list[_RenditionEncoder] = []
         self._clock = _Clock()
@@ -283,6 +287,8 @@ class StreamPipeline:
         self._audio_origin = 0
         self._video_backlog = 0
         self._slow_since: float | None = None
+        self._speed_media = 0.0
+        self._speed_busy = 0.0
         self._closed = False
         self._thread = threading.Thread(target=self._run, name=f"pipeline-{stream_id[:8]}", daemon=True)
         self._thread.start()
@@ -430,12 +436,15 @@ class StreamPipeline:
         self._audio_origin = self._audio_encoded
 
     def _measure(self, frame: av.VideoFrame, at: float, spent: float) -> None:
-        interval = max(at - self.stats.media_seconds, 1e-3) if self.stats.media_seconds else 1 / 30
+        interval = max(at - self.stats.media_seconds, 0.0) if self.stats.media_seconds else 1 / 30
         self.stats.media_seconds = at
-        instant = interval / max(spent, 1e-6)
-        self.stats.speed = instant if self.stats.speed == 0 else 0.9 * self.stats.speed + 0.1 * instant
+        # Decayed sums over roughly the last second of frames: a frame every rendition skips (frame-rate
+        # decimation) costs nothing and must not read as infinite speed.
+        self._speed_media = 0.97 * self._speed_media + interval
+        self._speed_busy = 0.97 * self._speed_busy + spent
+        self.stats.speed = self._speed_media / max(self._speed_busy, 1e-6)
         now = time.monotonic()
-        if self.stats.speed < 1.0 and len(self._encoders) > 1:
+        if self.stats.speed < self.min_speed and len(self._encoders) > 1:
             if self._slow_since is None:
                 self._slow_since = now
             elif now - self._slow_since > self.trim_after_seconds:
@@ -455,7 +464,7 @@ class StreamPipeline:
         encoder.packager.remove()
         if self.packager.master_written:
             self.packager.write_master()
-        self.stats.speed = 0.0
+        self.stats.speed = self._speed_media = self._speed_busy = 0.0
 
     # -- audio ------------------------------------------------------------------------------
 
