@@ -93,6 +93,8 @@ def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Set
         STREAM_RECORDING_PATH=media / "recordings",
         NCHAT_PUBLIC_URL="http://testserver",
         BUS_URL="memory://",
+        # An ephemeral RTMP port: several apps start in one run, and 1935 may be taken.
+        NCHAT_RTMP_PORT=0,
     )
 
 
