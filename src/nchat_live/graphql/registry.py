@@ -16,7 +16,6 @@ from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
 import strawberry
-
 from graphql import (
     GraphQLField,
     GraphQLNamedType,
@@ -60,14 +59,25 @@ class DomainRoots:
     @classmethod
     def discover(cls) -> DomainRoots:
         return cls(
-            _optional("nchat_live.graphql.operations", "Query"),
-            _optional("nchat_live.graphql.operations", "Mutation"),
+            _merged("Query", ("nchat_live.graphql.operations", "nchat_live.graphql.media_ops")),
+            _merged("Mutation", ("nchat_live.graphql.operations", "nchat_live.graphql.media_ops")),
             _optional("nchat_live.graphql.events", "Subscription"),
         )
 
     def strawberry_schema(self) -> strawberry.Schema:
         return strawberry.Schema(query=self.query or _FallbackQuery, mutation=self.mutation,
                                  subscription=self.subscription)
+
+
+def _merged(name: str, modules: tuple[str, ...]) -> type | None:
+    """One Strawberry root type from the same-named classes of several domain modules."""
+    from strawberry.tools import merge_types
+
+    found = tuple(t for t in (_optional(module, name) for module in modules) if t is not None)
+    if len(found) <= 1:
+        return found[0] if found else None
+    merged: type = merge_types(name, found)
+    return merged
 
 
 def _optional(module: str, attr: str) -> type | None:
