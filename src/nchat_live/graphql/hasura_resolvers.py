@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
-
 from graphql import GraphQLResolveInfo
 
 from ..db import Session

@@ -17,8 +17,6 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from starlette.websockets import WebSocket, WebSocketDisconnect
-
 from graphql import (
     ExecutionResult,
     GraphQLError,
@@ -30,6 +28,7 @@ from graphql import (
     subscribe,
     validate,
 )
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from ..auth import Claims
 from ..errors import NchatError

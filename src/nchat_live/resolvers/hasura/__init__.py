@@ -1,0 +1,1 @@
+"""The Hasura-style compiler: catalog, selections, and SQL for queries and mutations."""
