@@ -160,9 +160,47 @@ async def _run(base: str, console: Page, viewer: Page, world: World) -> None:
 
     await _shoot(console, viewer, "live")
 
+    # The broadcaster's health dashboard charts the ingest metrics (one row per 5 s).
+    dashboard = await console.context.new_page()
+    await dashboard.goto(f"{base}/dashboard/{stream_id}")
+    await expect(dashboard.locator("[data-metric=bitrate_kbps]")).to_have_text(re.compile(r"^\d"), timeout=20_000)
+    await dashboard.screenshot(path=str(SCREENSHOTS / "dashboard-live.png"), full_page=True)
+    await dashboard.close()
+
     # The broadcaster ends the stream; the viewer is told.
     await console.get_by_role("button", name="End stream").click()
     await expect(console.locator("#status")).to_have_attribute("data-status", "ended", timeout=20_000)
     await expect(viewer.locator("#stream-state")).to_have_attribute("data-status", "ended", timeout=20_000)
     await expect(viewer.locator("#notice")).to_contain_text("ended")
     await _shoot(console, viewer, "ended")
+
+
+async def test_unknown_stream_wrong_key_schedule_and_dashboard(
+    live_server: LiveServer, browser: Browser, world: World
+) -> None:
+    base = live_server.url
+    page = await (await browser.new_context(viewport={"width": 1280, "height": 860})).new_page()
+
+    await page.goto(f"{base}/watch/00000000-0000-4000-8000-000000000000")
+    await expect(page.locator("#notice")).to_contain_text("no stream at this address")
+    await expect(page.locator("#stream-state")).to_have_attribute("data-status", "unknown")
+
+    # A wrong stream key is refused by ingest and said so, and the stream stays scheduled.
+    await page.goto(f"{base}/console?stream={world.public_stream}")
+    await _sign_in(page, world.token(world.alice))
+    await expect(page.locator("#stream-id")).to_have_text(world.public_stream, timeout=15_000)
+    await page.get_by_label("Stream key").fill("not-the-key")
+    await expect(page.get_by_role("button", name="Go live")).to_be_enabled(timeout=15_000)
+    await page.get_by_role("button", name="Go live").click()
+    await expect(page.locator("#media-msg")).to_contain_text("stream key was rejected", timeout=15_000)
+    await expect(page.locator("#status")).to_have_attribute("data-status", "scheduled")
+
+    await page.goto(f"{base}/schedule")
+    await expect(page.locator("#schedule-list")).to_contain_text("public stream", timeout=15_000)
+    await page.screenshot(path=str(SCREENSHOTS / "schedule.png"), full_page=True)
+
+    await page.goto(f"{base}/dashboard/{world.public_stream}")
+    await expect(page.locator("#title")).to_contain_text("public stream", timeout=15_000)
+    await expect(page.locator(".chart canvas")).to_have_count(4)
+    await expect(page.locator("#stream-state")).to_have_text("scheduled", timeout=15_000)
+    await page.screenshot(path=str(SCREENSHOTS / "dashboard.png"), full_page=True)

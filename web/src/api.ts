@@ -121,6 +121,8 @@ function getSocket(): Client {
       },
       closed: (event) => {
         const e = event as CloseEvent | undefined;
+        // 1000 is the lazy client closing an idle socket itself: nothing is wrong.
+        if (e?.code === 1000) return;
         if (everConnected) emitState("reconnecting", e?.reason || undefined);
         else emitState("closed", e?.reason || undefined);
       },

@@ -34,20 +34,19 @@ function makeCharts(): void {
     const box = h("div", { class: "chart", role: "img", "aria-label": `${s.label} over time` });
     grid.append(h("section", { class: "card" }, h("h2", {}, s.label, " ", value, " ", h("small", {}, s.unit)), box));
     const plot = new uPlot({
-      width: Math.max(280, box.clientWidth || 420),
+      width: Math.max(240, box.clientWidth || 320),
       height: 180,
       series: [{}, { label: s.label, stroke: s.color, width: 2, fill: `${s.color}22` }],
       axes: [{}, { size: 50 }],
       legend: { show: false },
     }, [[], []], box);
     charts.set(String(s.key), { plot, value });
+    // Cards reflow as siblings are added and as the window changes; follow the card's width.
+    new ResizeObserver(() => {
+      const width = Math.max(240, Math.floor(box.clientWidth));
+      if (width !== plot.width) plot.setSize({ width, height: 180 });
+    }).observe(box);
   }
-  window.addEventListener("resize", () => {
-    for (const { plot } of charts.values()) {
-      const width = plot.root.parentElement?.clientWidth ?? 420;
-      plot.setSize({ width: Math.max(280, width), height: 180 });
-    }
-  });
 }
 
 function render(rows: MetricRow[]): void {

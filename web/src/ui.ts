@@ -1,5 +1,5 @@
 // Small DOM helpers shared by the pages: element builder, messages, sign-in bar, connection banner.
-import { claims, getToken, onSocketState, setToken } from "./api";
+import { claims, getToken, gql, onSocketState, setToken } from "./api";
 
 type Attrs = Record<string, string | number | boolean | EventListener | undefined>;
 type Child = Node | string | null | undefined | false;
@@ -60,9 +60,18 @@ export function mountAuth(container: HTMLElement, onChange: () => void, optional
     const who = claims(token);
     if (token && who) {
       const expired = who.expiresAt !== null && who.expiresAt * 1000 < Date.now();
+      const label = h("span", { class: "who", "data-testid": "signed-in" },
+        expired ? "Token expired — sign in again" : `Signed in as ${who.userId ?? "?"} (${who.role})`);
+      if (!expired && who.userId) {
+        gql<{ nchat_users_by_pk: { display_name: string | null; username: string } | null }>(
+          "query Me($id: uuid!) { nchat_users_by_pk(id: $id) { display_name username } }", { id: who.userId },
+        ).then((d) => {
+          const me = d.nchat_users_by_pk;
+          if (me) label.textContent = `Signed in as ${me.display_name || me.username} (@${me.username}, ${who.role})`;
+        }).catch(() => undefined);
+      }
       container.append(
-        h("span", { class: "who", "data-testid": "signed-in" },
-          expired ? "Token expired — sign in again" : `Signed in as ${who.userId ?? "?"} (${who.role})`),
+        label,
         h("button", { type: "button", class: "link", onclick: () => { setToken(null); render(); onChange(); } },
           "Sign out"),
       );
