@@ -23,6 +23,7 @@ from graphql import GraphQLResolveInfo
 from ..db import Session
 from ..resolvers.hasura.compiler import Compiler, RootField
 from ..resolvers.hasura.selection import Reader, Selected
+from ..resolvers.hasura.sql import as_text
 
 if TYPE_CHECKING:
     from .context import Context
@@ -78,10 +79,29 @@ class LiveQuery:
                                                         self.cursor)
         self.params = compiler.params.values
 
+    async def _pin_initial(self, session: Session | None) -> None:
+        """Evaluate the initial cursor once: "now()" must mean the moment of subscribing, not of each run."""
+        catalog = self._info.schema.extensions["nchat_catalog"] if self._info else None
+        cursor = (self._args.get("cursor") or [{}])[0] or {}
+        initial = cursor.get("initial_value") or {}
+        if catalog is None or len(initial) != 1:
+            return
+        (name, value), = initial.items()
+        column = catalog.tables[self.table].columns[name]
+        sql = f"SELECT (($1::text)::{column.sql_type})::text"
+        if session is None:
+            async with self.ctx.session() as own:
+                self.cursor = await own.fetchval(sql, as_text(value, column))
+        else:
+            self.cursor = await session.fetchval(sql, as_text(value, column))
+        self._recompile()
+
     async def run(self, session: Session | None = None) -> Any:
         """Execute once as the subscriber (or in `session`, which must carry the same visibility)."""
         from .hasura_resolvers import run_json
 
+        if self.kind == "stream" and self.cursor is None:
+            await self._pin_initial(session)
         result = await run_json(self.ctx, self.sql, self.params, session)
         if self.kind == "stream" and result:
             self.cursor = result[-1].get("__cursor")
