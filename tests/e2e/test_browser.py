@@ -172,6 +172,13 @@ async def _run(base: str, console: Page, viewer: Page, world: World) -> None:
     await expect(console.locator("#status")).to_have_attribute("data-status", "ended", timeout=20_000)
     await expect(viewer.locator("#stream-state")).to_have_attribute("data-status", "ended", timeout=20_000)
     await expect(viewer.locator("#notice")).to_contain_text("ended")
+    # The ended stream offers its recording, and the recording plays.
+    await viewer.get_by_role("button", name="Watch the recording").click(timeout=20_000)
+    await viewer.wait_for_function(
+        "() => { const v = document.querySelector('#video');"
+        " return v && v.currentTime > 0.5 && v.getVideoPlaybackQuality().totalVideoFrames > 0; }",
+        timeout=30_000,
+    )
     await _shoot(console, viewer, "ended")
 
 

@@ -38,6 +38,7 @@ function makeCharts(): void {
       height: 180,
       series: [{}, { label: s.label, stroke: s.color, width: 2, fill: `${s.color}22` }],
       axes: [{}, { size: 50 }],
+      scales: s.key === "health_score" ? { y: { range: [0, 100] } } : {},
       legend: { show: false },
     }, [[], []], box);
     charts.set(String(s.key), { plot, value });

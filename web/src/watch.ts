@@ -31,6 +31,7 @@ let bufferingMs = 0;
 let waitingSince: number | null = null;
 let heartbeat: number | undefined;
 let panelsMounted = false;
+let endedShown = false;
 
 mountConnectionBanner($("#banner"));
 mountAuth($("#auth"), () => location.reload(), true);
@@ -87,19 +88,26 @@ function onStream(row: StreamRow): void {
 }
 
 async function ended(row: StreamRow): Promise<void> {
+  if (endedShown) return;
+  endedShown = true;
   stopPlayback();
   leave();
   liveBadge.dataset.live = "false";
+  liveBadge.hidden = true;
   const text = row.status === "ended" ? "This stream has ended." : `This stream was ${row.status}.`;
   say(notice, text, "info");
-  let url = row.recording_url;
-  try {
-    const recs = await recordings(id);
-    url = recs.find((r) => r.url)?.url ?? url;
-  } catch {
-    // A missing recording list only hides the replay offer.
+  if (notice.querySelector("[data-testid=watch-recording]")) return;
+  // The recording is finalised just after the stream ends: look a few times before giving up.
+  let url: string | null = null;
+  for (let attempt = 0; attempt < 6 && !url; attempt += 1) {
+    if (attempt) await new Promise((r) => setTimeout(r, 2000));
+    try {
+      url = (await recordings(id)).find((r) => r.url)?.url ?? (await streamById(id))?.recording_url ?? null;
+    } catch {
+      // A missing recording list only hides the replay offer.
+    }
   }
-  if (url) {
+  if (url && !notice.querySelector("[data-testid=watch-recording]")) {
     const replay = url;
     notice.append(" ", h("button", { type: "button", "data-testid": "watch-recording",
       onclick: () => play(replay, false) }, "Watch the recording"));
