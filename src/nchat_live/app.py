@@ -27,14 +27,15 @@ async def healthz(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ok" if ok else "unavailable", "database": ok}, status_code=200 if ok else 503)
 
 
-def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> Starlette:
+def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None, role: str = "all") -> Starlette:
+    """The app for a process `role`: "all" (serve), "api" (GraphQL, REST, console) or "media" (WHIP, HLS)."""
     runtime = runtime or Runtime(settings)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         owned = not runtime.started
         if owned:
-            await runtime.start()
+            await runtime.start(role=role)
         try:
             yield
         finally:
@@ -45,15 +46,17 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", metrics),
+    ]
+    if role in ("all", "api"):
         # GraphQL over HTTP (POST /v1/graphql, /graphql; GET GraphiQL). HTTP-only Routes: the
         # websocket routes of the same paths below still match websocket scopes.
-        *graphql_routes(),
-        *websocket_routes(),
-        *media_routes(),
-        *rest_routes(),
-    ]
-    # The console's pages last: any API route of the same path wins.
-    routes += web_routes()
+        routes += [*graphql_routes(), *websocket_routes(), *rest_routes()]
+    # An API process keeps the media routes: it serves HLS from shared storage and sends WHIP
+    # publishers on to a media worker.
+    routes += media_routes()
+    if role in ("all", "api"):
+        # The console's pages last: any API route of the same path wins.
+        routes += web_routes()
     app = Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(RequestIdMiddleware)])
     app.state.runtime = runtime
     return app

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from .auth import Claims, mint_token
 from .config import Settings
-from .errors import ConfigError
+from .errors import ConfigError, NchatError
 from .observability import configure_logging
 from .runtime import Runtime
 
@@ -35,11 +35,12 @@ async def _serve(args: argparse.Namespace) -> None:
     from .app import create_app
 
     _check_port(args.host, args.port)
+    role = {"serve": "all", "api": "api", "media-worker": "media"}[args.command]
     settings = Settings()
     runtime = Runtime(settings)
-    await runtime.start(migrate=not args.no_migrate)
+    await runtime.start(migrate=not args.no_migrate, role=role)
     try:
-        app = create_app(runtime=runtime)
+        app = create_app(runtime=runtime, role=role)
         shown = "localhost" if args.host in ("0.0.0.0", "::", "127.0.0.1") else args.host
         base = f"http://{shown}:{args.port}"
         print(f"nchat-live serving on {base}", flush=True)
@@ -60,7 +61,7 @@ async def _migrate(args: argparse.Namespace) -> None:
     from .db import migrations
 
     runtime = Runtime()
-    await runtime.start(migrate=False)
+    await runtime.open_database(migrate=False)
     try:
         db = runtime.database
         conn = await db.connect_raw()
@@ -92,7 +93,7 @@ def _token(args: argparse.Namespace) -> None:
 
 async def _seed_demo(args: argparse.Namespace) -> None:
     runtime = Runtime()
-    await runtime.start()
+    await runtime.open_database()
     try:
         async with runtime.database.session(Claims.service()) as s:
             user = await s.fetchrow(
@@ -141,13 +142,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nchat-live", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    serve = sub.add_parser("serve", help="run the API, realtime and media in one process")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8080)
-    serve.add_argument("--no-migrate", action="store_true", help="do not apply pending migrations first")
-    serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
-    serve.add_argument("--log-format", default="text", choices=["text", "json"],
-                       help="json: one object a line with the request id (for log shippers)")
+    for name, summary, port in (
+        ("serve", "run the API, realtime and media in one process", 8080),
+        ("api", "run only the API half: GraphQL, subscriptions, REST, console (stateless, scale out)", 8080),
+        ("media-worker", "run only the media half: WHIP/RTMP ingest, transcoding, HLS output", 8081),
+    ):
+        serve = sub.add_parser(name, help=summary)
+        serve.add_argument("--host", default="127.0.0.1")
+        serve.add_argument("--port", type=int, default=port)
+        serve.add_argument("--no-migrate", action="store_true", help="do not apply pending migrations first")
+        serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+        serve.add_argument("--log-format", default="text", choices=["text", "json"],
+                           help="json: one object a line with the request id (for log shippers)")
 
     migrate = sub.add_parser("migrate", help="apply, revert or list schema migrations")
     migrate.add_argument("action", choices=["up", "down", "status"])
@@ -166,7 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging(getattr(args, "log_level", "info"), json_logs=getattr(args, "log_format", "text") == "json")
     try:
-        if args.command == "serve":
+        if args.command in ("serve", "api", "media-worker"):
             asyncio.run(_serve(args))
         elif args.command == "migrate":
             asyncio.run(_migrate(args))
@@ -174,7 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             _token(args)
         elif args.command == "seed-demo":
             asyncio.run(_seed_demo(args))
-    except ConfigError as exc:
+    except (ConfigError, NchatError) as exc:
         print(f"nchat-live: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+PROCESS_ROLES = ("all", "api", "media")
+
 
 class Runtime:
     """Settings, database, authentication, and (as they start) the bus and media.
@@ -45,6 +47,7 @@ class Runtime:
         self.media: MediaManager | None = None
         # Recording, DVR, thumbnails, clean-up and RTMP ingest on top of media.
         self.media_features: MediaFeatures | None = None
+        self.role = "all"
         self.started = False
 
     @property
@@ -72,26 +75,40 @@ class Runtime:
             return str(Path(self.embedded.data_dir).resolve() / "pgdata")
         return self.database.url.split("@")[-1]
 
-    async def start(self, *, migrate: bool = True) -> None:
-        if self.started:
-            return
+    async def open_database(self, *, migrate: bool = True) -> Database:
+        """The database alone (embedded server if needed, migrations): enough for the CLI's commands."""
+        if self.db is not None:
+            return self.db
         url = self.settings.database_url
         if not url:
             self.embedded = EmbeddedPostgres(self.settings.data_dir)
             url = await asyncio.to_thread(self.embedded.start)
-        try:
-            self.db = Database(url, pool_size=self.settings.db_pool_size)
-            if migrate:
-                applied = await self.db.migrate()
-                if applied:
-                    log.info("applied migrations %s", applied)
-            from .graphql.registry import SchemaRegistry
+        self.db = Database(url, pool_size=self.settings.db_pool_size)
+        if migrate:
+            applied = await self.db.migrate()
+            if applied:
+                log.info("applied migrations %s", applied)
+        return self.db
 
-            self.graphql = await SchemaRegistry.build(self)
+    async def start(self, *, migrate: bool = True, role: str = "all") -> None:
+        """Start what a process of `role` runs: "all" (serve), "api" or "media" (a media worker)."""
+        if self.started:
+            return
+        if role not in PROCESS_ROLES:
+            raise ValueError(f"process role '{role}' is not one of {', '.join(PROCESS_ROLES)}")
+        self.role = role
+        try:
+            await self.open_database(migrate=migrate)
+            assert self.db is not None
+            if role in ("all", "api"):
+                from .graphql.registry import SchemaRegistry
+
+                self.graphql = await SchemaRegistry.build(self)
+            # Media workers publish events too (stream started, quality), so every role has the bus.
             from .subscriptions import start_realtime
 
             self.realtime = await start_realtime(self)
-            if self.settings.media_enabled:
+            if self.settings.media_enabled and role in ("all", "media"):
                 from .media.manager import MediaManager
 
                 self.media = MediaManager(self)
@@ -100,10 +117,11 @@ class Runtime:
 
                 self.media_features = MediaFeatures(self.media)
                 await self.media_features.start()
-            from .resolvers.scheduler import StreamScheduler
+            if role in ("all", "api"):
+                from .resolvers.scheduler import StreamScheduler
 
-            self.scheduler = StreamScheduler.from_settings(self.db, self.settings)
-            self.scheduler.start()
+                self.scheduler = StreamScheduler.from_settings(self.db, self.settings)
+                self.scheduler.start()
             self.started = True
         except BaseException:
             await self.stop()
