@@ -379,8 +379,12 @@ class Connection:
             assert isinstance(result, ExecutionResult)
             self.send(self.protocol.next(op_id, format_result(result)))
             return True
-        stream = await subscribe(schema, document, variable_values=variables, operation_name=operation_name,
-                                 context_value=context)
+        stream = subscribe(schema, document, variable_values=variables, operation_name=operation_name,
+                           context_value=context)
+        # graphql-core 3.3 hands back the iterator itself when the field's resolver is an async
+        # generator (every Strawberry subscription), and an awaitable only for coroutine resolvers.
+        if asyncio.iscoroutine(stream) or isinstance(stream, asyncio.Future):
+            stream = await stream
         if isinstance(stream, ExecutionResult):
             if stream.errors:
                 self.send(self.protocol.error(op_id, [format_error(e) for e in stream.errors]))
