@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from urllib.parse import urlsplit
@@ -55,7 +54,7 @@ class Database:
         """A dedicated connection outside the pool (migrations, LISTEN)."""
         try:
             return await asyncpg.connect(self.url, timeout=5)
-        except (OSError, asyncio.TimeoutError, asyncpg.PostgresError) as exc:
+        except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
             safe = self.url.split("@")[-1]
             raise ConfigError(f"cannot connect to the database at {safe}: {exc or type(exc).__name__}") from exc
 

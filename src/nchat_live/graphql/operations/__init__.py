@@ -12,9 +12,8 @@ from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
 import strawberry
-from strawberry.types import Info
-
 from graphql import GraphQLError
+from strawberry.types import Info
 
 from ...db import Session
 from ...errors import NchatError
