@@ -29,7 +29,7 @@ async def test_every_page_is_served_as_html_without_caching(client: httpx.AsyncC
 
 
 async def test_page_assets_resolve_and_are_immutable(client: httpx.AsyncClient) -> None:
-    html = await client.get("/console").text
+    html = (await client.get("/console")).text
     assets = re.findall(r'(?:src|href)="(/ui/assets/[^"]+)"', html)
     assert assets, "the built console references no asset"
     for asset in assets:
@@ -46,6 +46,6 @@ def test_bundle_is_inside_the_package() -> None:
 
 
 async def test_missing_asset_is_404_and_root_goes_to_console(client: httpx.AsyncClient) -> None:
-    assert await client.get("/ui/assets/nope.js").status_code == 404
+    assert (await client.get("/ui/assets/nope.js")).status_code == 404
     res = await client.get("/")
     assert res.status_code == 307 and res.headers["location"] == "/console"
