@@ -44,15 +44,28 @@ RENDITION = "480p"
 WIDTH = 854
 
 
-def stamps(init: bytes, media: bytes, epoch: float, received: float) -> list[float]:
+DEBUG = os.environ.get("BENCH_DEBUG") == "1"
+
+
+def stamps(init: bytes, media: bytes, epoch: float, received: float, skip: int = 0) -> list[float]:
+    """Delays of the frames in `media` after the first `skip` (parts decode only after their segment's start)."""
     delays = []
     with av.open(io.BytesIO(init + media), format="mp4") as container:
-        for frame in container.decode(video=0):
+        for index, frame in enumerate(container.decode(video=0)):
+            if index < skip:
+                continue
             value = read_stamp(frame, WIDTH) / 1000
             delay = received - epoch - value
+            if DEBUG:
+                print("stamp", index, round(value, 3), round(delay, 3), file=sys.stderr)
             if 0 <= delay < 30:  # a misread stamp is far off; drop it
                 delays.append(delay)
     return delays
+
+
+def frame_count(init: bytes, media: bytes) -> int:
+    with av.open(io.BytesIO(init + media), format="mp4") as container:
+        return sum(1 for _ in container.decode(video=0))
 
 
 async def ll_player(http: httpx.AsyncClient, base: str, epoch: float, until: float) -> list[float]:
@@ -60,11 +73,15 @@ async def ll_player(http: httpx.AsyncClient, base: str, epoch: float, until: flo
     delays: list[float] = []
     playlist = (await http.get(f"{base}/index.m3u8")).text
     seen = set(re.findall(r'URI="(seg\d+\.\d+\.m4s)"', playlist))
+    current, buffered = "", b""
     while time.time() < until:
         parts = re.findall(r'URI="seg(\d+)\.(\d+)\.m4s"', playlist)
         msn, index = (int(parts[-1][0]), int(parts[-1][1])) if parts else (0, -1)
         response = await http.get(f"{base}/index.m3u8", params={"_HLS_msn": msn, "_HLS_part": index + 1})
+        if DEBUG:
+            print("ll", msn, index, response.status_code, file=sys.stderr)
         if response.status_code != 200:
+            playlist = (await http.get(f"{base}/index.m3u8")).text
             continue
         playlist = response.text
         init_uri = re.findall(r'#EXT-X-MAP:URI="([^"]+)"', playlist)[-1]
@@ -74,8 +91,16 @@ async def ll_player(http: httpx.AsyncClient, base: str, epoch: float, until: flo
             if uri in seen:
                 continue
             seen.add(uri)
+            segment = uri.split(".")[0]
             body = (await http.get(f"{base}/{uri}")).content
-            delays += stamps(inits[init_uri], body, epoch, time.time())
+            received = time.time()
+            if uri.endswith(".0.m4s") or segment != current:
+                current, buffered = segment, b""
+            # A part decodes only with the parts of its segment before it (they start at the keyframe).
+            before = frame_count(inits[init_uri], buffered) if buffered else 0
+            buffered += body
+            if uri.endswith(".0.m4s") or before:
+                delays += stamps(inits[init_uri], buffered, epoch, received, skip=before)
     return delays
 
 

@@ -76,3 +76,21 @@ def test_ladder_is_trimmed_when_encoding_cannot_keep_up(tmp_path: Path) -> None:
     master = (tmp_path / "p2" / "master.m3u8").read_text()
     assert re.findall(r"^(\S+/index\.m3u8)$", master, re.M) == ["360p/index.m3u8"]
     assert "#EXT-X-ENDLIST" in (tmp_path / "p2" / "480p" / "index.m3u8").read_text()
+
+
+def test_missing_source_frames_are_repeated_so_parts_stay_within_target(tmp_path: Path) -> None:
+    observer = Recorder()
+    pipeline = StreamPipeline("p3", LocalStorage(tmp_path), max_resolution="360p", observer=observer,
+                              max_backlog_seconds=float("inf"))
+    # 3 s at 30 fps with 0.3 s (frames 20-28) and 0.2 s (frames 50-55) lost on the way.
+    for index, frame in enumerate(frames(640, 360, 90)):
+        if not (20 <= index < 29 or 50 <= index < 56):
+            pipeline.push_video(frame)
+    pipeline.close()
+    playlist = (tmp_path / "p3" / "360p" / "index.m3u8").read_text()
+    target = float(re.search(r"PART-TARGET=([\d.]+)", playlist).group(1))  # type: ignore[union-attr]
+    durations = [float(d) for d in re.findall(r"#EXT-X-PART:DURATION=([\d.]+)", playlist)]
+    assert durations and max(durations) <= target
+    init = (tmp_path / "p3" / "360p" / "init.mp4").read_bytes()
+    with av.open(io.BytesIO(init + observer.segments[0].data), format="mp4") as container:
+        assert len(list(container.decode(video=0))) == 48  # every 24 fps slot of the first 2 s is filled

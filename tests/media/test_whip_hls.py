@@ -148,8 +148,11 @@ async def test_publish_produces_ll_hls_ladder_and_reconnect_continues_stream(ser
     assert row["hls_manifest_url"] == f"http://testserver/hls/{stream}/master.m3u8"
 
     # Let a couple of segments accumulate, then ask for the next part with a blocking reload.
-    await asyncio.sleep(3)
-    playlist = (await server.http.get(f"/hls/{stream}/360p/index.m3u8")).text
+    for _ in range(100):
+        playlist = (await server.http.get(f"/hls/{stream}/360p/index.m3u8")).text
+        if playlist.count("#EXTINF:") >= 2:
+            break
+        await asyncio.sleep(0.2)
     for tag in ("#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=", "#EXT-X-PART-INF:PART-TARGET=",
                 "#EXT-X-PRELOAD-HINT:TYPE=PART", "#EXT-X-PROGRAM-DATE-TIME:", '#EXT-X-MAP:URI="init.mp4"',
                 '#EXT-X-RENDITION-REPORT:URI="../720p/index.m3u8"', "INDEPENDENT=YES", "#EXTINF:"):

@@ -116,6 +116,8 @@ def encoder_options(encoder: str, rendition: Rendition) -> dict[str, str]:
 class _RenditionEncoder:
     """Scaler, H.264 + AAC encoders and the fMP4 muxer of one rendition."""
 
+    MAX_FILL_SECONDS = 2
+
     def __init__(self, rendition: Rendition, packager: RenditionPackager, encoder: str, part_seconds: float,
                  origin: float = 0.0) -> None:
         self.rendition = rendition
@@ -146,6 +148,8 @@ class _RenditionEncoder:
         self.audio.bit_rate = rendition.audio_kbps * 1000
         self.time_base = Fraction(1, rendition.fps)
         self.last_pts = -1
+        self.last_scaled: av.VideoFrame | None = None
+        self.filled = 0
         self.init: list[bytes] = []
         self.pending_moof: bytes | None = None
         self.closed = False
@@ -156,8 +160,20 @@ class _RenditionEncoder:
             if not keyframe:
                 return False  # frame-rate decimation: this output slot is already filled
             pts = self.last_pts + 1
+        if self.last_scaled is not None and pts > self.last_pts + 1:
+            # Frames the source did not deliver (network jitter, a busy publisher): repeat the last one,
+            # as a constant-frame-rate output does, so no sample (and no part) outlasts its slot.
+            # Longer stalls are left as a gap.
+            missing = min(pts - self.last_pts - 1, self.MAX_FILL_SECONDS * self.rendition.fps)
+            for slot in range(pts - missing, pts):
+                self.last_scaled.pts = slot
+                self.last_scaled.pict_type = av.video.frame.PictureType.NONE
+                for packet in self.video.encode(self.last_scaled):
+                    self.container.mux(packet)
+            self.filled += missing
         self.last_pts = pts
         scaled = frame.reformat(width=self.rendition.width, height=self.rendition.height, format="yuv420p")
+        self.last_scaled = scaled
         scaled.pts = pts
         scaled.time_base = self.time_base
         scaled.pict_type = av.video.frame.PictureType.I if keyframe else av.video.frame.PictureType.NONE
