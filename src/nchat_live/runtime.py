@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -128,24 +131,41 @@ class Runtime:
             raise
 
     async def stop(self) -> None:
+        """Undo `start` in reverse order; each step is timed in the log (shutdown must stay quick)."""
         if self.scheduler is not None:
-            await self.scheduler.stop()
+            async with _timed("scheduler"):
+                await self.scheduler.stop()
             self.scheduler = None
         if self.media is not None:
-            await self.media.stop()
+            # Ending live streams closes their segments, so recordings stay valid.
+            async with _timed("media"):
+                await self.media.stop()
         if self.media_features is not None:
-            await self.media_features.stop()
-            self.media_features = None
-            self.media = None
+            async with _timed("media features"):
+                await self.media_features.stop()
+        self.media_features = None
+        self.media = None
         if self.realtime is not None:
             from .subscriptions import stop_realtime
 
-            await stop_realtime(self, self.realtime)
+            async with _timed("realtime"):
+                await stop_realtime(self, self.realtime)
             self.realtime = None
         if self.db is not None:
-            await self.db.close()
+            async with _timed("database pool"):
+                await self.db.close()
             self.db = None
         if self.embedded is not None:
-            await asyncio.to_thread(self.embedded.stop)
+            async with _timed("embedded postgres"):
+                await asyncio.to_thread(self.embedded.stop)
             self.embedded = None
         self.started = False
+
+
+@asynccontextmanager
+async def _timed(what: str) -> AsyncIterator[None]:
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        log.info("stopped %s in %.2fs", what, time.perf_counter() - started)

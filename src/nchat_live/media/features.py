@@ -118,6 +118,8 @@ class MediaFeatures:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="thumbnails")
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: set[asyncio.Future[Any]] = set()
+        # Set on shutdown: delayed clean-ups run at once instead of holding the process.
+        self._stopping = asyncio.Event()
         self._failing: set[str] = set()
 
     @property
@@ -148,6 +150,7 @@ class MediaFeatures:
             self.rtmp = None
         with contextlib.suppress(ValueError):
             self.manager.observer_factories.remove(self._observers)
+        self._stopping.set()
         for task in list(self._tasks):
             with contextlib.suppress(BaseException):
                 await task
@@ -216,7 +219,8 @@ class MediaFeatures:
 
     async def remove_live_files(self, stream_id: str, renditions: list[str]) -> None:
         """Live HLS files of an ended stream go after a delay; the last thumbnail stays."""
-        await asyncio.sleep(self.settings.media_cleanup_delay_seconds)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), self.settings.media_cleanup_delay_seconds)
         if stream_id in self.manager.streams:
             return  # a new pipeline took over this stream id
         self.recorders.pop(stream_id, None)
