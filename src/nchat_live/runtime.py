@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -51,6 +52,7 @@ class Runtime:
         # Recording, DVR, thumbnails, clean-up and RTMP ingest on top of media.
         self.media_features: MediaFeatures | None = None
         self.role = "all"
+        self._media_follower: asyncio.Task[None] | None = None
         self.started = False
 
     @property
@@ -120,6 +122,9 @@ class Runtime:
 
                 self.media_features = MediaFeatures(self.media)
                 await self.media_features.start()
+                from .media.control import follow_status
+
+                self._media_follower = asyncio.create_task(follow_status(self))
             if role in ("all", "api"):
                 from .resolvers.scheduler import StreamScheduler
 
@@ -136,6 +141,11 @@ class Runtime:
             async with _timed("scheduler"):
                 await self.scheduler.stop()
             self.scheduler = None
+        if self._media_follower is not None:
+            self._media_follower.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._media_follower
+            self._media_follower = None
         if self.media is not None:
             # Ending live streams closes their segments, so recordings stay valid.
             async with _timed("media"):

@@ -1,0 +1,45 @@
+"""Media follows the stream's status wherever it was changed.
+
+A broadcaster (or moderator, or the scheduler) may end or cancel a stream through the API, on any
+process. The status event reaches every process over the bus; the process ingesting that stream
+stops its publisher and closes the pipeline (segments closed, recording finalised).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from ..subscriptions import SlowSubscriber
+
+if TYPE_CHECKING:
+    from ..runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+STOPPING_EVENTS = frozenset({"stream.ended", "stream.cancelled", "stream.failed"})
+
+
+async def follow_status(runtime: Runtime) -> None:
+    """Run until cancelled: stop local ingest of streams that ended elsewhere."""
+    while True:
+        try:
+            with runtime.bus.listen(types=STOPPING_EVENTS, maxsize=1000) as listener:
+                while True:
+                    event = await listener.get()
+                    media = runtime.media
+                    stream_id = str(event.payload.get("stream_id", ""))
+                    if media is None or stream_id not in media.streams:
+                        continue
+                    reason = str(event.payload.get("reason") or event.type.removeprefix("stream."))
+                    log.info("stream %s: %s elsewhere; stopping ingest", stream_id, event.type)
+                    await media.end_stream(stream_id, reason=reason)
+        except SlowSubscriber:
+            # Only status events are queued here, so this means the loop was stalled; listen afresh.
+            log.warning("media status follower fell behind; re-listening")
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("media status follower failed; restarting")
+            await asyncio.sleep(1)
