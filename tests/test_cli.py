@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -12,6 +15,7 @@ from pathlib import Path
 import httpx
 import jwt
 import pytest
+import websockets
 
 from tests.support import JWT_SECRET
 
@@ -108,3 +112,41 @@ def test_token_mints_hasura_claims() -> None:
     assert claims["x-hasura-user-id"] == "u-1"
     assert claims["x-hasura-default-role"] == "moderator"
     assert set(claims["x-hasura-allowed-roles"]) == {"user", "moderator"}
+
+
+@pytest.mark.slow
+async def test_sigterm_drains_websockets_and_stops_the_runtime(database_url: str) -> None:
+    port = _free_port()
+    proc = await asyncio.create_subprocess_exec(
+        *EXE, "serve", "--port", str(port), env=_env(DATABASE_URL=database_url),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        async with httpx.AsyncClient() as http:
+            for _ in range(150):
+                try:
+                    if (await http.get(f"http://127.0.0.1:{port}/healthz", timeout=1)).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    await asyncio.sleep(0.2)
+        async with websockets.connect(f"ws://127.0.0.1:{port}/v1/graphql",
+                                      subprotocols=["graphql-transport-ws"]) as ws:  # type: ignore[list-item]
+            await ws.send(json.dumps({"type": "connection_init", "payload": {}}))
+            assert json.loads(await ws.recv())["type"] == "connection_ack"
+            await ws.send(json.dumps({"id": "1", "type": "subscribe",
+                                      "payload": {"query": "subscription { nchat_streams(limit: 1) { id } }"}}))
+            assert json.loads(await ws.recv())["type"] == "next"
+            proc.send_signal(signal.SIGTERM)
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                while True:
+                    await asyncio.wait_for(ws.recv(), timeout=10)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1012  # service restart
+        assert await asyncio.wait_for(proc.wait(), timeout=20) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.stdout is not None
+    out = (await proc.stdout.read()).decode()
+    assert "stopped database pool" in out  # the runtime stopped, in order, before the process exited
+    assert "Traceback" not in out

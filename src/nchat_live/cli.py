@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
+import signal
 import socket
 import sys
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from .auth import Claims, mint_token
 from .config import Settings
@@ -27,6 +29,34 @@ def _check_port(host: str, port: int) -> None:
             sock.bind((host, port))
         except OSError as exc:
             raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+
+
+def _graceful_server_class() -> type:
+    import uvicorn
+
+    class GracefulServer(uvicorn.Server):
+        """uvicorn re-raises SIGTERM/SIGINT after its own shutdown, which would kill the process before
+        the runtime stops (live segments unclosed, recordings unfinished). Here the signal only asks
+        uvicorn to drain: websockets close with 1012, in-flight requests finish, then `runtime.stop()`."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self._ask_to_exit, sig)
+            try:
+                yield
+            finally:
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    loop.remove_signal_handler(sig)
+
+        def _ask_to_exit(self, sig: signal.Signals) -> None:
+            log.info("%s: draining connections, then stopping", sig.name)
+            if self.should_exit:
+                self.force_exit = True
+            self.should_exit = True
+
+    return GracefulServer
 
 
 async def _serve(args: argparse.Namespace) -> None:
@@ -52,7 +82,7 @@ async def _serve(args: argparse.Namespace) -> None:
         config = uvicorn.Config(
             app, host=args.host, port=args.port, log_level=args.log_level, lifespan="on", log_config=None
         )
-        await uvicorn.Server(config).serve()
+        await _graceful_server_class()(config).serve()
     finally:
         await runtime.stop()
 
