@@ -63,6 +63,17 @@ class Settings(BaseSettings):
     rtmp_enabled: bool = Field(default=True, validation_alias="NCHAT_RTMP_ENABLED")
     rtmp_media_timeout_seconds: float = Field(default=10.0, validation_alias="NCHAT_RTMP_MEDIA_TIMEOUT_SECONDS")
 
+    # Scale-out (media/leases.py): a media worker's id and the URL WHIP publishers are redirected to
+    # (unset: a random id, the public URL); leases expire after lease_ttl_seconds without a renewal;
+    # orphaned streams are looked for every orphan_sweep_seconds (0: never).
+    worker_id: str | None = Field(default=None, validation_alias="NCHAT_WORKER_ID")
+    worker_url: str | None = Field(default=None, validation_alias="NCHAT_WORKER_URL")
+    lease_ttl_seconds: float = Field(default=6.0, validation_alias="NCHAT_LEASE_TTL_SECONDS")
+    orphan_sweep_seconds: float = Field(default=2.0, validation_alias="NCHAT_ORPHAN_SWEEP_SECONDS")
+    # Where live HLS goes: unset is media_dir on local disk; s3://bucket/prefix?endpoint=http://host:9000
+    # (&public=https://cdn.example) selects S3-compatible storage.
+    storage_url: str | None = Field(default=None, validation_alias="NCHAT_STORAGE_URL")
+
     public_url: str = Field(default="http://localhost:8080", validation_alias="NCHAT_PUBLIC_URL")
     rtmp_public_url: str | None = Field(default=None, validation_alias="NCHAT_RTMP_PUBLIC_URL")
 
@@ -70,6 +81,13 @@ class Settings(BaseSettings):
     max_rows: int = Field(default=1000, validation_alias="NCHAT_MAX_ROWS")
     max_body_bytes: int = Field(default=1_000_000, validation_alias="NCHAT_MAX_BODY_BYTES")
     introspection_for_all: bool = Field(default=True, validation_alias="NCHAT_INTROSPECTION_FOR_ALL")
+
+    # GraphQL websockets (subscriptions/websocket.py): keep-alive period, concurrent operations per
+    # socket, largest client message, and frames queued for a slow client before it is dropped.
+    ws_keepalive_seconds: float = Field(default=10.0, validation_alias="NCHAT_WS_KEEPALIVE_SECONDS")
+    ws_max_operations: int = Field(default=200, validation_alias="NCHAT_WS_MAX_OPERATIONS")
+    ws_max_message_bytes: int = Field(default=256 * 1024, validation_alias="NCHAT_WS_MAX_MESSAGE_BYTES")
+    ws_send_queue: int = Field(default=512, validation_alias="NCHAT_WS_SEND_QUEUE")
 
     @property
     def rtmp_ingest_url(self) -> str:

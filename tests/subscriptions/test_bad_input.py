@@ -33,7 +33,7 @@ async def test_bad_input_closes_or_errors_with_a_reason_and_others_keep_being_se
     server: Server, world: World
 ) -> None:
     bystander = await open_socket(server.url(), world.token(world.bob))
-    before = server.runtime.bus_stats.listeners
+    before = server.runtime.bus_stats.subscribers
     await bystander.send(json.dumps({"type": "subscribe", "id": "b", "payload": {
         "query": CHAT, "variables": {"s": world.public_stream}}}))
     await wait_listening(server, before + 1)

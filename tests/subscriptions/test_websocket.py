@@ -26,12 +26,12 @@ async def emit(server: Server, event_type: str, payload: dict[str, Any]) -> None
 
 
 async def wait_listening(server: Server, count: int) -> None:
-    """Until `count` bus listeners exist (subscriptions started server-side)."""
+    """Until `count` subscriptions receive bus events server-side (shared ones count once each)."""
     for _ in range(200):
-        if server.runtime.bus_stats.listeners >= count:
+        if server.runtime.bus_stats.subscribers >= count:
             return
         await asyncio.sleep(0.01)
-    raise AssertionError(f"only {server.runtime.bus_stats.listeners} listeners, expected {count}")
+    raise AssertionError(f"only {server.runtime.bus_stats.subscribers} subscribers, expected {count}")
 
 
 @pytest.mark.parametrize("protocol", ["graphql-transport-ws", "graphql-ws", None])
@@ -42,7 +42,7 @@ async def test_raw_client_receives_chat_events_in_each_protocol(
     start = "subscribe" if protocol == "graphql-transport-ws" else "start"
     data = "next" if protocol == "graphql-transport-ws" else "data"
     try:
-        before = server.runtime.bus_stats.listeners
+        before = server.runtime.bus_stats.subscribers
         await ws.send(json.dumps({"type": start, "id": "1",
                                   "payload": {"query": CHAT, "variables": {"s": world.public_stream}}}))
         await wait_listening(server, before + 1)
@@ -70,7 +70,7 @@ async def test_gql_client_subscribes_in_each_protocol(server: Server, world: Wor
     )
     received: list[dict[str, Any]] = []
     async with Client(transport=transport) as session:
-        before = server.runtime.bus_stats.listeners
+        before = server.runtime.bus_stats.subscribers
 
         request = gql(CHAT)
         request.variable_values = {"s": world.public_stream}
@@ -108,7 +108,7 @@ async def test_every_event_type_reaches_its_subscription(server: Server, world: 
     # alice manages the stream: she sees who joins.
     ws = await open_socket(server.url(), world.token(world.alice))
     try:
-        before = server.runtime.bus_stats.listeners
+        before = server.runtime.bus_stats.subscribers
         for name, query in subscriptions.items():
             await ws.send(json.dumps({"type": "subscribe", "id": name,
                                       "payload": {"query": query, "variables": {"s": sid}}}))
@@ -166,7 +166,7 @@ async def test_non_member_gets_nothing_of_a_private_stream(server: Server, world
         # A reminder listener is stream-agnostic: the outsider must not get the private one either.
         await outsider.send(json.dumps({"type": "subscribe", "id": "r", "payload": {
             "query": "subscription { streamReminders { streamId } }"}}))
-        before = server.runtime.bus_stats.listeners
+        before = server.runtime.bus_stats.subscribers
         await member.send(json.dumps({"type": "subscribe", "id": "m", "payload": query}))
         await wait_listening(server, before + 1)
         base = {"stream_id": world.private_stream, "channel_id": world.private_channel}

@@ -140,17 +140,35 @@ def _validation_error(err: GraphQLError, paths: dict[int, str]) -> Response:
     return {"message": message, "extensions": {"path": path, "code": "validation-failed"}}
 
 
-def format_error(err: GraphQLError) -> Response:
-    original = err.original_error
+def format_error(err: BaseException, *, positions: bool = False) -> Response:
+    """A Hasura-shaped error: message and extensions.code (and path); unexpected failures are masked.
+
+    HTTP and websockets both answer through this. `positions` adds GraphQL's own `path` and
+    `locations` (websocket clients such as Apollo show them); HTTP leaves them out, as Hasura.
+    """
+    gql = err if isinstance(err, GraphQLError) else None
+    original = gql.original_error if gql is not None else err
     if isinstance(original, NchatError):
-        return {"message": original.message, "extensions": {"path": "$", "code": original.code}}
-    if original is not None and not isinstance(original, GraphQLError):
-        if err.path is None:  # coercing a request value (a variable) failed
-            return {"message": err.message, "extensions": {"path": "$", "code": "validation-failed"}}
-        log.error("unexpected error in GraphQL field %s", ".".join(map(str, err.path)), exc_info=original)
-        return {"message": "unexpected error", "extensions": {"path": "$", "code": "unexpected"}}
-    code = (err.extensions or {}).get("code") or ("validation-failed" if err.path is None else "unexpected")
-    return {"message": err.message, "extensions": {"path": "$", "code": code}}
+        out: Response = {"message": original.message,
+                         "extensions": {**original.extensions, "path": "$", "code": original.code}}
+    elif original is not None and not isinstance(original, GraphQLError):
+        if gql is not None and gql.path is None:  # coercing a request value (a variable) failed
+            out = {"message": gql.message, "extensions": {"path": "$", "code": "validation-failed"}}
+        else:
+            where = ".".join(map(str, gql.path)) if gql is not None and gql.path else "an operation"
+            log.error("unexpected error in GraphQL field %s", where, exc_info=original)
+            out = {"message": "unexpected error", "extensions": {"path": "$", "code": "unexpected"}}
+    else:
+        assert gql is not None
+        extensions = gql.extensions or {}
+        code = extensions.get("code") or ("validation-failed" if gql.path is None else "unexpected")
+        out = {"message": gql.message, "extensions": {"path": "$", **extensions, "code": code}}
+    if positions and gql is not None:
+        if gql.path:
+            out["path"] = list(gql.path)
+        if gql.locations:
+            out["locations"] = [{"line": loc.line, "column": loc.column} for loc in gql.locations]
+    return out
 
 
 def format_result(result: ExecutionResult) -> Response:

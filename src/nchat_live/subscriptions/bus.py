@@ -16,6 +16,7 @@ import decimal
 import json
 import logging
 import os
+import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Collection, Iterator
@@ -28,6 +29,11 @@ from broadcaster import Broadcast
 from ..errors import ConfigError, NchatError
 
 log = logging.getLogger(__name__)
+
+try:  # metrics are optional, as in websocket.py
+    from ..observability import BUS_LAG
+except ImportError:  # pragma: no cover
+    BUS_LAG = None
 
 CHANNEL = "nchat_events"
 # Keys that never leave the server inside an event, whatever the emitter put in the payload.
@@ -49,6 +55,8 @@ class BusStats:
     received: int = 0
     delivered: int = 0
     listeners: int = 0
+    # Subscription operations that receive bus events (several may share one listener).
+    subscribers: int = 0
     connections: int = 0
     publish_errors: int = 0
     dropped: Counter[str] = field(default_factory=Counter)
@@ -56,7 +64,8 @@ class BusStats:
     def as_dict(self) -> dict[str, Any]:
         return {
             "published": self.published, "received": self.received, "delivered": self.delivered,
-            "listeners": self.listeners, "connections": self.connections, "publish_errors": self.publish_errors,
+            "listeners": self.listeners, "subscribers": self.subscribers,
+            "connections": self.connections, "publish_errors": self.publish_errors,
             "dropped": dict(self.dropped),
         }
 
@@ -66,6 +75,8 @@ class BusEvent:
     type: str
     payload: dict[str, Any]
     origin: str = ""
+    # Wall-clock time of publishing (the publisher's clock), for the bus-lag histogram.
+    published_at: float | None = None
 
     @property
     def stream_id(self) -> str | None:
@@ -99,13 +110,16 @@ def encode(event_type: str, payload: dict[str, Any], origin: str) -> str:
     if event_type == "chat.deleted":
         # A deletion carries the fact, never the text that was deleted.
         clean.pop("content", None)
-    return json.dumps({"t": event_type, "p": clean, "o": origin}, default=_default, separators=(",", ":"))
+    return json.dumps({"t": event_type, "p": clean, "o": origin, "at": time.time()}, default=_default,
+                      separators=(",", ":"))
 
 
 def decode(message: str) -> BusEvent | None:
     try:
         data = json.loads(message)
-        event = BusEvent(type=str(data["t"]), payload=dict(data["p"]), origin=str(data.get("o", "")))
+        at = data.get("at")
+        event = BusEvent(type=str(data["t"]), payload=dict(data["p"]), origin=str(data.get("o", "")),
+                         published_at=float(at) if isinstance(at, (int, float)) else None)
     except (ValueError, KeyError, TypeError):
         log.warning("dropping a malformed bus message (%d bytes)", len(message))
         return None
@@ -222,6 +236,8 @@ class EventBus:
                     self.dispatch(event)
 
     def dispatch(self, event: BusEvent) -> None:
+        if event.published_at is not None and BUS_LAG is not None:
+            BUS_LAG.observe(max(0.0, time.time() - event.published_at))
         for listener in self._everything:
             listener.offer(event)
         stream_id = event.stream_id

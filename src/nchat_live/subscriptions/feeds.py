@@ -19,9 +19,19 @@ from ..errors import NotFound
 from .access import parse_stream_id
 from .bus import BusEvent, Listener
 
+# Context.extra key: a callback a feed calls once its bus listener is registered and access allowed.
+FEED_READY = "nchat.feed_ready"
+
 if TYPE_CHECKING:
     from ..graphql.context import Context
     from .realtime import Realtime
+
+
+def _announce(ctx: Context) -> None:
+    """Tell whoever runs the operation (websocket.py, fanout.py) that events now reach it."""
+    ready = ctx.extra.get(FEED_READY)
+    if ready is not None:
+        ready()
 
 
 def realtime_of(ctx: Context) -> Realtime:
@@ -88,6 +98,7 @@ async def stream_feed(ctx: Context, stream_id: object, types: Collection[str]) -
         if not await realtime.access.can_read(ctx.claims, sid):
             # The same answer as for a stream that does not exist: existence is not leaked.
             raise NotFound(f"stream '{sid}' not found", code="stream-not-found")
+        _announce(ctx)
         yield StreamFeed(realtime, ctx.claims, sid, listener)
 
 
@@ -96,4 +107,5 @@ async def any_stream_feed(ctx: Context, types: Collection[str]) -> AsyncIterator
     """Events of `types` on every stream, each still checked against the caller's access."""
     realtime = realtime_of(ctx)
     with realtime.bus.listen(streams=None, types=types) as listener:
+        _announce(ctx)
         yield StreamFeed(realtime, ctx.claims, None, listener)

@@ -7,6 +7,7 @@ The connection logic is shared (websocket.py); this module says how each one spe
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +27,10 @@ class Protocol:
 
     def next(self, op_id: str, payload: dict[str, Any]) -> dict[str, Any]:
         return {"type": self.data, "id": op_id, "payload": payload}
+
+    def frame(self, op_id: str, payload_json: str) -> str:
+        """The text of `next(op_id, payload)` around an already-encoded payload (shared fan-out)."""
+        return f'{{"type":"{self.data}","id":{json.dumps(op_id)},"payload":{payload_json}}}'
 
     def error(self, op_id: str | None, errors: list[dict[str, Any]]) -> dict[str, Any]:
         message: dict[str, Any] = {"type": "error", "payload": errors}

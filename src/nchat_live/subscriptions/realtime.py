@@ -8,10 +8,12 @@ from typing import TYPE_CHECKING
 
 from .access import StreamAccess
 from .bus import EventBus
+from .fanout import SharedFeeds
 from .live import LiveQueries
 from .presence import Presence
 
 if TYPE_CHECKING:
+    from ..config import Settings
     from ..runtime import Runtime
 
 
@@ -27,6 +29,11 @@ class Limits:
     close_timeout_s: float = 1.0
     drain_timeout_s: float = 10.0  # a client that sends but does not read is dropped after this
 
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Limits:
+        return cls(send_queue=settings.ws_send_queue, max_operations=settings.ws_max_operations,
+                   max_message_bytes=settings.ws_max_message_bytes, keepalive_s=settings.ws_keepalive_seconds)
+
 
 @dataclass
 class Realtime:
@@ -35,10 +42,15 @@ class Realtime:
     live: LiveQueries
     limits: Limits = field(default_factory=Limits)
     presence: Presence = field(default_factory=Presence)
+    feeds: SharedFeeds = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.feeds = SharedFeeds(self.bus.stats)
 
     async def stop(self) -> None:
         # Leaves of closed viewer sessions write and publish: let them finish first.
         await self.presence.drain()
+        await self.feeds.stop()
         with contextlib.suppress(Exception):
             await self.live.stop()
         with contextlib.suppress(Exception):
@@ -56,7 +68,8 @@ async def start_realtime(runtime: Runtime) -> Realtime:
     except BaseException:
         await bus.stop()
         raise
-    realtime = Realtime(bus=bus, access=StreamAccess(database), live=live)
+    realtime = Realtime(bus=bus, access=StreamAccess(database), live=live,
+                        limits=Limits.from_settings(runtime.settings))
     database.publisher = bus.publish
     return realtime
 

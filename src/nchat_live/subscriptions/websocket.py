@@ -1,10 +1,12 @@
 """GraphQL over websockets on /v1/graphql and /graphql, in both subprotocols.
 
-One `Connection` per socket: a receive loop, a sender draining a bounded queue, and one task per
-operation. Nothing is sent with an await on the path of another subscriber: results are queued
-with put_nowait, and a client whose queue overflows (it stopped reading) is dropped with a
-counted reason. Authentication comes from `connection_init` (merged over the upgrade request's
-headers), and the socket closes when the token expires.
+One `Connection` per socket: a receive loop and a sender draining a bounded queue. Event
+subscriptions that many sockets share run once per group (fanout.py) and are joined without a
+task of their own; every other operation runs in its own task. Nothing is sent with an await on
+the path of another subscriber: results are queued with put_nowait, and a client whose queue
+overflows (it stopped reading) is dropped with a counted reason. Authentication comes from
+`connection_init` (merged over the upgrade request's headers), and the socket closes when the
+token expires.
 """
 
 from __future__ import annotations
@@ -14,13 +16,17 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from inspect import isawaitable
 from typing import Any
 
 from graphql import (
+    DocumentNode,
     ExecutionResult,
+    FieldNode,
     GraphQLError,
     GraphQLSchema,
+    OperationDefinitionNode,
     OperationType,
     execute,
     get_operation_ast,
@@ -33,7 +39,9 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from ..auth import Claims
 from ..errors import NchatError
 from ..graphql.context import Context
+from ..graphql.execution import format_error
 from ..runtime import Runtime
+from .fanout import FEED_READY, SHAREABLE_FIELDS, Member
 from .protocols import LEGACY_WS, TRANSPORT_WS, Close, Protocol, choose
 from .realtime import Limits
 
@@ -45,30 +53,10 @@ except ImportError:  # pragma: no cover
     DROPPED_SUBSCRIBERS = SUBSCRIPTIONS = WEBSOCKETS = None
 
 
-def format_error(error: BaseException) -> dict[str, Any]:
-    """A Hasura-shaped error: message plus extensions.code; unexpected failures are masked."""
-    original = error.original_error if isinstance(error, GraphQLError) else error
-    if isinstance(original, NchatError):
-        out: dict[str, Any] = {"message": original.message,
-                               "extensions": {**original.extensions, "code": original.code}}
-    elif isinstance(error, GraphQLError) and (original is None or isinstance(original, GraphQLError)):
-        code = (error.extensions or {}).get("code", "validation-failed")
-        out = {"message": error.message, "extensions": {**(error.extensions or {}), "code": code}}
-    else:
-        log.error("unexpected error in a websocket operation", exc_info=original)
-        out = {"message": "unexpected error", "extensions": {"code": "unexpected"}}
-    if isinstance(error, GraphQLError):
-        if error.path:
-            out["path"] = list(error.path)
-        if error.locations:
-            out["locations"] = [{"line": loc.line, "column": loc.column} for loc in error.locations]
-    return out
-
-
 def format_result(result: ExecutionResult) -> dict[str, Any]:
     payload: dict[str, Any] = {"data": result.data}
     if result.errors:
-        payload["errors"] = [format_error(e) for e in result.errors]
+        payload["errors"] = [format_error(e, positions=True) for e in result.errors]
     return payload
 
 
@@ -115,7 +103,7 @@ class Connection:
         self.subprotocol = subprotocol
         self.claims: Claims | None = None
         self.init_received = False
-        self.operations: dict[str, asyncio.Task[None]] = {}
+        self.operations: dict[str, asyncio.Task[None] | Member] = {}
         self.outbox: asyncio.Queue[str] = asyncio.Queue(self.limits.send_queue)
         self.done = asyncio.Event()
         self.close_code: int | None = None
@@ -152,8 +140,12 @@ class Connection:
         self.done.set()
 
     async def _teardown(self) -> None:
-        tasks = [*self._tasks, *self.operations.values()]
-        for task in tasks:
+        operations, self.operations = list(self.operations.values()), {}
+        for operation in operations:
+            operation.cancel()
+        self._count_subscription(-len(operations))
+        tasks = [*self._tasks, *(op for op in operations if isinstance(op, asyncio.Task))]
+        for task in self._tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         if self.close_code is not None and not self.disconnected:
@@ -164,10 +156,14 @@ class Connection:
     # -- sending --------------------------------------------------------------------------------
 
     def send(self, message: Mapping[str, Any]) -> None:
+        self.send_text(json.dumps(message, separators=(",", ":"), default=str))
+
+    def send_text(self, text: str) -> None:
+        """Queue an encoded frame; a client whose queue is full is dropped."""
         if self.done.is_set():
             return
         try:
-            self.outbox.put_nowait(json.dumps(message, separators=(",", ":"), default=str))
+            self.outbox.put_nowait(text)
         except asyncio.QueueFull:
             self.realtime.bus.stats.dropped["slow_consumer"] += 1
             if DROPPED_SUBSCRIBERS is not None:
@@ -239,9 +235,9 @@ class Connection:
         elif kind == self.protocol.start:
             self._start(op_id, message.get("payload"))
         elif kind == self.protocol.stop:
-            task = self.operations.pop(op_id, None) if isinstance(op_id, str) else None
-            if task is not None:
-                task.cancel()
+            operation = self.operations.pop(op_id, None) if isinstance(op_id, str) else None
+            if operation is not None:
+                operation.cancel()
                 self._count_subscription(-1)
         elif kind == "ping" and self.protocol is TRANSPORT_WS:
             self.send({"type": "pong", **({"payload": message["payload"]} if "payload" in message else {})})
@@ -308,6 +304,15 @@ class Connection:
         if SUBSCRIPTIONS is not None:
             SUBSCRIPTIONS.inc(delta)
 
+    def operation_ended(self, op_id: str, handle: object) -> None:
+        """An operation finished on its own (not stopped by the client): forget it."""
+        if self.operations.get(op_id) is handle:
+            del self.operations[op_id]
+            self._count_subscription(-1)
+
+    def _fail(self, op_id: str, errors: list[BaseException]) -> None:
+        self.send(self.protocol.error(op_id, [format_error(e, positions=True) for e in errors]))
+
     def _start(self, op_id: Any, payload: Any) -> None:
         if not isinstance(op_id, str) or not op_id:
             self._reject(None, f"'{self.protocol.start}' needs a non-empty string 'id'")
@@ -328,76 +333,110 @@ class Connection:
         if not isinstance(payload, dict) or not isinstance(payload.get("query"), str):
             self._reject(op_id, "the operation's payload needs a 'query' string")
             return
-        task = asyncio.get_running_loop().create_task(self._operation(op_id, payload, self.claims))
-        self.operations[op_id] = task
-        self._count_subscription(1)
-
-    async def _operation(self, op_id: str, payload: dict[str, Any], claims: Claims) -> None:
-        completed = False
-        try:
-            completed = await self._execute(op_id, payload, claims)
-        except GraphQLError as exc:
-            self.send(self.protocol.error(op_id, [format_error(exc)]))
-        except Exception as exc:
-            self.send(self.protocol.error(op_id, [format_error(exc)]))
-        finally:
-            if self.operations.get(op_id) is asyncio.current_task():
-                del self.operations[op_id]
-                self._count_subscription(-1)
-        if completed:
-            self.send(self.protocol.complete(op_id))
-
-    async def _execute(self, op_id: str, payload: dict[str, Any], claims: Claims) -> bool:
-        """Run one operation; False when it ended with an error message (no complete follows)."""
         variables = payload.get("variables")
         operation_name = payload.get("operationName")
         if variables is not None and not isinstance(variables, dict):
-            raise GraphQLError("'variables' must be an object", extensions={"code": "validation-failed"})
+            self._fail(op_id, [GraphQLError("'variables' must be an object", extensions={"code": "validation-failed"})])
+            return
         if operation_name is not None and not isinstance(operation_name, str):
-            raise GraphQLError("'operationName' must be a string", extensions={"code": "validation-failed"})
+            self._fail(op_id, [GraphQLError("'operationName' must be a string",
+                                            extensions={"code": "validation-failed"})])
+            return
+        claims = self.claims
         schema = schema_for(self.runtime, claims)
+        query: str = payload["query"]
+        # Subscribers with equal keys receive equal results: a running group is joined without
+        # parsing or validating the document again (it was validated against this very schema).
+        key = (id(schema), query, operation_name, json.dumps(variables, sort_keys=True), claims.visibility_key())
+        handle: asyncio.Task[None] | Member | None = self.realtime.feeds.join(key, self, op_id)
+        if handle is None:
+            prepared = self._prepare(op_id, schema, query, operation_name)
+            if prepared is None:
+                return
+            document, operation = prepared
+            if _shareable(operation):
+                context = Context(self.runtime, claims)
+
+                def opener(ready: Callable[[], None]) -> Awaitable[Any]:
+                    context.extra[FEED_READY] = ready
+                    return _open(schema, document, variables, operation_name, context)
+
+                handle = self.realtime.feeds.start(key, opener, self, op_id)
+            else:
+                handle = asyncio.get_running_loop().create_task(
+                    self._operation(op_id, schema, document, operation, variables, operation_name, claims))
+        self.operations[op_id] = handle
+        self._count_subscription(1)
+
+    def _prepare(self, op_id: str, schema: GraphQLSchema, query: str, operation_name: str | None
+                 ) -> tuple[DocumentNode, OperationDefinitionNode] | None:
+        """Parse and validate; None once the errors have been sent."""
         try:
-            document = parse(payload["query"], max_tokens=20_000)
+            document = parse(query, max_tokens=20_000)
         except GraphQLError as exc:
-            raise GraphQLError(f"not a valid graphql query: {exc.message}",
-                               extensions={"code": "validation-failed"}) from exc
+            self._fail(op_id, [GraphQLError(f"not a valid graphql query: {exc.message}",
+                                            extensions={"code": "validation-failed"})])
+            return None
         problems = validate(schema, document)
         if problems:
-            self.send(self.protocol.error(op_id, [format_error(e) for e in problems]))
-            return False
+            self._fail(op_id, list(problems))
+            return None
         operation = get_operation_ast(document, operation_name)
         if operation is None:
-            raise GraphQLError("no operation with that name in the document"
-                               if operation_name else "the document needs exactly one operation",
-                               extensions={"code": "validation-failed"})
+            self._fail(op_id, [GraphQLError("no operation with that name in the document"
+                                            if operation_name else "the document needs exactly one operation",
+                                            extensions={"code": "validation-failed"})])
+            return None
+        return document, operation
+
+    async def _operation(self, op_id: str, schema: GraphQLSchema, document: DocumentNode,
+                         operation: OperationDefinitionNode, variables: dict[str, Any] | None,
+                         operation_name: str | None, claims: Claims) -> None:
+        completed = False
         context = Context(self.runtime, claims, self.ws)
-        if operation.operation is not OperationType.SUBSCRIPTION:
-            result = execute(schema, document, variable_values=variables, operation_name=operation_name,
-                             context_value=context)
-            if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
-                result = await result
-            assert isinstance(result, ExecutionResult)
-            self.send(self.protocol.next(op_id, format_result(result)))
-            return True
-        stream = subscribe(schema, document, variable_values=variables, operation_name=operation_name,
-                           context_value=context)
-        # graphql-core 3.3 hands back the iterator itself when the field's resolver is an async
-        # generator (every Strawberry subscription), and an awaitable only for coroutine resolvers.
-        if asyncio.iscoroutine(stream) or isinstance(stream, asyncio.Future):
-            stream = await stream
-        if isinstance(stream, ExecutionResult):
-            if stream.errors:
-                self.send(self.protocol.error(op_id, [format_error(e) for e in stream.errors]))
-                return False
-            self.send(self.protocol.next(op_id, format_result(stream)))
-            return True
-        return await self._pump(op_id, stream)
+        listening = False
+
+        def ready() -> None:
+            nonlocal listening
+            if not listening:
+                listening = True
+                self.realtime.bus.stats.subscribers += 1
+
+        context.extra[FEED_READY] = ready
+        try:
+            if operation.operation is not OperationType.SUBSCRIPTION:
+                result = execute(schema, document, variable_values=variables, operation_name=operation_name,
+                                 context_value=context)
+                if isawaitable(result):
+                    result = await result
+                assert isinstance(result, ExecutionResult)
+                self.send(self.protocol.next(op_id, format_result(result)))
+                completed = True
+            else:
+                stream = await _open(schema, document, variables, operation_name, context)
+                if isinstance(stream, ExecutionResult):
+                    if stream.errors:
+                        self._fail(op_id, list(stream.errors))
+                    else:
+                        self.send(self.protocol.next(op_id, format_result(stream)))
+                        completed = True
+                else:
+                    completed = await self._pump(op_id, stream)
+        except Exception as exc:
+            self._fail(op_id, [exc])
+        finally:
+            if listening:
+                self.realtime.bus.stats.subscribers -= 1
+            self.operation_ended(op_id, asyncio.current_task())
+        if completed:
+            self.send(self.protocol.complete(op_id))
 
     async def _pump(self, op_id: str, stream: AsyncIterator[ExecutionResult]) -> bool:
+        """Send each result; False when it ended with an error message (no complete follows)."""
         try:
             async for result in stream:
                 if result.errors and result.data is None:
-                    self.send(self.protocol.error(op_id, [format_error(e) for e in result.errors]))
+                    self._fail(op_id, list(result.errors))
                     return False
                 self.send(self.protocol.next(op_id, format_result(result)))
             return True
@@ -406,6 +445,26 @@ class Connection:
             if aclose is not None:
                 with contextlib.suppress(Exception):
                     await aclose()
+
+
+def _shareable(operation: OperationDefinitionNode) -> bool:
+    """A subscription of exactly one root field that is a pure event feed."""
+    if operation.operation is not OperationType.SUBSCRIPTION:
+        return False
+    selections = operation.selection_set.selections
+    return (len(selections) == 1 and isinstance(selections[0], FieldNode)
+            and selections[0].name.value in SHAREABLE_FIELDS)
+
+
+async def _open(schema: GraphQLSchema, document: DocumentNode, variables: dict[str, Any] | None,
+                operation_name: str | None, context: Context) -> AsyncIterator[ExecutionResult] | ExecutionResult:
+    stream = subscribe(schema, document, variable_values=variables, operation_name=operation_name,
+                       context_value=context)
+    # graphql-core 3.3 hands back the iterator itself when the field's resolver is an async
+    # generator (every Strawberry subscription), and an awaitable only for coroutine resolvers.
+    if isawaitable(stream):
+        stream = await stream
+    return stream
 
 
 async def graphql_websocket(websocket: WebSocket) -> None:
