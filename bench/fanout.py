@@ -8,6 +8,10 @@ namespace, and the message is sent by a client whose event the server broadcasts
 
     .venv/bin/python bench/fanout.py            # N = 100, 1000
     .venv/bin/python bench/fanout.py -n 100 1000 5000 --messages 20
+    .venv/bin/python bench/fanout.py --no-deflate   # nchat clients without permessage-deflate
+
+The websockets client offers permessage-deflate and uvicorn accepts it, so by default every nchat
+frame is compressed once per subscriber; python-socketio's client does not offer it.
 
 Needs PostgreSQL (NCHAT_TEST_PG, a scratch database is created and dropped) and Redis
 (NCHAT_TEST_REDIS).
@@ -127,7 +131,8 @@ async def measure(n: int, messages: int, publish: Callable[[float], Awaitable[No
     }
 
 
-async def bench_nchat(n: int, messages: int, port: int, stream_id: str, channel_id: str) -> dict[str, float]:
+async def bench_nchat(n: int, messages: int, port: int, stream_id: str, channel_id: str, deflate: bool = True
+                      ) -> dict[str, float]:
     from nchat_live.subscriptions import EventBus
 
     tally = Tally()
@@ -135,7 +140,8 @@ async def bench_nchat(n: int, messages: int, port: int, stream_id: str, channel_
 
     async def client() -> websockets.ClientConnection:
         ws = await websockets.connect(f"ws://127.0.0.1:{port}/v1/graphql", subprotocols=["graphql-transport-ws"],
-                                      max_queue=None, ping_interval=None)
+                                      max_queue=None, ping_interval=None,
+                                      compression="deflate" if deflate else None)
         await ws.send(json.dumps({"type": "connection_init", "payload": {}}))
         assert json.loads(await ws.recv())["type"] == "connection_ack"
         await ws.send(json.dumps({"type": "subscribe", "id": "1",
@@ -221,7 +227,7 @@ async def make_database() -> tuple[str, str, str, str]:
     return name, url, str(stream), str(channel)
 
 
-async def main(sizes: list[int], messages: int) -> None:
+async def main(sizes: list[int], messages: int, deflate: bool = True) -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 4 * max(sizes) + 1024)), hard))
     name, url, stream_id, channel_id = await make_database()
@@ -232,7 +238,7 @@ async def main(sizes: list[int], messages: int) -> None:
         await wait_port(nchat_port)
         await wait_port(sio_port)
         for n in sizes:
-            ours = await bench_nchat(n, messages, nchat_port, stream_id, channel_id)
+            ours = await bench_nchat(n, messages, nchat_port, stream_id, channel_id, deflate)
             theirs = await bench_socketio(n, messages, sio_port)
             rows.append((n, ours, theirs))
             print(f"N={n}: nchat-live p50 {ours['p50_ms']:.1f} ms p99 {ours['p99_ms']:.1f} ms "
@@ -262,5 +268,6 @@ if __name__ == "__main__":
         parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
         parser.add_argument("-n", "--subscribers", type=int, nargs="+", default=[100, 1000])
         parser.add_argument("--messages", type=int, default=20, help="messages per N (one at a time)")
+        parser.add_argument("--no-deflate", action="store_true", help="nchat clients without permessage-deflate")
         args = parser.parse_args()
-        asyncio.run(main(args.subscribers, args.messages))
+        asyncio.run(main(args.subscribers, args.messages, not args.no_deflate))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -115,3 +116,36 @@ async def test_session_emit_publishes_after_commit_and_not_after_rollback(runtim
         await asyncio.sleep(0.1)
         assert listener.get_nowait() is None
     assert runtime.bus_stats.published == 1
+
+
+async def test_delivery_observes_the_time_since_publishing(buses: tuple[EventBus, EventBus]) -> None:
+    from nchat_live.observability import BUS_LAG
+
+    def observed() -> float:
+        return next(s.value for s in BUS_LAG.collect()[0].samples if s.name.endswith("_count"))
+
+    publisher, receiver = buses
+    before = observed()
+    with receiver.listen(streams=["lag"]) as listener:
+        await publisher.publish("chat.message", {"stream_id": "lag", "channel_id": "c"})
+        event = await asyncio.wait_for(listener.get(), 5)
+    assert event.published_at is not None and 0 <= time.time() - event.published_at < 5
+    # Once per bus that received it: both buses here are in this process (memory: one bus).
+    expected = before + (1 if publisher is receiver else 2)
+    for _ in range(100):
+        if observed() >= expected:
+            break
+        await asyncio.sleep(0.02)
+    assert observed() == expected
+
+
+def test_websocket_limits_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from nchat_live.subscriptions import Limits
+
+    assert Limits.from_settings(Settings()) == Limits()
+    monkeypatch.setenv("NCHAT_WS_KEEPALIVE_SECONDS", "2.5")
+    monkeypatch.setenv("NCHAT_WS_MAX_OPERATIONS", "7")
+    monkeypatch.setenv("NCHAT_WS_MAX_MESSAGE_BYTES", "1024")
+    monkeypatch.setenv("NCHAT_WS_SEND_QUEUE", "9")
+    limits = Limits.from_settings(Settings())
+    assert (limits.keepalive_s, limits.max_operations, limits.max_message_bytes, limits.send_queue) == (2.5, 7, 1024, 9)
