@@ -242,6 +242,7 @@ class Sent:
     started: float
     finished: float = 0.0
     outcome: str = "pending"  # "ok", an error code, "http-<status>" or a transport error
+    detail: str = ""
 
     @property
     def accepted(self) -> bool:
@@ -263,6 +264,7 @@ async def send_one(client: httpx.AsyncClient, url: str, token: str, stream_id: s
             body = response.json()
             if body.get("errors"):
                 sent.outcome = str(body["errors"][0].get("extensions", {}).get("code", "no-code"))
+                sent.detail = str(body["errors"][0].get("message"))
             elif response.status_code == 200 and (body.get("data") or {}).get("sendChatMessage"):
                 sent.outcome = "ok"
             else:
@@ -276,11 +278,15 @@ async def probe(client: httpx.AsyncClient, urls: Sequence[str], token: str, stre
     """Chat until every subscriber has seen a probe message: all subscriptions are live."""
     deadline = time.monotonic() + within
     n = 0
+    outcomes: list[str] = []
     while not all(s.synced.is_set() for s in subscribers):
         if time.monotonic() > deadline:
             missing = sum(not s.synced.is_set() for s in subscribers)
-            raise AssertionError(f"{missing} subscribers never received a probe")
+            errors = {e for s in subscribers for e in s.errors}
+            raise AssertionError(f"{missing} subscribers never received a probe; probes: {outcomes}; "
+                                 f"subscriber errors: {sorted(errors)[:5]}")
         sent = await send_one(client, urls[n % len(urls)], token, stream_id, PROBE_LANE, n)
+        outcomes.append(f"{sent.outcome} {sent.detail}".strip())
         n += 1
         # The probe user obeys the chat limit too: one message per 2.5 s once it has sent a few.
         await asyncio.sleep(0.3 if n < 4 and sent.outcome == "ok" else 2.5)
@@ -394,7 +400,7 @@ def tally(sent: Sequence[Sent], subscribers: Sequence[Subscriber],
     )
 
 
-async def settle(subscribers: Sequence[Subscriber], sent: Sequence[Sent], quiet: float = 1.0,
+async def settle(subscribers: Sequence[Subscriber], sent: Sequence[Sent], quiet: float = 3.0,
                  within: float = 20.0) -> None:
     """Wait until deliveries stop growing for `quiet` s (or every accepted message arrived everywhere)."""
     want = sum(1 for m in sent if m.accepted)

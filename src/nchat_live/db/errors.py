@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import asyncpg
+import sqlalchemy.exc
 
 from ..errors import ConstraintViolation, DataException, NchatError, PermissionDenied, Unavailable
 
@@ -19,16 +23,54 @@ def find_postgres_error(exc: BaseException) -> asyncpg.PostgresError | None:
     return None
 
 
+def _connection_lost(exc: BaseException) -> bool:
+    """A lost or unobtainable connection anywhere in the chain: SQLAlchemy wraps the driver's error
+    (e.g. a rollback on a connection a restarted server closed), and a pool of dead connections
+    times out waiting for a free one."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, (OSError, asyncpg.InterfaceError, ConnectionError, sqlalchemy.exc.TimeoutError,
+                                # A pooled connection the restart broke mid-protocol ("another
+                                # operation is in progress").
+                                asyncpg.exceptions.InternalClientError)):
+            return True
+        current = getattr(current, "orig", None) or current.__cause__
+    return False
+
+
+# A rule refusing a write in SQL (migration 0009): RAISE ... USING HINT = 'nchat:<code>', DETAIL the
+# error's extensions as JSON, and SQLSTATE 'NC' + the HTTP status (e.g. NC429) when it is not 400.
+REFUSAL_HINT = "nchat:"
+
+
+def _refusal(state: str, code: str, message: str, detail: str | None) -> NchatError:
+    extensions: dict[str, Any] = {}
+    if detail and detail.startswith("{"):
+        try:
+            extensions = json.loads(detail)
+        except ValueError:
+            extensions = {}
+    error = NchatError(message, code=code, extensions=extensions)
+    if state.startswith("NC") and state[2:].isdigit():
+        error.http_status = int(state[2:])
+    return error
+
+
 def translate(exc: BaseException) -> NchatError | None:
     """A domain error for a database failure, or None when it is not one we can explain."""
     pg = find_postgres_error(exc)
     if pg is None:
-        if isinstance(exc, (OSError, asyncpg.InterfaceError, ConnectionError)):
+        if _connection_lost(exc):
             return Unavailable("database unavailable, retry shortly", code="database-unavailable")
         return None
     state = pg.sqlstate or ""
     detail = getattr(pg, "detail", None)
     message = pg.args[0] if pg.args else str(pg)
+    hint = getattr(pg, "hint", None) or ""
+    if hint.startswith(REFUSAL_HINT):
+        return _refusal(state, hint[len(REFUSAL_HINT):], message, detail)
     if state == "23505":
         return ConstraintViolation(f"Uniqueness violation. {message}")
     if state == "23503":

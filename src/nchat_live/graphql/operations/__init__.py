@@ -16,11 +16,13 @@ from graphql import GraphQLError
 from strawberry.types import Info
 
 from ...db import Session
+from ...db import errors as db_errors
 from ...errors import NchatError
 from ...resolvers import analytics, chat, moderation, qa, quality, reactions, scheduler, streams, viewers
 from ...resolvers.quality import QualityReport
 from ...resolvers.streams import StreamInput
 from ..context import Context
+from ..hasura_resolvers import MUTATION_SESSION
 from .types import (
     ChatBan,
     ChatMessage,
@@ -50,7 +52,21 @@ T = TypeVar("T")
 async def run(info: Info[Context, None], work: Callable[[Session], Awaitable[T]]) -> T:
     """`work` in the caller's transaction; NchatError → GraphQLError with extensions.code."""
     ctx = info.context
+    shared: Session | None = ctx.extra.get(MUTATION_SESSION)
     try:
+        if shared is not None:
+            # An HTTP mutation already holds the request's transaction: commit once, with it. A
+            # second transaction of our own could commit while the request's then fails, and the
+            # client would be told "failed" about a change that was made (and published).
+            try:
+                return await work(shared)
+            except NchatError:
+                raise
+            except Exception as exc:
+                mapped = db_errors.translate(exc)
+                if mapped is None:
+                    raise
+                raise mapped from exc
         async with ctx.session() as session:
             return await work(session)
     except NchatError as exc:
