@@ -80,3 +80,13 @@ async def make_world(db: Database) -> World:
         public_stream=streams["public"][0], private_stream=streams["private"][0],
         public_key=streams["public"][1], private_key=streams["private"][1],
     )
+
+
+async def set_live(db: Database, stream_id: str, **columns: object) -> None:
+    """Put a stream on air directly, as the server: chat and reactions need a live stream (the insert
+    rules of migration 0009). `columns` sets more stream columns (e.g. enable_qa=True)."""
+    values = {"status": "live", **columns}
+    assignments = ", ".join(f"{name} = ${i}" for i, name in enumerate(values, start=2))
+    async with db.session(Claims.service()) as s:
+        await s.fetchval(f"UPDATE nchat_streams SET {assignments} WHERE id = $1 RETURNING id",
+                         stream_id, *values.values())

@@ -16,7 +16,7 @@ import pytest
 from nchat_live.auth import Claims
 from nchat_live.db import Database
 from nchat_live.errors import PermissionDenied
-from tests.support import make_world, with_database
+from tests.support import make_world, set_live, with_database
 
 
 @pytest.fixture
@@ -46,6 +46,7 @@ async def owner_db(pg_server: str) -> AsyncIterator[Database]:
 async def test_migrations_and_rls_work_for_an_ordinary_login_role(owner_db: Database) -> None:
     await owner_db.migrate()
     world = await make_world(owner_db)
+    await set_live(owner_db, world.public_stream)
     async with owner_db.session(Claims.user(world.bob)) as s:
         msg = await s.fetchval(
             "INSERT INTO nchat_stream_chat_messages (stream_id, user_id, content) VALUES ($1, $2, 'hi') RETURNING id",

@@ -200,6 +200,9 @@ CASES = [
 async def _seed_rows(db: Database, w: World) -> None:
     """One row per child table so that reads and updates have something to find."""
     async with db.session(Claims.service()) as s:
+        # Chat and reactions need a live stream, questions Q&A (the insert rules of migration 0009).
+        await s.fetchval("UPDATE nchat_streams SET status = 'live', enable_qa = true WHERE id = $1 RETURNING id",
+                         w.public_stream)
         for stream in (w.public_stream, w.private_stream):
             await s.fetchval(
                 "INSERT INTO nchat_stream_chat_messages (stream_id, user_id, content) VALUES ($1, $2, 'seed')",

@@ -14,7 +14,8 @@ from gql.transport.httpx import HTTPXAsyncTransport
 from graphql import GraphQLError
 from starlette.applications import Starlette
 
-from tests.support import World
+from nchat_live.db import Database
+from tests.support import World, set_live
 
 pytestmark = pytest.mark.usefixtures("chat")
 
@@ -57,7 +58,8 @@ async def test_gql_validates_against_the_introspected_schema_and_queries(server_
     assert [m["content"] for m in stream["chat_messages"]][:1] == ["third one"]
 
 
-async def test_gql_mutation_and_error_codes(server_url: str, cast: World) -> None:
+async def test_gql_mutation_and_error_codes(server_url: str, cast: World, db: Database) -> None:
+    await set_live(db, cast.public_stream)  # reactions need a live stream (migration 0009)
     async with client(server_url, cast.token(cast.bob)) as session:
         inserted = await session.execute(GraphQLRequest(
             """mutation($s: uuid!, $u: uuid!) { insert_nchat_stream_reactions_one(object: {stream_id: $s, user_id: $u,

@@ -10,7 +10,7 @@ from starlette.applications import Starlette
 from nchat_live.auth import Claims
 from nchat_live.graphql.context import Context
 from nchat_live.graphql.execution import subscribe
-from tests.support import World
+from tests.support import World, set_live
 
 
 async def post_message(app: Starlette, world: World, content: str) -> None:
@@ -20,6 +20,7 @@ async def post_message(app: Starlette, world: World, content: str) -> None:
 
 
 async def test_live_aggregate_and_cursor_stream(app: Starlette, cast: World) -> None:
+    await set_live(app.state.runtime.database, cast.public_stream)  # chat needs a live stream (migration 0009)
     ctx = Context(app.state.runtime, Claims.user(cast.bob))
     live: Any = await subscribe(ctx, """subscription($s: uuid!) { nchat_stream_chat_messages_aggregate(
         where: {stream_id: {_eq: $s}, content: {_like: "live %"}}) { aggregate { count } } }""",

@@ -40,6 +40,22 @@ def clean_text(value: str, *, field: str, max_length: int = 500) -> str:
     return cleaned
 
 
+def strip_nul(value: str) -> str:
+    """Text without U+0000: Postgres text cannot hold it, so it must go before the value is sent (the
+    rest of the cleaning is the insert rules' own, migration 0009)."""
+    return value.replace("\x00", "") if isinstance(value, str) else value
+
+
+async def set_rule_context(session: Session, now: datetime | None, **limits: float) -> None:
+    """The clock (and limits, e.g. chat_max=5, chat_window_s=10) the insert rules of migration 0009
+    apply in this transaction; always set, so an earlier operation's clock in a shared transaction
+    does not carry over."""
+    names = ["nchat.now", *(f"nchat.{k}" for k in limits)]
+    values = [now.isoformat() if now is not None else "", *(str(v) for v in limits.values())]
+    await session.fetchval(
+        "SELECT count(set_config(n, v, true)) FROM unnest($1::text[], $2::text[]) AS t(n, v)", names, values)
+
+
 def parse_uuid(value: str, *, field: str) -> str:
     try:
         return str(uuid.UUID(str(value)))

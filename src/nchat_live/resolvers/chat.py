@@ -1,7 +1,7 @@
 """Stream chat: send (with every rule of the guide), delete, pin/unpin, and paged history.
 
-Rate limit and slow mode are counted from the messages themselves in Postgres, so they hold
-across API processes; an advisory lock per (user, stream) makes concurrent sends count exactly.
+The send rules live in Postgres (migration 0009's insert trigger): rate limit and slow mode are
+counted from the messages themselves, so they hold across API processes and for every write path.
 """
 
 from __future__ import annotations
@@ -13,22 +13,20 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ..db import Session
-from ..errors import NchatError, NotFound, PermissionDenied, RateLimited, ValidationFailed
+from ..errors import NotFound, PermissionDenied, ValidationFailed
 from ._common import (
     Row,
-    clean_text,
     event_base,
     load_stream,
     parse_uuid,
-    require_live,
     require_manager,
     require_user,
     row,
+    set_rule_context,
+    strip_nul,
     utcnow,
 )
-from .moderation import check_not_banned
 
-MAX_LENGTH = 500
 _MESSAGE_COLUMNS = (
     "id, stream_id, user_id, content, is_pinned, pinned_at, pinned_by, is_deleted, deleted_at, deleted_by, "
     "created_at"
@@ -42,10 +40,6 @@ class ChatLimits:
 
 
 DEFAULT_LIMITS = ChatLimits()
-
-
-class ChatRefused(NchatError):
-    http_status = 403
 
 
 def public_message(message: Row) -> Row:
@@ -66,69 +60,20 @@ async def _is_manager(session: Session, stream_id: str) -> bool:
     return bool(await session.fetchval("SELECT nchat.can_manage_stream($1)", stream_id))
 
 
-async def _check_chat_mode(session: Session, stream: Row, user_id: str, now: datetime) -> None:
-    mode = stream["chat_mode"]
-    if mode == "followers_only":
-        follows = await session.fetchval(
-            "SELECT EXISTS (SELECT 1 FROM nchat_user_follows WHERE follower_id = $1 AND following_id = $2)",
-            user_id, stream["broadcaster_id"],
-        )
-        if not follows:
-            raise ChatRefused("chat is for followers of the broadcaster only", code="chat-mode-followers-only")
-    elif mode == "subscribers_only":
-        subscribed = await session.fetchval(
-            "SELECT EXISTS (SELECT 1 FROM nchat_channel_subscriptions WHERE user_id = $1 AND channel_id = $2 "
-            "AND (expires_at IS NULL OR expires_at > $3))",
-            user_id, stream["channel_id"], now,
-        )
-        if not subscribed:
-            raise ChatRefused("chat is for subscribers of the channel only", code="chat-mode-subscribers-only")
-
-
-async def _check_pace(session: Session, stream: Row, user_id: str, now: datetime, limits: ChatLimits,
-                      slow_mode: bool) -> None:
-    # Serialises this user's sends to this stream so the counts below cannot be raced.
-    await session.fetchval("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"chat:{user_id}:{stream['id']}")
-    recent = await session.fetch(
-        "SELECT created_at FROM nchat_stream_chat_messages WHERE user_id = $1 AND stream_id = $2 "
-        "AND created_at > $3 AND created_at <= $4 ORDER BY created_at DESC",
-        user_id, stream["id"], now - max(limits.window, timedelta(seconds=stream["slow_mode_seconds"])), now,
-    )
-    slow = stream["slow_mode_seconds"]
-    if slow_mode and slow > 0 and recent:
-        wait = slow - (now - recent[0]["created_at"]).total_seconds()
-        if wait > 0:
-            raise RateLimited(f"slow mode is on: one message every {slow} s; wait {wait:.1f} s", code="slow-mode",
-                              extensions={"retryAfterSeconds": round(wait, 1)})
-    in_window = [r["created_at"] for r in recent if r["created_at"] > now - limits.window]
-    if len(in_window) >= limits.messages:
-        wait = (in_window[limits.messages - 1] + limits.window - now).total_seconds()
-        raise RateLimited(
-            f"at most {limits.messages} messages per {int(limits.window.total_seconds())} s; wait {wait:.1f} s",
-            extensions={"retryAfterSeconds": round(wait, 1)},
-        )
-
-
 async def send_chat_message(
     session: Session, stream_id: str, content: str, *, now: datetime | None = None,
     limits: ChatLimits = DEFAULT_LIMITS,
 ) -> Row:
+    """Post as the caller. The rules (content 1..500 cleaned, stream live, chat enabled, chat mode,
+    bans and timeouts, slow mode, rate limit) are the insert trigger's (migration 0009), so the table
+    API obeys them too; a refusal arrives as NchatError with its code."""
     user_id = require_user(session, "chat")
-    text = clean_text(content, field="content", max_length=MAX_LENGTH)
-    now = now or utcnow()
     stream = await load_stream(session, stream_id)
-    require_live(stream, "chat")
-    if not stream["enable_chat"]:
-        raise ChatRefused("chat is disabled for this stream", code="chat-disabled")
-    await check_not_banned(session, stream, user_id, now)
-    manager = await _is_manager(session, stream["id"])
-    if not manager:
-        await _check_chat_mode(session, stream, user_id, now)
-    await _check_pace(session, stream, user_id, now, limits, slow_mode=not manager)
+    await set_rule_context(session, now, chat_max=limits.messages, chat_window_s=limits.window.total_seconds())
     record = await session.fetchrow(
-        f"INSERT INTO nchat_stream_chat_messages (stream_id, user_id, content, created_at) VALUES ($1, $2, $3, $4) "
+        f"INSERT INTO nchat_stream_chat_messages (stream_id, user_id, content) VALUES ($1, $2, $3) "
         f"RETURNING {_MESSAGE_COLUMNS}",
-        stream["id"], user_id, text, now,
+        stream["id"], user_id, strip_nul(content),
     )
     message = row(record)
     session.emit("chat.message", _event(stream, message))

@@ -1,35 +1,18 @@
-"""Bans and timeouts: a ban names a stream or its whole channel; a timeout is a ban that expires."""
+"""Bans and timeouts: a ban names a stream or its whole channel; a timeout is a ban that expires.
+
+The insert rules of migration 0009 refuse a banned (`banned`) or timed-out (`timed-out`) user's chat,
+reactions and questions.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
 from ..db import Session
-from ..errors import NchatError, ValidationFailed
+from ..errors import ValidationFailed
 from ._common import Row, clean_text, event_base, load_stream, parse_uuid, require_manager, require_user, row, utcnow
 
 MAX_TIMEOUT = timedelta(days=14)
-
-
-class Banned(NchatError):
-    code = "banned"
-    http_status = 403
-
-
-async def check_not_banned(session: Session, stream: Row, user_id: str, now: datetime) -> None:
-    """Raise banned / timed-out when the user may not take part in this stream now."""
-    record = await session.fetchrow(
-        "SELECT expires_at FROM nchat_stream_bans WHERE user_id = $1 AND (stream_id = $2 OR channel_id = $3) "
-        "AND (expires_at IS NULL OR expires_at > $4) ORDER BY expires_at DESC NULLS FIRST LIMIT 1",
-        user_id, stream["id"], stream["channel_id"], now,
-    )
-    if record is None:
-        return
-    if record["expires_at"] is None:
-        raise Banned("you are banned from this stream's chat")
-    left = int((record["expires_at"] - now).total_seconds()) + 1
-    raise Banned(f"you are timed out for another {left} s", code="timed-out",
-                 extensions={"retryAfterSeconds": left})
 
 
 async def _ban(

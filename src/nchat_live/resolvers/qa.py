@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from ..db import Session
-from ..errors import Conflict, NchatError, NotFound, ValidationFailed
+from ..errors import Conflict, NotFound, ValidationFailed
 from ._common import (
     Row,
     clean_text,
@@ -15,18 +15,13 @@ from ._common import (
     require_manager,
     require_user,
     row,
+    set_rule_context,
+    strip_nul,
     utcnow,
 )
-from .lifecycle import TERMINAL
-from .moderation import check_not_banned
 
 STATUSES = ("open", "answered", "dismissed")
 _COLUMNS = "id, stream_id, user_id, content, status, upvotes, answer, answered_at, answered_by, created_at"
-
-
-class QaDisabled(NchatError):
-    code = "qa-disabled"
-    http_status = 403
 
 
 def _event(stream: Row, question: Row) -> dict[str, object]:
@@ -45,19 +40,14 @@ async def _load(session: Session, question_id: str) -> tuple[Row, Row]:
 
 
 async def ask_question(session: Session, stream_id: str, content: str, *, now: datetime | None = None) -> Row:
+    """Ask as the caller. The rules (content 1..500 cleaned, Q&A enabled, the stream not over, bans)
+    are the insert trigger's (migration 0009); a refusal arrives as NchatError with its code."""
     user_id = require_user(session, "ask questions")
-    text = clean_text(content, field="content", max_length=500)
-    now = now or utcnow()
     stream = await load_stream(session, stream_id)
-    if not stream["enable_qa"]:
-        raise QaDisabled("Q&A is not enabled for this stream")
-    if stream["status"] in TERMINAL:
-        raise NchatError(f"the stream is '{stream['status']}'; questions are closed", code="stream-not-live")
-    await check_not_banned(session, stream, user_id, now)
+    await set_rule_context(session, now)
     record = await session.fetchrow(
-        f"INSERT INTO nchat_stream_questions (stream_id, user_id, content, created_at) VALUES ($1, $2, $3, $4) "
-        f"RETURNING {_COLUMNS}",
-        stream["id"], user_id, text, now,
+        f"INSERT INTO nchat_stream_questions (stream_id, user_id, content) VALUES ($1, $2, $3) RETURNING {_COLUMNS}",
+        stream["id"], user_id, strip_nul(content),
     )
     question = row(record)
     session.emit("qa.question", _event(stream, question))

@@ -6,13 +6,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from ..db import Session
-from ..errors import NchatError, RateLimited, ValidationFailed
-from ._common import Row, event_base, load_stream, require_live, require_user, row, utcnow
-from .moderation import check_not_banned
+from ..errors import ValidationFailed
+from ._common import Row, event_base, load_stream, require_user, row, set_rule_context, strip_nul
 
-# The guide's five first, then a few more; the text form of the heart is accepted as the emoji.
+# Mirrors nchat.allowed_emojis() (migration 0009), whose insert rules check and normalise the emoji
+# (the text heart and skin-toned thumbs count as the listed ones); a test keeps the two equal.
 ALLOWED_EMOJIS = ("👍", "❤️", "😂", "🔥", "🎉", "👏", "😮", "😢", "💯", "🚀")
-_ALIASES = {"❤": "❤️", "👍🏻": "👍", "👍🏼": "👍", "👍🏽": "👍", "👍🏾": "👍", "👍🏿": "👍"}
 
 
 @dataclass(frozen=True)
@@ -22,19 +21,6 @@ class ReactionLimits:
 
 
 DEFAULT_LIMITS = ReactionLimits()
-
-
-class ReactionsDisabled(NchatError):
-    code = "reactions-disabled"
-    http_status = 403
-
-
-def normalise_emoji(emoji: str) -> str:
-    value = _ALIASES.get(emoji.strip(), emoji.strip())
-    if value not in ALLOWED_EMOJIS:
-        raise ValidationFailed(f"emoji '{emoji}' is not allowed; use one of {' '.join(ALLOWED_EMOJIS)}",
-                               code="invalid-emoji")
-    return value
 
 
 def _position(value: float | None, name: str) -> float | None:
@@ -49,36 +35,23 @@ async def send_reaction(
     session: Session, stream_id: str, emoji: str, position_x: float | None = None, position_y: float | None = None,
     *, now: datetime | None = None, limits: ReactionLimits = DEFAULT_LIMITS,
 ) -> Row:
+    """React as the caller. The rules (allowed emoji, stream live, reactions enabled, bans, rate limit)
+    are the insert trigger's (migration 0009); a refusal arrives as NchatError with its code."""
     user_id = require_user(session, "react")
-    value = normalise_emoji(emoji)
     x, y = _position(position_x, "positionX"), _position(position_y, "positionY")
-    now = now or utcnow()
     stream = await load_stream(session, stream_id)
-    require_live(stream, "react")
-    if not stream["enable_reactions"]:
-        raise ReactionsDisabled("reactions are disabled for this stream")
-    await check_not_banned(session, stream, user_id, now)
-    await session.fetchval("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"react:{user_id}:{stream['id']}")
-    recent = await session.fetchval(
-        "SELECT count(*) FROM nchat_stream_reactions WHERE user_id = $1 AND stream_id = $2 "
-        "AND created_at > $3 AND created_at <= $4",
-        user_id, stream["id"], now - limits.window, now,
-    )
-    if recent >= limits.reactions:
-        raise RateLimited(
-            f"at most {limits.reactions} reactions per {int(limits.window.total_seconds())} s",
-            extensions={"retryAfterSeconds": int(limits.window.total_seconds())},
-        )
+    await set_rule_context(session, now, reaction_max=limits.reactions,
+                           reaction_window_s=limits.window.total_seconds())
     record = await session.fetchrow(
-        "INSERT INTO nchat_stream_reactions (stream_id, user_id, emoji, position_x, position_y, created_at) "
-        "VALUES ($1, $2, $3, $4, $5, $6) RETURNING id, stream_id, user_id, emoji, position_x, position_y, created_at",
-        stream["id"], user_id, value, x, y, now,
+        "INSERT INTO nchat_stream_reactions (stream_id, user_id, emoji, position_x, position_y) "
+        "VALUES ($1, $2, $3, $4, $5) RETURNING id, stream_id, user_id, emoji, position_x, position_y, created_at",
+        stream["id"], user_id, strip_nul(emoji), x, y,
     )
     reaction = row(record)
     for key in ("position_x", "position_y"):
         reaction[key] = float(reaction[key]) if reaction[key] is not None else None
     session.emit("reaction", {
-        **event_base(stream), "id": reaction["id"], "emoji": value, "position_x": reaction["position_x"],
+        **event_base(stream), "id": reaction["id"], "emoji": reaction["emoji"], "position_x": reaction["position_x"],
         "position_y": reaction["position_y"], "user_id": user_id,
     })
     return reaction

@@ -1,0 +1,17 @@
+DROP TRIGGER IF EXISTS nchat_stream_questions_rules ON nchat_stream_questions;
+DROP TRIGGER IF EXISTS nchat_stream_reactions_rules ON nchat_stream_reactions;
+DROP TRIGGER IF EXISTS nchat_stream_chat_messages_rules ON nchat_stream_chat_messages;
+DROP FUNCTION IF EXISTS nchat.question_rules();
+DROP FUNCTION IF EXISTS nchat.reaction_rules();
+DROP FUNCTION IF EXISTS nchat.chat_message_rules();
+DROP FUNCTION IF EXISTS nchat.check_not_banned(uuid, uuid, uuid, timestamptz);
+DROP FUNCTION IF EXISTS nchat.normalise_emoji(text);
+DROP FUNCTION IF EXISTS nchat.allowed_emojis();
+DROP FUNCTION IF EXISTS nchat.clean_text(text, text, integer);
+DROP FUNCTION IF EXISTS nchat.trim_space(text);
+DROP FUNCTION IF EXISTS nchat.refuse(integer, text, text, jsonb);
+DROP FUNCTION IF EXISTS nchat.rule_setting(text, numeric);
+DROP FUNCTION IF EXISTS nchat.rule_clock();
+GRANT INSERT (created_at) ON nchat_stream_chat_messages TO nchat_user, nchat_moderator;
+GRANT INSERT (created_at) ON nchat_stream_reactions TO nchat_user, nchat_moderator;
+GRANT INSERT (created_at) ON nchat_stream_questions TO nchat_user, nchat_moderator;
