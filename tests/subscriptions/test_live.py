@@ -17,6 +17,7 @@ from nchat_live.auth import Claims
 from nchat_live.config import Settings
 from nchat_live.db import Session
 from nchat_live.graphql.context import Context
+from nchat_live.resolvers import lifecycle
 from nchat_live.runtime import Runtime
 from tests.support import World
 
@@ -59,6 +60,14 @@ async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
     await rt.start()
     yield rt
     await rt.stop()
+
+
+@pytest.fixture(autouse=True)
+async def live_streams(runtime: Runtime, world: World) -> None:
+    # Chat is written only to live streams (migration 0009's write rules).
+    async with runtime.database.session(Claims.service()) as s:
+        for stream_id in (world.public_stream, world.private_stream):
+            await lifecycle.transition(s, stream_id, lifecycle.LIVE)
 
 
 async def post(runtime: Runtime, world: World, stream_id: str, content: str) -> None:
