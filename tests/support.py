@@ -1,10 +1,21 @@
-"""Test helpers shared by every test package: the cast of users, channels and streams."""
+"""Test helpers shared by every test package: the cast of users, channels and streams, and a real
+uvicorn on a free loopback port."""
 
 from __future__ import annotations
 
+import asyncio
+import socket
+import threading
+import time
 import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
+
+import uvicorn
+from starlette.types import ASGIApp
 
 from nchat_live.auth import Claims, mint_token
 from nchat_live.db import Database
@@ -80,6 +91,76 @@ async def make_world(db: Database) -> World:
         public_stream=streams["public"][0], private_stream=streams["private"][0],
         public_key=streams["public"][1], private_key=streams["private"][1],
     )
+
+
+def loopback_socket() -> socket.socket:
+    """A socket bound to a free port on 127.0.0.1, for uvicorn to serve on."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+def base_url(sock: socket.socket) -> str:
+    return f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+def _server(app: ASGIApp, lifespan: str, options: dict[str, Any]) -> uvicorn.Server:
+    return uvicorn.Server(uvicorn.Config(app, lifespan=lifespan, log_level="warning", **options))
+
+
+@asynccontextmanager
+async def serve_app(
+    app: ASGIApp, *, sock: socket.socket | None = None, lifespan: str = "on", startup_timeout: float = 15.0,
+    **options: Any,
+) -> AsyncIterator[str]:
+    """uvicorn serving `app` in the test's event loop; yields its base URL (http://127.0.0.1:PORT).
+
+    `lifespan="off"` serves an app whose lifespan a fixture already runs; `options` go to
+    `uvicorn.Config` (e.g. ws_ping_interval=None).
+    """
+    sock = sock or loopback_socket()
+    server = _server(app, lifespan, options)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        deadline = time.monotonic() + startup_timeout
+        while not server.started:
+            if task.done():
+                task.result()
+                raise RuntimeError("uvicorn stopped before it started serving")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"uvicorn did not start within {startup_timeout} s")
+            await asyncio.sleep(0.02)
+        yield base_url(sock)
+    finally:
+        server.should_exit = True
+        if not task.done():
+            await asyncio.wait_for(task, 15)
+        sock.close()
+
+
+@contextmanager
+def serve_app_in_thread(
+    app: ASGIApp, *, sock: socket.socket | None = None, lifespan: str = "on", startup_timeout: float = 60.0,
+    **options: Any,
+) -> Iterator[str]:
+    """uvicorn serving `app` in a thread with its own event loop (for synchronous fixtures and
+    clients that block, such as a browser driver); yields its base URL."""
+    sock = sock or loopback_socket()
+    server = _server(app, lifespan, options)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + startup_timeout
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the app did not start")
+            time.sleep(0.1)
+        yield base_url(sock)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        sock.close()
 
 
 async def set_live(db: Database, stream_id: str, **columns: object) -> None:

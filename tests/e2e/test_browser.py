@@ -10,20 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import re
-import socket
-import threading
-import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import uvicorn
 from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright, expect
 
 from nchat_live.app import create_app
 from nchat_live.config import Settings
-from tests.support import World
+from tests.support import World, base_url, loopback_socket, serve_app_in_thread
 
 CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"  # CI keeps artifacts/
@@ -43,31 +39,17 @@ pytestmark = [
 @dataclass
 class LiveServer:
     url: str
-    server: uvicorn.Server
-    thread: threading.Thread
 
 
 @pytest.fixture(scope="module")
 def live_server(settings: Settings) -> Iterator[LiveServer]:
     """The real app under uvicorn in a thread (its own event loop), on a free port."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    app_settings = settings.model_copy(update={"public_url": url, "media_enabled": True})
-    server = uvicorn.Server(uvicorn.Config(create_app(app_settings), lifespan="on", log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the app did not start")
-        time.sleep(0.1)
-    yield LiveServer(url, server, thread)
-    server.should_exit = True
-    thread.join(timeout=30)
-    sock.close()
+    sock = loopback_socket()
+    # The app must know its public URL (the port) before it starts.
+    app_settings = settings.model_copy(update={"public_url": base_url(sock), "media_enabled": True})
+    with serve_app_in_thread(create_app(app_settings), sock=sock) as url:
+        yield LiveServer(url)
 
 
 @pytest.fixture

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-import socket
 from collections.abc import AsyncIterator
 
 import pytest
-import uvicorn
 from gql import Client, GraphQLRequest
 from gql.transport.exceptions import TransportQueryError
 from gql.transport.httpx import HTTPXAsyncTransport
@@ -15,26 +12,16 @@ from graphql import GraphQLError
 from starlette.applications import Starlette
 
 from nchat_live.db import Database
-from tests.support import World, set_live
+from tests.support import World, serve_app, set_live
 
 pytestmark = pytest.mark.usefixtures("chat")
 
 
 @pytest.fixture(scope="module")
 async def server_url(app: Starlette) -> AsyncIterator[str]:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
     # The app's lifespan is already running (module fixture); the server only serves.
-    server = uvicorn.Server(uvicorn.Config(app, lifespan="off", log_level="warning"))
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    for _ in range(500):
-        if server.started:
-            break
-        await asyncio.sleep(0.02)
-    yield f"http://127.0.0.1:{port}/v1/graphql"
-    server.should_exit = True
-    await task
+    async with serve_app(app, lifespan="off") as url:
+        yield f"{url}/v1/graphql"
 
 
 def client(url: str, token: str | None = None) -> Client:

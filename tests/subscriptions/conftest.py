@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
-import uvicorn
 import websockets
 
 from nchat_live.app import create_app
 from nchat_live.config import Settings
 from nchat_live.runtime import Runtime
+from tests.support import serve_app
 
 
 @dataclass
@@ -31,22 +31,10 @@ class Server:
 @asynccontextmanager
 async def serve(settings: Settings) -> AsyncIterator[Server]:
     runtime = Runtime(settings)
-    app = create_app(runtime=runtime)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(app, lifespan="on", log_level="warning", ws_ping_interval=None)
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.02)
-    try:
-        yield Server(runtime, sock.getsockname()[1])
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 15)
+    async with serve_app(create_app(runtime=runtime), ws_ping_interval=None) as url:
+        port = urlsplit(url).port
+        assert port is not None
+        yield Server(runtime, port)
 
 
 @pytest.fixture(scope="module")
