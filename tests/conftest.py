@@ -95,6 +95,8 @@ def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Set
         BUS_URL="memory://",
         # An ephemeral RTMP port: several apps start in one run, and 1935 may be taken.
         NCHAT_RTMP_PORT=0,
+        # No orphan sweeps: a test's runtime must not take over (and end) other tests' live streams.
+        NCHAT_ORPHAN_SWEEP_SECONDS=0,
     )
 
 

@@ -199,7 +199,7 @@ async def test_killed_worker_stream_continues_on_another_worker(
     # The same stream goes on: live in the database, leased to the second worker, and the playlist
     # continues after a discontinuity with higher media sequence numbers (old ones still listed).
     row = await stream_row(db, stream_id)
-    assert row["status"] == "live" and row["end_reason"] is None
+    assert row["status"] == "live"
     assert row["worker_id"] == other.name
     numbers = segments(after)
     assert numbers == sorted(numbers) and len(set(numbers)) == len(numbers)

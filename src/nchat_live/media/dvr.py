@@ -26,6 +26,7 @@ class _Entry:
     duration: float
     discontinuity: bool
     program_date_time: datetime
+    init_uri: str = "init.mp4"
 
 
 class DvrPlaylists(PipelineObserver):
@@ -42,7 +43,8 @@ class DvrPlaylists(PipelineObserver):
 
     def on_segment(self, info: SegmentInfo) -> None:
         entries = self.entries.setdefault(info.rendition, deque())
-        entries.append(_Entry(info.msn, info.duration, info.discontinuity, info.program_date_time))
+        init_uri = info.init_key.rsplit("/", 1)[-1]
+        entries.append(_Entry(info.msn, info.duration, info.discontinuity, info.program_date_time, init_uri))
         storage = self.features.manager.storage
         while len(entries) > self.protected and sum(e.duration for e in entries) - entries[0].duration >= self.window:
             old = entries.popleft()
@@ -71,11 +73,15 @@ class DvrPlaylists(PipelineObserver):
             f"#EXT-X-MEDIA-SEQUENCE:{entries[0].msn if entries else 0}",
             f"#EXT-X-DISCONTINUITY-SEQUENCE:{self.discontinuity_sequence.get(rendition, 0)}",
             "#EXT-X-INDEPENDENT-SEGMENTS",
-            '#EXT-X-MAP:URI="init.mp4"',
         ]
+        current_map = None
         for index, entry in enumerate(entries):
             if entry.discontinuity and index > 0:
                 lines.append("#EXT-X-DISCONTINUITY")
+            # A reconnect or a takeover brings a new encoder, and with it a new init segment.
+            if entry.init_uri != current_map:
+                current_map = entry.init_uri
+                lines.append(f'#EXT-X-MAP:URI="{current_map}"')
             pdt = entry.program_date_time.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
             lines += [f"#EXT-X-PROGRAM-DATE-TIME:{pdt}", f"#EXTINF:{entry.duration:.5f},", f"seg{entry.msn}.m4s"]
         if ended:

@@ -20,7 +20,7 @@ from ..errors import NchatError
 from ..resolvers import lifecycle
 from .dvr import DvrPlaylists
 from .packager import SegmentInfo
-from .pipeline import PipelineObserver
+from .pipeline import ObserverGroup, PipelineObserver
 from .recording import Recorder
 from .storage import MediaStorage
 from .thumbnails import Thumbnailer
@@ -70,6 +70,10 @@ class GuardedStorage:
     def local_path(self, key: str) -> Path | None:
         return self.inner.local_path(key)
 
+    def url(self, key: str) -> str | None:
+        inner = getattr(self.inner, "url", None)
+        return inner(key) if callable(inner) else None
+
 
 class _Cleanup(PipelineObserver):
     """Knows a stream's renditions; when its pipeline closes, schedules removal of the live files."""
@@ -84,27 +88,6 @@ class _Cleanup(PipelineObserver):
 
     def on_closed(self, stream_id: str) -> None:
         self.features.call_soon(self.features.remove_live_files, self.stream_id, sorted(self.renditions))
-
-
-class _Observers(PipelineObserver):
-    def __init__(self, observers: list[PipelineObserver]) -> None:
-        self.observers = observers
-
-    def _each(self, name: str, *args: Any) -> None:
-        for observer in self.observers:
-            try:
-                getattr(observer, name)(*args)
-            except Exception:
-                log.exception("%s.%s failed", type(observer).__name__, name)
-
-    def on_segment(self, info: SegmentInfo) -> None:
-        self._each("on_segment", info)
-
-    def on_keyframe(self, frame: Any, at_seconds: float) -> None:
-        self._each("on_keyframe", frame, at_seconds)
-
-    def on_closed(self, stream_id: str) -> None:
-        self._each("on_closed", stream_id)
 
 
 class MediaFeatures:
@@ -169,7 +152,7 @@ class MediaFeatures:
         if self.settings.dvr_window_seconds > 0:
             observers.append(DvrPlaylists(self, info.stream_id))
         observers.append(_Cleanup(self, info.stream_id))
-        return _Observers(observers)
+        return ObserverGroup(observers)
 
     # -- scheduling from worker threads ---------------------------------------------------------
 
@@ -221,8 +204,8 @@ class MediaFeatures:
         """Live HLS files of an ended stream go after a delay; the last thumbnail stays."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), self.settings.media_cleanup_delay_seconds)
-        if stream_id in self.manager.streams:
-            return  # a new pipeline took over this stream id
+        if stream_id in self.manager.streams or stream_id in self.manager.handed_off:
+            return  # a new pipeline (here, or another worker's after a lost lease) took over this stream id
         self.recorders.pop(stream_id, None)
         storage = self.manager.storage
 

@@ -1,21 +1,29 @@
 """Serving /hls/{stream_id}/...: playlists (with LL-HLS blocking reload), init segments, segments, parts.
 
 A stream encoded by this process answers from the packager's memory, and blocking reloads wait on
-its per-rendition event (no polling, however many viewers wait). Other streams are served from storage.
+its per-rendition event (no polling, however many viewers wait). Other streams are served from storage:
+an API process (no MediaManager) or a worker that does not ingest the stream reads the shared storage,
+and a blocking reload there polls storage every 200 ms until the playlist holds the asked-for part
+(three target durations at most, then the current playlist). When the storage has a public URL (S3
+behind a CDN), requests for streams not encoded here are redirected to it instead.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
+import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from .manager import is_uuid
-from .packager import PlaylistRequestError
+from .packager import PackagingConfig, PlaylistRequestError
+from .storage import MediaStorage
+from .storage_select import open_storage, public_url
 
 if TYPE_CHECKING:
     from .manager import MediaManager
@@ -41,6 +49,45 @@ def _manager(request: Request) -> MediaManager | None:
     return getattr(request.app.state.runtime, "media", None)
 
 
+def _storage(request: Request) -> MediaStorage:
+    """The worker's storage, or (an API process) the shared storage the settings name."""
+    manager = _manager(request)
+    if manager is not None:
+        return manager.storage
+    state = request.app.state
+    storage: MediaStorage | None = getattr(state, "hls_storage", None)
+    if storage is None:
+        storage = state.hls_storage = open_storage(state.runtime.settings)
+    return storage
+
+
+def _elsewhere(request: Request, key: str) -> Response | None:
+    """A redirect to the storage's public copy of `key`, when it has one."""
+    url = public_url(_storage(request), key)
+    return RedirectResponse(url, status_code=307, headers=CORS | NO_CACHE) if url else None
+
+
+def _holds(playlist: bytes, msn: int, part: int | None) -> bool:
+    """Whether a stored media playlist already lists segment `msn` (or its part `part`)."""
+    text = playlist.decode(errors="replace")
+    if "#EXT-X-ENDLIST" in text or f'"seg{msn + 1}.0.m4s"' in text.split("#EXT-X-PRELOAD-HINT")[0]:
+        return True
+    if part is None:
+        return f"\nseg{msn}.m4s\n" in text
+    return f'URI="seg{msn}.{part}.m4s"' in text
+
+
+async def _poll_storage(storage: MediaStorage, key: str, ready: Callable[[bytes], bool],
+                        seconds: float) -> bytes | None:
+    """Read `key` until `ready` says yes or `seconds` pass; the last read either way."""
+    deadline = time.monotonic() + seconds
+    while True:
+        data = await asyncio.to_thread(storage.read, key)
+        if (data is not None and ready(data)) or time.monotonic() >= deadline:
+            return data
+        await asyncio.sleep(0.2)
+
+
 def _playlist(text: str | bytes) -> Response:
     return Response(text, media_type=PLAYLIST_TYPE, headers=CORS | NO_CACHE)
 
@@ -57,12 +104,15 @@ def _int_param(request: Request, name: str) -> int | None:
 async def master(request: Request) -> Response:
     stream_id = request.path_params["stream_id"]
     manager = _manager(request)
-    if manager is None or not is_uuid(stream_id):
+    if not is_uuid(stream_id):
         return _error(404, "not-found", f"no HLS output for stream '{stream_id}'")
-    packager = manager.packager(stream_id)
+    packager = manager.packager(stream_id) if manager is not None else None
     if packager is not None and packager.master_written:
         return _playlist(packager.render_master())
-    data = await asyncio.to_thread(manager.storage.read, f"{stream_id}/master.m3u8")
+    key = f"{stream_id}/master.m3u8"
+    if (redirect := _elsewhere(request, key)) is not None:
+        return redirect
+    data = await asyncio.to_thread(_storage(request).read, key)
     if data is None:
         return _error(404, "not-found", f"stream '{stream_id}' has no master playlist yet")
     return _playlist(data)
@@ -72,19 +122,27 @@ async def media_playlist(request: Request) -> Response:
     stream_id = request.path_params["stream_id"]
     name = request.path_params["rendition"]
     manager = _manager(request)
-    if manager is None or not is_uuid(stream_id) or not _RENDITION.match(name):
+    if not is_uuid(stream_id) or not _RENDITION.match(name):
         return _error(404, "not-found", f"no rendition '{name}' for stream '{stream_id}'")
     try:
         msn = _int_param(request, "_HLS_msn")
         part = _int_param(request, "_HLS_part")
     except PlaylistRequestError as exc:
         return _error(400, "bad-request", str(exc))
-    packager = manager.packager(stream_id)
+    packager = manager.packager(stream_id) if manager is not None else None
     rendition = packager.rendition(name) if packager is not None else None
     if packager is None or rendition is None:
         if part is not None and msn is None:
             return _error(400, "bad-request", "_HLS_part requires _HLS_msn")
-        data = await asyncio.to_thread(manager.storage.read, f"{stream_id}/{name}/index.m3u8")
+        key = f"{stream_id}/{name}/index.m3u8"
+        if (redirect := _elsewhere(request, key)) is not None:
+            return redirect
+        storage = _storage(request)
+        if msn is None:
+            data = await asyncio.to_thread(storage.read, key)
+        else:
+            wait = 3 * PackagingConfig().target_duration
+            data = await _poll_storage(storage, key, lambda d: _holds(d, msn, part), wait)
         if data is None:
             return _error(404, "not-found", f"no rendition '{name}' for stream '{stream_id}'")
         return _playlist(data)
@@ -103,13 +161,21 @@ async def media_file(request: Request) -> Response:
     filename = request.path_params["filename"]
     manager = _manager(request)
     match = _MEDIA_FILE.match(filename)
-    if manager is None or not is_uuid(stream_id) or not _RENDITION.match(name) or match is None:
+    if not is_uuid(stream_id) or not _RENDITION.match(name) or match is None:
         return _error(404, "not-found", f"no file '{filename}'")
     key = f"{stream_id}/{name}/{filename}"
-    path = manager.storage.local_path(key)
+    packager = manager.packager(stream_id) if manager is not None else None
+    if packager is None and (redirect := _elsewhere(request, key)) is not None:
+        return redirect
+    storage = _storage(request)
+    path = storage.local_path(key)
+    if path is None and match.group(2) is not None and packager is None:
+        # A preload-hinted part of a stream encoded elsewhere: wait for it to land in storage.
+        wait = PackagingConfig().target_duration
+        if await _poll_storage(storage, key, lambda _: True, wait) is not None:
+            path = storage.local_path(key)
     if path is None and match.group(2) is not None:
         # A part announced by EXT-X-PRELOAD-HINT: hold the request until it is written.
-        packager = manager.packager(stream_id)
         rendition = packager.rendition(name) if packager is not None else None
         if packager is not None and rendition is not None:
             msn, index = int(match.group(1)), int(match.group(2))
@@ -117,11 +183,11 @@ async def media_file(request: Request) -> Response:
                 name, lambda: rendition.has_part(filename) or rendition.passed(msn, index),
                 3 * packager.config.target_duration,
             )
-            path = manager.storage.local_path(key)
+            path = storage.local_path(key)
     media_type = "video/mp4" if filename.endswith(".mp4") else "video/iso.segment"
     if path is not None:
         return FileResponse(path, media_type=media_type, headers=CORS | IMMUTABLE)
-    data = await asyncio.to_thread(manager.storage.read, key)
+    data = await asyncio.to_thread(storage.read, key)
     if data is None:
         return _error(404, "not-found", f"no file '{filename}' (it may have left the live window)")
     return Response(data, media_type=media_type, headers=CORS | IMMUTABLE)

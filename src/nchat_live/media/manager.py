@@ -9,6 +9,13 @@ Ingests (WHIP here, RTMP in `media/rtmp/`) use three calls::
 A publisher that returns within `settings.publisher_grace_seconds` continues the same pipeline
 (EXT-X-DISCONTINUITY in the playlists); otherwise the pipeline closes and the stream ends.
 Other features attach observers to every new pipeline with `observer_factories`.
+
+Scale-out (media/leases.py): the manager is one media worker. It claims a lease on every stream it
+ingests and renews them every `lease_ttl/3`; a stream whose lease it lost (another worker took it
+over after a pause) stops here without being ended. Its orphan sweep takes over streams whose
+worker died: a publisher reconnecting here within the grace period continues the stream (the HLS
+numbering and the recording go on from storage, after a discontinuity); otherwise the stream ends
+with reason "worker-lost" and its recording is finalised from the dead worker's journal.
 """
 
 from __future__ import annotations
@@ -23,14 +30,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-import av
-
 from ..auth import Claims
 from ..errors import Conflict, NchatError, NotFound
 from ..resolvers import lifecycle
-from .packager import PackagingConfig, SegmentInfo, StreamPackager
-from .pipeline import PipelineObserver, StreamPipeline
-from .storage import LocalStorage, MediaStorage
+from . import leases
+from .packager import PackagingConfig, StreamPackager
+from .pipeline import ObserverGroup, PipelineObserver, StreamPipeline
+from .resume import ResumeState, end_playlists, read_resume
+from .storage import MediaStorage
+from .storage_select import open_storage
 
 if TYPE_CHECKING:
     from ..runtime import Runtime
@@ -70,30 +78,6 @@ def is_uuid(value: str) -> bool:
     return True
 
 
-class _FanOut(PipelineObserver):
-    def __init__(self, observers: list[PipelineObserver]) -> None:
-        self.observers = observers
-
-    def _each(self, name: str, *args: Any) -> None:
-        for observer in self.observers:
-            try:
-                getattr(observer, name)(*args)
-            except Exception:
-                log.exception("pipeline observer %s.%s failed", type(observer).__name__, name)
-
-    def on_segment(self, info: SegmentInfo) -> None:
-        self._each("on_segment", info)
-
-    def on_keyframe(self, frame: av.VideoFrame, at_seconds: float) -> None:
-        self._each("on_keyframe", frame, at_seconds)
-
-    def on_master(self, stream_id: str) -> None:
-        self._each("on_master", stream_id)
-
-    def on_closed(self, stream_id: str) -> None:
-        self._each("on_closed", stream_id)
-
-
 @dataclass
 class LiveStream:
     """One stream this process is ingesting (or holding through a publisher's grace period)."""
@@ -123,13 +107,32 @@ class LiveStream:
 ObserverFactory = Callable[[StreamInfo], PipelineObserver | None]
 
 
+class _Discard:
+    """Storage that drops writes: a pipeline closing after its stream moved to another worker."""
+
+    def write(self, key: str, data: bytes) -> None:
+        pass
+
+    def read(self, key: str) -> bytes | None:
+        return None
+
+    def delete(self, key: str) -> None:
+        pass
+
+    def delete_prefix(self, prefix: str) -> None:
+        pass
+
+    def local_path(self, key: str) -> Any:
+        return None
+
+
 class MediaManager:
     """Owns live streams of this process: `runtime.media`."""
 
     def __init__(self, runtime: Runtime, storage: MediaStorage | None = None) -> None:
         self.runtime = runtime
         self.settings = runtime.settings
-        self.storage: MediaStorage = storage or LocalStorage(self.settings.media_dir)
+        self.storage: MediaStorage = storage or open_storage(self.settings)
         self.streams: dict[str, LiveStream] = {}
         self.observer_factories: list[ObserverFactory] = []
         self.config = PackagingConfig()
@@ -137,16 +140,42 @@ class MediaManager:
         self.keep_segments = False
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[Any]] = set()
+        # Leases (module docstring): this worker's identity, the streams it holds (and since when),
+        # streams taken over and waiting for their publisher, and streams another worker took from it.
+        self.worker_id = self.settings.worker_id or f"media-{uuid.uuid4().hex[:12]}"
+        self.worker_url = (self.settings.worker_url or self.settings.public_url).rstrip("/")
+        self.lease_ttl = self.settings.lease_ttl_seconds
+        self.leased: dict[str, float] = {}
+        self.adopted: dict[str, asyncio.TimerHandle] = {}
+        self.handed_off: set[str] = set()
+        self._loops: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
-        log.info("media: HLS under %s, encoder %s", self.settings.media_dir, self.settings.video_encoder)
+        await leases.register_worker(self.runtime.database, self.worker_id, self.worker_url)
+        self._loops.append(asyncio.create_task(self._renew_loop(), name="media-lease-renew"))
+        if self.settings.orphan_sweep_seconds > 0:
+            self._loops.append(asyncio.create_task(self._sweep_loop(), name="media-orphan-sweep"))
+        log.info("media worker %s (%s): HLS under %s, encoder %s", self.worker_id, self.worker_url,
+                 self.settings.storage_url or self.settings.media_dir, self.settings.video_encoder)
 
     async def stop(self) -> None:
+        for loop_task in self._loops:
+            loop_task.cancel()
+        self._loops.clear()
         for live in list(self.streams.values()):
             await self._end(live, reason="server-shutdown")
+        for stream_id, timer in list(self.adopted.items()):
+            # Taken over but never continued here: another worker may take it at once.
+            timer.cancel()
+            await self._release(stream_id)
+        self.adopted.clear()
         for task in list(self._tasks):
             task.cancel()
         self._tasks.clear()
+        try:
+            await leases.unregister_worker(self.runtime.database, self.worker_id)
+        except Exception as exc:
+            log.warning("media worker %s: not unregistered: %s", self.worker_id, exc)
 
     # -- lookups ------------------------------------------------------------------------------
 
@@ -200,12 +229,31 @@ class MediaManager:
                 return live
             if live is not None and live.ending is not None:
                 await live.ending
-            live = self._new_live(info)
+            await self._claim(info.stream_id)
+            resume: dict[str, ResumeState] = {}
+            if info.status == lifecycle.LIVE:
+                # Live without a pipeline here: another worker was ingesting it (a takeover).
+                resume = await asyncio.to_thread(read_resume, self.storage, info.stream_id)
+                if resume:
+                    log.info("stream %s: continuing HLS from storage (%s)", info.stream_id,
+                             ", ".join(f"{n} at msn {s.next_msn}" for n, s in resume.items()))
+            live = self._new_live(info, resume)
             live.publisher = publisher
             self.streams[info.stream_id] = live
             return live
 
-    def _new_live(self, info: StreamInfo) -> LiveStream:
+    async def _claim(self, stream_id: str) -> None:
+        timer = self.adopted.pop(stream_id, None)
+        if timer is not None:
+            timer.cancel()
+        lease = await leases.claim(self.runtime.database, stream_id, self.worker_id, self.lease_ttl)
+        if lease is None:
+            raise Conflict(f"stream '{stream_id}' is being ingested by another media worker",
+                           code="stream-owned-elsewhere")
+        self.leased[stream_id] = time.monotonic()
+        self.handed_off.discard(stream_id)
+
+    def _new_live(self, info: StreamInfo, resume: dict[str, ResumeState] | None = None) -> LiveStream:
         loop = asyncio.get_running_loop()
         observers: list[PipelineObserver] = []
         for factory in self.observer_factories:
@@ -223,16 +271,18 @@ class MediaManager:
                 loop.call_soon_threadsafe(self._spawn, self._set_manifest(stream_id))
 
         observers.append(_Master())
-        # Old files of an earlier run under the same id would confuse players.
-        self.storage.delete_prefix(stream_id)
+        if not resume:
+            # Old files of an earlier run under the same id would confuse players.
+            self.storage.delete_prefix(stream_id)
         pipeline = StreamPipeline(
             stream_id, self.storage,
             max_resolution=info.max_resolution,
             encoder=self.settings.video_encoder,
-            observer=_FanOut(observers),
+            observer=ObserverGroup(observers),
             config=self.config,
             keep_segments=self.keep_segments,
             loop=loop,
+            resume=resume,
         )
         live = LiveStream(info=info, pipeline=pipeline, manager=self)
         live.metrics = asyncio.create_task(self._metrics_loop(live))
@@ -272,9 +322,16 @@ class MediaManager:
                 await publisher.close()
         if live.metrics is not None:
             live.metrics.cancel()
+        handed_off = live.stream_id in self.handed_off
+        if handed_off:
+            # The new owner writes these playlists now: our closing ENDLIST must not reach them.
+            live.pipeline.packager.storage = _Discard()
         await live.pipeline.aclose()
         if self.streams.get(live.stream_id) is live:
             del self.streams[live.stream_id]
+        if handed_off:
+            log.warning("stream %s: stopped here; another worker holds its lease now", live.stream_id)
+            return
         if transition and live.went_live:
             try:
                 async with self.runtime.database.session(Claims.service()) as session:
@@ -282,6 +339,7 @@ class MediaManager:
             except NchatError as exc:
                 # Ended meanwhile through the API (or cancelled): nothing left to do.
                 log.info("stream %s: not ended by media (%s)", live.stream_id, exc.message)
+        await self._release(live.stream_id)
         log.info("stream %s: media ended (%s)", live.stream_id, reason)
 
     async def _go_live(self, live: LiveStream) -> None:
@@ -300,6 +358,97 @@ class MediaManager:
                 "UPDATE nchat_streams SET hls_manifest_url = $2 WHERE id = $1 RETURNING id",
                 stream_id, self.manifest_url(stream_id),
             )
+
+    async def _release(self, stream_id: str) -> None:
+        if self.leased.pop(stream_id, None) is None:
+            return
+        try:
+            await leases.release(self.runtime.database, stream_id, self.worker_id)
+        except Exception as exc:
+            # It expires by itself; a sweeping worker then finds the stream ended and lets it go.
+            log.warning("stream %s: lease not released: %s", stream_id, exc)
+
+    # -- leases ---------------------------------------------------------------------------------
+
+    async def _renew_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.lease_ttl / 3)
+            asked_at = time.monotonic()
+            try:
+                held = await leases.renew(self.runtime.database, self.worker_id, self.lease_ttl)
+            except Exception as exc:
+                # Media keeps flowing through a database outage; the next renewal says what we still own.
+                log.warning("media worker %s: leases not renewed: %s", self.worker_id, exc)
+                continue
+            for stream_id, since in list(self.leased.items()):
+                if stream_id not in held and since < asked_at:
+                    self._lost(stream_id)
+
+    def _lost(self, stream_id: str) -> None:
+        """Fencing: another worker took the stream over (we were paused or cut off too long)."""
+        self.leased.pop(stream_id, None)
+        timer = self.adopted.pop(stream_id, None)
+        if timer is not None:
+            timer.cancel()
+        live = self.streams.get(stream_id)
+        if live is not None:
+            self.handed_off.add(stream_id)
+            self._spawn(self._end(live, reason="lease-lost", transition=False))
+
+    async def _sweep_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.orphan_sweep_seconds)
+            try:
+                taken = await leases.take_orphans(self.runtime.database, self.worker_id, self.lease_ttl)
+                for lease in taken:
+                    await self._adopt(lease)
+            except Exception:
+                log.exception("media worker %s: orphan sweep failed", self.worker_id)
+
+    async def _adopt(self, lease: leases.Lease) -> None:
+        stream_id = lease.stream_id
+        self.leased[stream_id] = time.monotonic()
+        if stream_id in self.streams or stream_id in self.adopted:
+            return
+        try:
+            info = await self.stream_info(stream_id)
+        except NotFound:
+            await self._release(stream_id)
+            return
+        if info.status not in (lifecycle.LIVE, lifecycle.ENDING):
+            # Ended already, or not live yet (no publisher has come): nothing to take over.
+            await self._release(stream_id)
+            return
+        grace = self.settings.publisher_grace_seconds
+        log.warning("stream %s: taken over from a lost worker (generation %d); its publisher has %.1f s to "
+                    "reconnect here", stream_id, lease.generation, grace)
+        loop = asyncio.get_running_loop()
+        self.adopted[stream_id] = loop.call_later(grace, lambda: self._spawn(self._orphan_expired(info)))
+
+    async def _orphan_expired(self, info: StreamInfo) -> None:
+        """No publisher came back: end the stream and finalise what the lost worker recorded."""
+        stream_id = info.stream_id
+        if self.adopted.pop(stream_id, None) is None or stream_id in self.streams:
+            return
+        try:
+            async with self.runtime.database.session(Claims.service()) as session:
+                await lifecycle.transition(session, stream_id, lifecycle.ENDED, reason="worker-lost")
+        except NchatError as exc:
+            log.info("stream %s: not ended after takeover (%s)", stream_id, exc.message)
+        renditions = sorted(await asyncio.to_thread(read_resume, self.storage, stream_id))
+        await asyncio.to_thread(end_playlists, self.storage, stream_id)
+        features = self.runtime.media_features
+        if features is not None:
+            if info.is_recorded and self.settings.recording_enabled:
+                from .recording import Recorder
+
+                try:
+                    await Recorder(features, stream_id).finalize()
+                except Exception:
+                    log.exception("stream %s: recording not finalised after takeover", stream_id)
+            self._spawn(features.remove_live_files(stream_id, renditions))
+        await self._release(stream_id)
+        log.warning("stream %s: ended, its worker was lost and no publisher returned", stream_id)
 
     def _spawn(self, coro: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(coro)

@@ -18,10 +18,14 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from .fmp4 import FragmentInfo
 from .ladder import Rendition
 from .storage import MediaStorage
+
+if TYPE_CHECKING:
+    from .resume import ResumeState
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +125,23 @@ class RenditionPackager:
         self._bytes_total = 0
         self._seconds_total = 0.0
         self.peak_bitrate = 0
+        # Continuing another worker's output: every init segment gets a new name (the old window
+        # still refers to the old one).
+        self._fresh_init_names = False
+
+    def resume(self, state: ResumeState) -> None:
+        """Continue a playlist another worker left: its window stays, numbering goes on, then a discontinuity."""
+        with self.owner.lock:
+            for old in state.segments:
+                pdt = old.program_date_time or self.owner.epoch
+                self.segments.append(Segment(
+                    msn=old.msn, start=-1.0, program_date_time=pdt, discontinuity=old.discontinuity,
+                    init_uri=old.init_uri, duration=old.duration, complete=True,
+                ))
+            self.next_msn = max(self.next_msn, state.next_msn)
+            self.discontinuity_sequence = state.discontinuity_sequence
+            self._pending_discontinuity = float("-inf")
+            self._fresh_init_names = True
 
     @property
     def prefix(self) -> str:
@@ -131,7 +152,8 @@ class RenditionPackager:
     def set_init(self, data: bytes, codecs: str | None) -> None:
         """A new initialization segment: the first, or a new encoder's after a publisher reconnect."""
         with self.owner.lock:
-            uri = "init.mp4" if not self.has_init else f"init{self.next_msn}.mp4"
+            fresh = self.has_init or self._fresh_init_names
+            uri = f"init{self.next_msn}.mp4" if fresh else "init.mp4"
         self.owner.storage.write(f"{self.prefix}/{uri}", data)
         with self.owner.lock:
             self.codecs = codecs
@@ -375,6 +397,7 @@ class StreamPackager:
         loop: asyncio.AbstractEventLoop | None = None,
         keep_segments: bool = False,
         epoch: datetime | None = None,
+        resume: dict[str, ResumeState] | None = None,
     ) -> None:
         self.stream_id = stream_id
         self.storage = storage
@@ -388,9 +411,14 @@ class StreamPackager:
         self.master_listeners: list[Callable[[], None]] = []
         self._loop = loop
         self._events: dict[str, asyncio.Event] = {}
+        # Where another worker's output of this stream stopped, per rendition (a takeover).
+        self.resume_states = resume or {}
 
     def add_rendition(self, rendition: Rendition) -> RenditionPackager:
         packager = RenditionPackager(self, rendition)
+        state = self.resume_states.get(rendition.name)
+        if state is not None:
+            packager.resume(state)
         with self.lock:
             self.renditions[rendition.name] = packager
         return packager

@@ -29,7 +29,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import av
 
@@ -37,6 +37,9 @@ from .fmp4 import BoxSplitter, avc_codec_string, parse_moof
 from .ladder import Rendition, select_ladder
 from .packager import PackagingConfig, RenditionPackager, SegmentInfo, StreamPackager
 from .storage import MediaStorage
+
+if TYPE_CHECKING:
+    from .resume import ResumeState
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +62,32 @@ class PipelineObserver:
 
     def on_closed(self, stream_id: str) -> None:
         """The pipeline finished: playlists carry EXT-X-ENDLIST."""
+
+
+class ObserverGroup(PipelineObserver):
+    """Several observers as one; a failing observer is logged and never stops the others or the pipeline."""
+
+    def __init__(self, observers: list[PipelineObserver]) -> None:
+        self.observers = observers
+
+    def _each(self, name: str, *args: Any) -> None:
+        for observer in self.observers:
+            try:
+                getattr(observer, name)(*args)
+            except Exception:
+                log.exception("pipeline observer %s.%s failed", type(observer).__name__, name)
+
+    def on_segment(self, info: SegmentInfo) -> None:
+        self._each("on_segment", info)
+
+    def on_keyframe(self, frame: av.VideoFrame, at_seconds: float) -> None:
+        self._each("on_keyframe", frame, at_seconds)
+
+    def on_master(self, stream_id: str) -> None:
+        self._each("on_master", stream_id)
+
+    def on_closed(self, stream_id: str) -> None:
+        self._each("on_closed", stream_id)
 
 
 @dataclass
@@ -270,6 +299,7 @@ class StreamPipeline:
         max_backlog_seconds: float = 1.5,
         trim_after_seconds: float = 4.0,
         min_speed: float = 1.0,
+        resume: dict[str, ResumeState] | None = None,
     ) -> None:
         self.stream_id = stream_id
         self.max_resolution = max_resolution
@@ -281,7 +311,8 @@ class StreamPipeline:
                 loop = asyncio.get_running_loop()
             except RuntimeError:
                 loop = None
-        self.packager = StreamPackager(stream_id, storage, self.config, loop=loop, keep_segments=keep_segments)
+        self.packager = StreamPackager(stream_id, storage, self.config, loop=loop, keep_segments=keep_segments,
+                                       resume=resume)
         self.packager.segment_listeners.append(self._segment)
         self.packager.master_listeners.append(lambda: self.observer.on_master(stream_id))
         self.stats = PipelineStats()

@@ -3,7 +3,9 @@
 A `Recorder` observes one stream's pipeline. Segments are written through to
 `settings.recording_dir/<stream_id>/<rendition>/` as the packager finishes them (the live window
 deletes its own copies later); a publisher reconnect stays one recording, its
-EXT-X-DISCONTINUITY kept. When the pipeline closes, `finalize` writes the VOD master and media
+EXT-X-DISCONTINUITY kept. Each rendition's `journal.jsonl` gets a line per segment as it lands, so
+another worker can continue the recording after a takeover, or finalise it from the journal when
+the worker that recorded it died. When the pipeline closes, `finalize` writes the VOD master and media
 playlists, a `recording.json` index (what clips are cut from) and the `nchat_stream_recordings`
 row, and points the stream's `recording_url` at the master.
 """
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 INDEX = "recording.json"
+JOURNAL = "journal.jsonl"
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +42,8 @@ class RecordedSegment:
     uri: str
     duration: float
     discontinuity: bool
+    # The init segment (EXT-X-MAP) of this segment's encoder: a reconnect or a takeover brings a new one.
+    map: str = "init.mp4"
 
 
 def render_vod(segments: list[RecordedSegment], map_uri: str = "init.mp4", prefix: str = "") -> str:
@@ -51,11 +56,17 @@ def render_vod(segments: list[RecordedSegment], map_uri: str = "init.mp4", prefi
         "#EXT-X-PLAYLIST-TYPE:VOD",
         "#EXT-X-MEDIA-SEQUENCE:0",
         "#EXT-X-INDEPENDENT-SEGMENTS",
-        f'#EXT-X-MAP:URI="{prefix}{map_uri}"',
     ]
+    if not segments:
+        lines.append(f'#EXT-X-MAP:URI="{prefix}{map_uri}"')
+    current_map = None
     for index, segment in enumerate(segments):
         if segment.discontinuity and index > 0:
             lines.append("#EXT-X-DISCONTINUITY")
+        wanted = segment.map or map_uri
+        if wanted != current_map:
+            current_map = wanted
+            lines.append(f'#EXT-X-MAP:URI="{prefix}{current_map}"')
         lines.append(f"#EXTINF:{segment.duration:.5f},")
         lines.append(prefix + segment.uri)
     lines.append("#EXT-X-ENDLIST")
@@ -93,29 +104,71 @@ class Recorder(PipelineObserver):
         self.segments: dict[str, list[RecordedSegment]] = {}
         self.failed: str | None = None
         self._schedule: Callable[..., Any] = features.call_soon
+        self._maps: dict[str, str] = {}
+        # Renditions continued from a journal: their next segment follows a gap.
+        self._resumed: set[str] = set()
+        self.load_journal()
+
+    def load_journal(self) -> None:
+        """Pick up what an earlier worker recorded of this stream (a takeover), from each rendition's journal."""
+        if not self.root.is_dir():
+            return
+        for journal in sorted(self.root.glob(f"*/{JOURNAL}")):
+            name = journal.parent.name
+            segments: list[RecordedSegment] = []
+            for line in journal.read_text(errors="replace").splitlines():
+                try:
+                    entry = json.loads(line)
+                    segment = RecordedSegment(
+                        str(entry["uri"]), float(entry["duration"]), bool(entry["discontinuity"]),
+                        str(entry.get("map") or "init.mp4"),
+                    )
+                except (ValueError, KeyError, TypeError):
+                    continue  # a line cut short by a crash
+                if (journal.parent / segment.uri).is_file():
+                    segments.append(segment)
+            if segments:
+                self.segments[name] = segments
+                self._maps[name] = segments[-1].map
+                self._resumed.add(name)
+        if self.segments:
+            log.info("stream %s: recording continues from its journal (%s)", self.stream_id,
+                     ", ".join(f"{n}: {len(s)} segments" for n, s in self.segments.items()))
 
     def on_segment(self, info: SegmentInfo) -> None:
         if self.failed is not None:
             return
+        recorded = self.segments.get(info.rendition, [])
+        uri = f"seg{info.msn}.m4s"
+        if any(s.uri == uri for s in recorded[-64:]):
+            uri = f"seg{info.msn}_{len(recorded)}.m4s"  # never overwrite what an earlier worker recorded
+        map_name = info.init_key.rsplit("/", 1)[-1]
+        discontinuity = info.discontinuity or info.rendition in self._resumed
+        segment = RecordedSegment(uri, info.duration, discontinuity, map_name)
         try:
             folder = self.root / info.rendition
-            if info.rendition not in self.segments:
+            if self._maps.get(info.rendition) != map_name or not (folder / map_name).is_file():
                 folder.mkdir(parents=True, exist_ok=True)
                 init = self.features.manager.storage.read(info.init_key)
                 if init is None:
                     raise RecordingFailed(f"init segment {info.init_key} is missing")
-                _write(folder / "init.mp4", init)
-            _write(folder / f"seg{info.msn}.m4s", info.data)
+                _write(folder / map_name, init)
+                self._maps[info.rendition] = map_name
+            _write(folder / uri, info.data)
+            # After the segment file: a journal line never names a file that is not there.
+            with (folder / JOURNAL).open("a") as journal:
+                journal.write(json.dumps(asdict(segment)) + "\n")
         except OSError as exc:
             self.failed = f"recording to {self.root} failed: {exc.strerror or exc}"
             log.error("stream %s: %s", self.stream_id, self.failed)
             self._schedule(self.features.fail_stream, self.stream_id, self.failed)
             return
-        self.segments.setdefault(info.rendition, []).append(
-            RecordedSegment(f"seg{info.msn}.m4s", info.duration, info.discontinuity)
-        )
+        self._resumed.discard(info.rendition)
+        self.segments.setdefault(info.rendition, []).append(segment)
 
     def on_closed(self, stream_id: str) -> None:
+        if stream_id in self.features.manager.handed_off:
+            return  # another worker owns the stream now and goes on recording it
         self._schedule(self.finalize)
 
     async def finalize(self) -> str | None:

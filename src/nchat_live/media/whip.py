@@ -22,6 +22,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ..errors import NchatError
+from .placement import lease_holder_url, worker_for_stream
 
 if TYPE_CHECKING:
     from .manager import LiveStream, MediaManager
@@ -196,7 +197,7 @@ class WhipEndpoint:
     async def publish(self, request: Request) -> Response:
         manager = self._manager(request)
         if manager is None:
-            return _error(503, "media-disabled", "media is not enabled on this server", {"Retry-After": "30"})
+            return await self._redirect(request)
         stream_id = request.path_params["stream_id"]
         auth = request.headers.get("authorization", "")
         scheme, _, token = auth.partition(" ")
@@ -248,6 +249,8 @@ class WhipEndpoint:
             live = await manager.publisher_connected(info, publisher)
         except NchatError as exc:
             await pc.close()
+            if exc.code == "stream-owned-elsewhere":
+                return await self._owned_elsewhere(manager, info.stream_id, exc)
             return _error(exc.http_status, exc.code, exc.message)
         publisher.attach(live)
         self.sessions[publisher.session_id] = publisher
@@ -257,6 +260,37 @@ class WhipEndpoint:
         if links:
             headers["Link"] = ", ".join(links)
         return Response(pc.localDescription.sdp, status_code=201, media_type="application/sdp", headers=headers)
+
+    async def _redirect(self, request: Request) -> Response:
+        """An API process (no media here): send the publisher on to a media worker with 307."""
+        from .manager import is_uuid
+
+        runtime = request.app.state.runtime
+        stream_id = request.path_params["stream_id"]
+        if not is_uuid(stream_id):
+            return _error(404, "stream-not-found", f"stream '{stream_id}' not found")
+        ttl = runtime.settings.lease_ttl_seconds
+        try:
+            url = await worker_for_stream(runtime.database, stream_id, ttl) if runtime.db is not None else None
+        except NchatError as exc:
+            return _error(503, exc.code, exc.message, {"Retry-After": "2"})
+        if url is None:
+            return _error(503, "no-media-worker", "no media worker is running; try again shortly",
+                          {"Retry-After": str(max(1, round(ttl)))})
+        # 307 keeps the method and body: the client posts the same offer to the worker.
+        return Response(status_code=307, headers=CORS_HEADERS | {"Location": f"{url}/whip/{stream_id}"})
+
+    async def _owned_elsewhere(self, manager: MediaManager, stream_id: str, exc: NchatError) -> Response:
+        """Another worker holds the stream: redirect there, or (a dead holder whose lease has not
+        expired yet) ask the publisher to retry once it has."""
+        retry = {"Retry-After": str(max(1, round(manager.lease_ttl / 2)))}
+        try:
+            url = await lease_holder_url(manager.runtime.database, stream_id, manager.lease_ttl)
+        except NchatError:
+            url = None
+        if url is not None and url.rstrip("/") != manager.worker_url:
+            return Response(status_code=307, headers=CORS_HEADERS | retry | {"Location": f"{url}/whip/{stream_id}"})
+        return _error(409, exc.code, exc.message, retry)
 
     async def session(self, request: Request) -> Response:
         stream_id = request.path_params["stream_id"]
