@@ -11,7 +11,7 @@
 -- {"retryAfterSeconds": 5.0}). db/errors.py turns any such error into NchatError(code).
 --
 -- Clock: for request roles created_at is the rule clock, never the client's: a client cannot
--- back-date (or post-date) a row to slip out of a rate window. The rule clock is now(), unless the
+-- back-date (or post-date) a row to slip out of a rate window. The rule clock is the time, unless the
 -- server set the transaction-local `nchat.now` (the domain operations pass their injectable clock
 -- that way, so rate limit and slow mode are testable). Limits are `nchat.chat_max`,
 -- `nchat.chat_window_s`, `nchat.reaction_max`, `nchat.reaction_window_s` with defaults below. Only
@@ -22,8 +22,10 @@ REVOKE INSERT (created_at) ON nchat_stream_chat_messages FROM nchat_user, nchat_
 REVOKE INSERT (created_at) ON nchat_stream_reactions FROM nchat_user, nchat_moderator;
 REVOKE INSERT (created_at) ON nchat_stream_questions FROM nchat_user, nchat_moderator;
 
-CREATE FUNCTION nchat.rule_clock() RETURNS timestamptz LANGUAGE sql STABLE AS $$
-  SELECT coalesce(nullif(current_setting('nchat.now', true), '')::timestamptz, now())
+-- clock_timestamp(), not now(): read after the writer's per-stream lock, it orders one sender's rows
+-- as their writes were serialised, even when their transactions began in the other order.
+CREATE FUNCTION nchat.rule_clock() RETURNS timestamptz LANGUAGE sql VOLATILE AS $$
+  SELECT coalesce(nullif(current_setting('nchat.now', true), '')::timestamptz, clock_timestamp())
 $$;
 
 CREATE FUNCTION nchat.rule_setting(setting text, fallback numeric) RETURNS numeric LANGUAGE sql STABLE AS $$
@@ -128,6 +130,8 @@ BEGIN
     RETURN NEW;
   END IF;
   NEW.content := nchat.clean_text(NEW.content, 'content', 500);
+  -- Serialises this user's sends to this stream (across API processes) so the counts below are exact.
+  PERFORM pg_advisory_xact_lock(hashtextextended('chat:' || NEW.user_id || ':' || NEW.stream_id, 0));
   at := nchat.rule_clock();
   NEW.created_at := at;
   SELECT id, channel_id, broadcaster_id, status, enable_chat, chat_mode, slow_mode_seconds INTO s
@@ -150,8 +154,6 @@ BEGIN
          AND (c.expires_at IS NULL OR c.expires_at > at)) THEN
     PERFORM nchat.refuse(403, 'chat-mode-subscribers-only', 'chat is for subscribers of the channel only');
   END IF;
-  -- Serialises this user's sends to this stream (across API processes) so the counts below are exact.
-  PERFORM pg_advisory_xact_lock(hashtextextended('chat:' || NEW.user_id || ':' || NEW.stream_id, 0));
   IF NOT manager AND s.slow_mode_seconds > 0 THEN
     SELECT max(m.created_at) INTO last_at FROM nchat_stream_chat_messages m
      WHERE m.user_id = NEW.user_id AND m.stream_id = NEW.stream_id
@@ -195,6 +197,7 @@ BEGIN
     RETURN NEW;
   END IF;
   NEW.emoji := nchat.normalise_emoji(NEW.emoji);
+  PERFORM pg_advisory_xact_lock(hashtextextended('react:' || NEW.user_id || ':' || NEW.stream_id, 0));
   at := nchat.rule_clock();
   NEW.created_at := at;
   SELECT id, channel_id, status, enable_reactions INTO s FROM nchat_streams WHERE id = NEW.stream_id;
@@ -205,7 +208,6 @@ BEGIN
     PERFORM nchat.refuse(403, 'reactions-disabled', 'reactions are disabled for this stream');
   END IF;
   PERFORM nchat.check_not_banned(s.id, s.channel_id, NEW.user_id, at);
-  PERFORM pg_advisory_xact_lock(hashtextextended('react:' || NEW.user_id || ':' || NEW.stream_id, 0));
   max_n := greatest(1, nchat.rule_setting('nchat.reaction_max', 20)::integer);
   window_s := nchat.rule_setting('nchat.reaction_window_s', 10);
   IF (SELECT count(*) FROM nchat_stream_reactions r
