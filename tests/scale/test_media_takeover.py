@@ -209,6 +209,17 @@ async def test_killed_worker_stream_continues_on_another_worker(
     new_map = re.findall(r'#EXT-X-MAP:URI="([^"]+)"', after)[-1]
     assert new_map != "init.mp4"  # the old window still refers to the first worker's init segment
 
+    # The recording goes on in the same journal: the first worker's segments kept, new ones after them.
+    journal = tmp_path / "recordings" / stream_id / "360p" / "journal.jsonl"
+
+    def recorded() -> list[int]:
+        return [int(n) for n in re.findall(r'"uri": "seg(\d+)\.m4s"', read(journal))]
+
+    numbers_recorded = await wait_until(lambda: (r := recorded()) and r[-1] > last_before and r, 15,
+                                        "a recorded segment from the second worker")
+    assert numbers_recorded[0] == 0 and numbers_recorded == sorted(set(numbers_recorded))
+    assert '"discontinuity": true' in read(journal)
+
     # The API process serves the stream's playlists from the shared storage.
     async with httpx.AsyncClient(base_url=api.http, timeout=15) as http:
         response = await http.get(f"/hls/{stream_id}/360p/index.m3u8")
