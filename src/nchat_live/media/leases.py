@@ -87,7 +87,7 @@ async def take_orphans(db: Database, worker_id: str, ttl_seconds: float, limit: 
         await s.fetchval(
             "INSERT INTO nchat_media_leases (stream_id, worker_id, expires_at, generation) "
             "SELECT id, '', now() - interval '1 second', 0 FROM nchat_streams st "
-            "WHERE st.status IN ('live', 'preparing', 'ending') "
+            "WHERE st.status IN ('live', 'ending') "
             "  AND NOT EXISTS (SELECT 1 FROM nchat_media_leases l WHERE l.stream_id = st.id) "
             "ON CONFLICT (stream_id) DO NOTHING RETURNING 1",
         )
