@@ -15,7 +15,7 @@ from collections.abc import Hashable
 
 from ..auth import Claims
 from ..db import Database
-from ..errors import NchatError, ValidationFailed
+from ..errors import NchatError, Unavailable, ValidationFailed
 
 _ANONYMOUS = Claims.anonymous()
 
@@ -66,8 +66,15 @@ class StreamAccess:
         self._pending[key] = future
         try:
             self.queries += 1
-            async with self.database.session(claims) as session:
-                allowed = bool(await session.fetchval("SELECT nchat.can_read_stream($1::uuid)", stream_id))
+            try:
+                async with self.database.session(claims) as session:
+                    allowed = bool(await session.fetchval("SELECT nchat.can_read_stream($1::uuid)", stream_id))
+            except Unavailable:
+                if answer is None:
+                    raise
+                # Postgres is restarting: the answer of a moment ago stands until it is back, rather
+                # than ending every subscription of the stream (and losing what they were sent).
+                allowed = answer[0]
             if len(self._answers) > 50_000:
                 self._sweep()
             self._answers[key] = (allowed, time.monotonic() + self.ttl)
