@@ -80,7 +80,8 @@ async def _serve(args: argparse.Namespace) -> None:
         print(f"  Health        {base}/healthz", flush=True)
         print(f"  Data          {runtime.data_location}", flush=True)
         config = uvicorn.Config(
-            app, host=args.host, port=args.port, log_level=args.log_level, lifespan="on", log_config=None
+            app, host=args.host, port=args.port, log_level=args.log_level, lifespan="on", log_config=None,
+            ws_per_message_deflate=settings.ws_per_message_deflate,
         )
         await _graceful_server_class()(config).serve()
     finally:

@@ -88,6 +88,8 @@ class Settings(BaseSettings):
     ws_max_operations: int = Field(default=200, validation_alias="NCHAT_WS_MAX_OPERATIONS")
     ws_max_message_bytes: int = Field(default=256 * 1024, validation_alias="NCHAT_WS_MAX_MESSAGE_BYTES")
     ws_send_queue: int = Field(default=512, validation_alias="NCHAT_WS_SEND_QUEUE")
+    # Chat frames are small, so compressing each one per subscriber costs more CPU than it saves bytes.
+    ws_per_message_deflate: bool = Field(default=False, validation_alias="NCHAT_WS_PER_MESSAGE_DEFLATE")
 
     @property
     def rtmp_ingest_url(self) -> str:
