@@ -1,9 +1,14 @@
-"""A broadcaster backend on PostgreSQL LISTEN/NOTIFY that carries payloads of any size.
+"""A broadcaster backend on PostgreSQL LISTEN/NOTIFY that carries payloads of any size and loses
+nothing across a lost LISTEN connection.
 
 broadcaster's own postgres backend publishes on its LISTEN connection (concurrent publishes then
 collide on one asyncpg connection) and fails on payloads over NOTIFY's 8000-byte limit. Here
-publishing goes through a small pool, a large payload is stored in `nchat.bus_payloads` and only
-its id travels ("@<id>"), and a lost LISTEN connection is re-opened.
+publishing goes through a small pool, and every event is written to `nchat.bus_payloads` (kept a
+few minutes) in the same statement as its NOTIFY: a small one travels as "<id>:<body>", a large one
+as "@<id>" and is read back. When a LISTEN connection is lost (a database restart), notifications
+sent meanwhile never arrive; on reconnect the backend replays the log after the last id it saw.
+Ids come from a sequence, so they can commit out of order; the replay starts a margin below the
+highest id seen and skips ids already delivered.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from typing import Any
 
 import asyncpg
@@ -23,7 +29,10 @@ log = logging.getLogger(__name__)
 # NOTIFY rejects payloads of 8000 bytes or more; leave room for the channel name and encoding.
 NOTIFY_LIMIT = 7900
 SWEEP_EVERY_S = 60.0
-KEEP_SPILLED = "5 minutes"
+KEEP_LOGGED = "5 minutes"
+# Publishes in flight may commit out of id order: replay this many ids below the highest one seen.
+REPLAY_MARGIN = 1000
+SEEN_WINDOW = 20000
 
 
 class PostgresBackend(BroadcastBackend):
@@ -36,9 +45,15 @@ class PostgresBackend(BroadcastBackend):
         self._reconnect: asyncio.Task[None] | None = None
         self._last_sweep = 0.0
         self._closing = False
+        self._high = 0
+        self._seen: set[int] = set()
+        self._seen_order: deque[int] = deque()
+        self.replayed = 0
 
     async def connect(self) -> None:
         self._pool = await asyncpg.create_pool(self._url, min_size=1, max_size=4, timeout=5)
+        # Start from now: history before this process started is not ours to deliver.
+        self._high = int(await self._pool.fetchval("SELECT coalesce(max(id), 0) FROM nchat.bus_payloads"))
         await self._open_listen()
 
     async def _open_listen(self) -> None:
@@ -59,7 +74,8 @@ class PostgresBackend(BroadcastBackend):
         while not self._closing:
             try:
                 await self._open_listen()
-                log.info("bus LISTEN connection restored")
+                replayed = await self._replay()
+                log.info("bus LISTEN connection restored; %d missed events replayed", replayed)
                 return
             except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
                 log.warning("bus reconnect failed (%s); retrying in %.1fs", exc, delay)
@@ -90,39 +106,77 @@ class PostgresBackend(BroadcastBackend):
     async def publish(self, channel: str, message: Any) -> None:
         assert self._pool is not None, "backend not connected"
         text = str(message)
-        if len(text.encode()) < NOTIFY_LIMIT:
-            await self._pool.execute("SELECT pg_notify($1, $2)", channel, text)
-            return
-        # Insert and notify in one statement (one transaction): the NOTIFY is delivered at commit,
-        # when the row is already visible to the readers it wakes.
+        # Logged and notified in one statement (one transaction): the NOTIFY is delivered at commit,
+        # when the row is already visible to any process that replays or reads it.
+        small = len(text.encode()) + 24 < NOTIFY_LIMIT
         await self._pool.execute(
-            "WITH stored AS (INSERT INTO nchat.bus_payloads (body) VALUES ($2) RETURNING id) "
-            "SELECT pg_notify($1, '@' || id) FROM stored",
-            channel, text,
+            "WITH stored AS (INSERT INTO nchat.bus_payloads (channel, body) VALUES ($1, $2) RETURNING id) "
+            "SELECT pg_notify($1, CASE WHEN $3 THEN id || ':' || $2 ELSE '@' || id END) FROM stored",
+            channel, text, small,
         )
         now = time.monotonic()
         if now - self._last_sweep > SWEEP_EVERY_S:
             self._last_sweep = now
             await self._pool.execute(
-                f"DELETE FROM nchat.bus_payloads WHERE created_at < now() - interval '{KEEP_SPILLED}'"
+                f"DELETE FROM nchat.bus_payloads WHERE created_at < now() - interval '{KEEP_LOGGED}'"
             )
 
     def _on_notify(self, _conn: Any, _pid: int, channel: str, payload: str) -> None:
         self._queue.put_nowait((channel, payload))
 
+    def _first_time(self, event_id: int) -> bool:
+        """True once per id: notifications and replays may both bring the same event."""
+        if event_id in self._seen:
+            return False
+        self._seen.add(event_id)
+        self._seen_order.append(event_id)
+        if len(self._seen_order) > SEEN_WINDOW:
+            self._seen.discard(self._seen_order.popleft())
+        self._high = max(self._high, event_id)
+        return True
+
+    async def _replay(self) -> int:
+        """Queue logged events of our channels that we have not delivered (missed while disconnected)."""
+        assert self._pool is not None
+        rows = await self._pool.fetch(
+            "SELECT id, channel, body FROM nchat.bus_payloads WHERE id > $1 AND channel = ANY($2::text[]) "
+            "ORDER BY id",
+            max(0, self._high - REPLAY_MARGIN), sorted(self._channels),
+        )
+        count = 0
+        for row in rows:
+            if row["id"] not in self._seen:
+                self._queue.put_nowait((row["channel"], f"{row['id']}:{row['body']}"))
+                count += 1
+        self.replayed += count
+        return count
+
     async def next_published(self) -> Event:
         while True:
             channel, payload = await self._queue.get()
-            if not payload.startswith("@"):
-                return Event(channel=channel, message=payload)
-            assert self._pool is not None
-            try:
-                body = await self._pool.fetchval("SELECT body FROM nchat.bus_payloads WHERE id = $1",
-                                                 int(payload[1:]))
-            except (ValueError, asyncpg.PostgresError, OSError) as exc:
-                log.warning("cannot load spilled bus payload %s: %s", payload, exc)
-                continue
-            if body is None:
-                log.warning("spilled bus payload %s is gone (swept before it was read)", payload)
-                continue
-            return Event(channel=channel, message=body)
+            if payload.startswith("@"):
+                body = await self._load(payload)
+                if body is None:
+                    continue
+                event_id, message = int(payload[1:]), body
+            else:
+                head, sep, message = payload.partition(":")
+                if not sep or not head.isdigit():
+                    # A NOTIFY from something other than this backend; deliver it as it is.
+                    return Event(channel=channel, message=payload)
+                event_id = int(head)
+            if self._first_time(event_id):
+                return Event(channel=channel, message=message)
+
+    async def _load(self, payload: str) -> str | None:
+        assert self._pool is not None
+        try:
+            body: str | None = await self._pool.fetchval(
+                "SELECT body FROM nchat.bus_payloads WHERE id = $1", int(payload[1:])
+            )
+        except (ValueError, asyncpg.PostgresError, OSError) as exc:
+            log.warning("cannot load logged bus payload %s: %s", payload, exc)
+            return None
+        if body is None:
+            log.warning("logged bus payload %s is gone (swept before it was read)", payload)
+        return body
