@@ -51,7 +51,7 @@ def restart(server: object, down_seconds: float) -> None:
         server.ensure_postgres_running()  # type: ignore[attr-defined]
 
 
-@pytest.mark.parametrize("bus", ["redis"])
+@pytest.mark.parametrize("bus", ["redis", "postgres"])
 async def test_postgres_restart_mid_load_loses_no_accepted_message(
     private_cluster: tuple[object, str], bus: str
 ) -> None:
