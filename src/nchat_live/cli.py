@@ -10,6 +10,7 @@ import signal
 import socket
 import sys
 import uuid
+import warnings
 from collections.abc import Iterator, Sequence
 
 from .auth import Claims, mint_token
@@ -200,6 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # The embedded server's library warns when XDG_RUNTIME_DIR is unset and falls back to /tmp, which
+    # is fine here; the warning would only confuse a new user.
+    warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
     args = build_parser().parse_args(argv)
     configure_logging(getattr(args, "log_level", "info"), json_logs=getattr(args, "log_format", "text") == "json")
     try:
