@@ -70,7 +70,8 @@ class MutationCompiler(Compiler):
             raise ValidationFailed("each object of a multi-row insert needs at least one column")
         if on_conflict:
             constraint = on_conflict["constraint"]
-            update = on_conflict.get("update_columns") or []
+            # A column named twice would be "multiple assignments to the same column" in SQL.
+            update = list(dict.fromkeys(on_conflict.get("update_columns") or []))
             if update:
                 sets = ", ".join(f"{ident(c)} = EXCLUDED.{ident(c)}" for c in update)
                 dml += f" ON CONFLICT ON CONSTRAINT {ident(constraint)} DO UPDATE SET {sets}"

@@ -6,6 +6,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from ...errors import ValidationFailed
 from .catalog import Column
 
 # Postgres functions take at most 100 arguments, so json_build_object holds 50 pairs; wider
@@ -15,6 +16,10 @@ _MAX_PAIRS = 50
 
 
 def ident(name: str) -> str:
+    if not name:
+        # The value of an empty enum (`_PLACEHOLDER`, e.g. update_columns of a role that may
+        # update nothing) names no column or constraint.
+        raise ValidationFailed("_PLACEHOLDER names no column or constraint")
     return '"' + name.replace('"', '""') + '"'
 
 
