@@ -34,6 +34,7 @@ from graphql import (
 )
 
 from ..errors import NchatError, Unavailable
+from ..resolvers.hasura.selection import RAW_VARIABLES
 from .context import Context
 from .hasura_resolvers import MUTATION_SESSION
 
@@ -275,6 +276,7 @@ def _sqlstate(err: GraphQLError) -> str:
 
 
 async def _run(prepared: Prepared, ctx: Context, variables: Any, operation_name: str | None) -> ExecutionResult:
+    ctx.extra[RAW_VARIABLES] = variables
     result = graphql.execute(prepared.schema, prepared.document, context_value=ctx, variable_values=variables,
                              operation_name=operation_name)
     if isawaitable(result):
@@ -298,6 +300,7 @@ async def subscribe(
         return prepared
     if variables is not None and not isinstance(variables, dict):
         return error("\"variables\" must be a JSON object", path="$.variables")
+    ctx.extra[RAW_VARIABLES] = variables
     stream = graphql.subscribe(prepared.schema, prepared.document, context_value=ctx, variable_values=variables,
                                operation_name=operation_name)
     if isawaitable(stream):

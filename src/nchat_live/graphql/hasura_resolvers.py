@@ -44,7 +44,9 @@ def compile_query(info: GraphQLResolveInfo, args: dict[str, Any], max_rows: int)
     selected, meta = _selected(info)
     catalog = _catalog(info)
     table = catalog.tables[meta.table]
-    compiler = Compiler(catalog, Reader(info.variable_values, info.fragments), max_rows)
+    reader = Reader.of(info)
+    args = reader.in_document_order(selected, args)
+    compiler = Compiler(catalog, reader, max_rows)
     if meta.kind == "select":
         sql = compiler.select(table, selected, args)
     elif meta.kind == "by_pk":
@@ -105,7 +107,7 @@ async def _mutate(
     catalog = _catalog(info)
     table = catalog.tables[meta.table]
     role_perms = catalog.permissions[ctx.claims.role][table.name]
-    reader = Reader(info.variable_values, info.fragments)
+    reader = Reader.of(info)
 
     def compiler() -> MutationCompiler:
         return MutationCompiler(catalog, reader, ctx.runtime.settings.max_rows, role_perms.select)

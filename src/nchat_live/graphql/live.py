@@ -73,8 +73,7 @@ class LiveQuery:
     def _recompile(self) -> None:
         assert self._info is not None and self._selected is not None
         catalog = self._info.schema.extensions["nchat_catalog"]
-        compiler = Compiler(catalog, Reader(self._info.variable_values, self._info.fragments),
-                            self.ctx.runtime.settings.max_rows)
+        compiler = Compiler(catalog, Reader.of(self._info), self.ctx.runtime.settings.max_rows)
         self.sql, _ = compiler.stream(catalog.tables[self.table], self._selected, self._args,
                                                         self.cursor)
         self.params = compiler.params.values

@@ -1,4 +1,10 @@
-"""Reading a GraphQL selection the way execution will: fragments, @skip/@include, aliases."""
+"""Reading a GraphQL selection the way execution will: fragments, @skip/@include, aliases.
+
+Also the one place where an argument's key order matters: graphql-core builds input objects in
+the schema's field order, but Hasura orders by the keys of one `order_by` object in the order the
+client wrote them (`{status: asc, created_at: desc}` sorts by status first). That order is read
+back from the document (or from the request's variables as sent; Python keeps JSON key order).
+"""
 
 from __future__ import annotations
 
@@ -12,13 +18,22 @@ from graphql import (
     GraphQLField,
     GraphQLIncludeDirective,
     GraphQLObjectType,
+    GraphQLResolveInfo,
     GraphQLSkipDirective,
     InlineFragmentNode,
+    ListValueNode,
+    ObjectValueNode,
     SelectionSetNode,
+    ValueNode,
+    VariableNode,
     get_argument_values,
     get_named_type,
 )
 from graphql.execution.values import VariableValues, get_directive_values
+
+# ctx.extra key: the request's variables as the client sent them (before coercion).
+RAW_VARIABLES = "nchat.raw_variables"
+_MISSING = object()
 
 
 @dataclass(frozen=True)
@@ -33,12 +48,52 @@ class Selected:
 
 
 class Reader:
-    def __init__(self, variables: VariableValues | None, fragments: dict[str, FragmentDefinitionNode]) -> None:
+    def __init__(
+        self, variables: VariableValues | None, fragments: dict[str, FragmentDefinitionNode],
+        raw_variables: dict[str, Any] | None = None, variable_defaults: dict[str, ValueNode] | None = None,
+    ) -> None:
         self.variables = variables
         self.fragments = fragments
+        self.raw_variables = raw_variables or {}
+        self.variable_defaults = variable_defaults or {}
+
+    @classmethod
+    def of(cls, info: GraphQLResolveInfo) -> Reader:
+        extra = getattr(info.context, "extra", None) or {}
+        raw = extra.get(RAW_VARIABLES)
+        defaults = {d.variable.name.value: d.default_value for d in info.operation.variable_definitions or ()
+                    if d.default_value is not None}
+        return cls(info.variable_values, info.fragments, raw if isinstance(raw, dict) else None, defaults)
 
     def args(self, selected: Selected) -> dict[str, Any]:
-        return get_argument_values(selected.field, selected.nodes[0], self.variables)
+        return self.in_document_order(selected, get_argument_values(selected.field, selected.nodes[0],
+                                                                     self.variables))
+
+    def in_document_order(self, selected: Selected, args: dict[str, Any]) -> dict[str, Any]:
+        """`args` with the keys of its `order_by` objects in the order the client wrote them."""
+        if not args.get("order_by"):
+            return args
+        for arg in selected.nodes[0].arguments or ():
+            if arg.name.value == "order_by":
+                return {**args, "order_by": self._ordered(args["order_by"], arg.value)}
+        return args
+
+    def _ordered(self, value: Any, node: ValueNode | None) -> Any:
+        if isinstance(node, VariableNode):
+            raw = self.raw_variables.get(node.name.value, _MISSING)
+            if raw is _MISSING:
+                return self._ordered(value, self.variable_defaults.get(node.name.value))
+            return _ordered_like(value, raw)
+        if isinstance(value, list):
+            if isinstance(node, ListValueNode):
+                return [self._ordered(v, n) for v, n in zip(value, node.values, strict=False)]
+            # A single object where a list is expected (input coercion wraps it).
+            return [self._ordered(v, node) for v in value]
+        if isinstance(value, dict) and isinstance(node, ObjectValueNode):
+            written = {f.name.value: f.value for f in node.fields}
+            out = {k: self._ordered(value[k], n) for k, n in written.items() if k in value}
+            return out | {k: v for k, v in value.items() if k not in out}
+        return value
 
     def _included(self, node: Any) -> bool:
         skip = get_directive_values(GraphQLSkipDirective, node, self.variables)
@@ -84,3 +139,14 @@ class Reader:
         named = get_named_type(selected.field.type)
         assert isinstance(named, GraphQLObjectType)
         return self.fields(named, selected.nodes)
+
+
+def _ordered_like(value: Any, raw: Any) -> Any:
+    """`value` (coerced) with dict keys in the order of `raw` (the JSON the client sent)."""
+    if isinstance(value, list):
+        raws = raw if isinstance(raw, list) else [raw] * len(value)
+        return [_ordered_like(v, r) for v, r in zip(value, raws, strict=False)]
+    if isinstance(value, dict) and isinstance(raw, dict):
+        out = {k: _ordered_like(value[k], raw[k]) for k in raw if k in value}
+        return out | {k: v for k, v in value.items() if k not in out}
+    return value
