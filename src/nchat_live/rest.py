@@ -80,6 +80,8 @@ async def _body(request: Request) -> dict[str, Any]:
         data = await request.json()
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise ValidationFailed("the request body is not JSON") from None
+    except RecursionError:  # the decoder gives up on deeply nested arrays/objects
+        raise ValidationFailed("the request body is nested too deeply") from None
     if not isinstance(data, dict):
         raise ValidationFailed("the request body must be a JSON object")
     return data

@@ -80,6 +80,8 @@ async def graphql_endpoint(request: Request) -> Response:
         payload = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         return JSONResponse(error(f"request body is not valid JSON: {exc}", code="parse-failed"), status_code=400)
+    except RecursionError:  # the decoder gives up on deeply nested arrays/objects
+        return JSONResponse(error("request body is nested too deeply", code="parse-failed"), status_code=400)
     try:
         claims = runtime.auth.authenticate(request.headers)
     except NchatError as exc:
