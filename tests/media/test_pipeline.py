@@ -5,6 +5,7 @@ from __future__ import annotations
 import fractions
 import io
 import re
+import time
 from pathlib import Path
 
 import av
@@ -94,3 +95,70 @@ def test_missing_source_frames_are_repeated_so_parts_stay_within_target(tmp_path
     init = (tmp_path / "p3" / "360p" / "init.mp4").read_bytes()
     with av.open(io.BytesIO(init + observer.segments[0].data), format="mp4") as container:
         assert len(list(container.decode(video=0))) == 48  # every 24 fps slot of the first 2 s is filled
+
+
+def audio_frames(seconds: float) -> list[av.AudioFrame]:
+    made = []
+    for index in range(int(seconds / 0.02)):
+        frame = av.AudioFrame(format="s16", layout="stereo", samples=960)
+        for plane in frame.planes:
+            plane.update(bytes(plane.buffer_size))
+        frame.sample_rate = 48000
+        frame.pts = index * 960
+        frame.time_base = fractions.Fraction(1, 48000)
+        made.append(frame)
+    return made
+
+
+def parts_of(playlist: str) -> tuple[float, list[float]]:
+    target = float(re.search(r"PART-TARGET=([\d.]+)", playlist).group(1))  # type: ignore[union-attr]
+    return target, [float(d) for d in re.findall(r"#EXT-X-PART:DURATION=([\d.]+)", playlist)]
+
+
+def test_closed_stream_ends_every_playlist_with_parts_between_200_ms_and_the_target(tmp_path: Path) -> None:
+    observer = Recorder()
+    pipeline = StreamPipeline("p4", LocalStorage(tmp_path), max_resolution="480p", observer=observer,
+                              max_backlog_seconds=float("inf"))
+    video = frames(854, 480, 91)  # 3.03 s: the last frame starts a one-frame part at 3.0 s
+    # Jitter: frame 59 arrives 15 ms late, so at 24 fps it would round into the slot of the 2 s keyframe.
+    video[59].pts = int(1.985 * 90000)
+    sound = iter(audio_frames(3.1))
+    for index, frame in enumerate(video):
+        pipeline.push_video(frame)
+        if index % 3 == 2:  # 20 ms audio frames, a little ahead of the video as from a live publisher
+            for _ in range(5):
+                pipeline.push_audio(next(sound))
+    pipeline.close()
+    for name in ("480p", "360p"):
+        playlist = (tmp_path / "p4" / name / "index.m3u8").read_text()
+        target, durations = parts_of(playlist)
+        assert "\n#EXT-X-ENDLIST\n" in playlist and "PRELOAD-HINT" not in playlist
+        assert durations and max(durations) <= target, (name, durations)
+        assert min(durations) >= 0.2, (name, durations)
+        extinf = [float(d) for d in re.findall(r"#EXTINF:([\d.]+)", playlist)]
+        assert abs(sum(extinf) - sum(durations)) < 1e-3  # the segments are exactly their parts
+    starts = sorted({round(s.start, 3) for s in observer.segments})
+    assert starts == [0.0, 2.0]  # the keyframe kept its slot: no one-frame part or segment before it
+
+
+def test_reconnect_leaves_no_short_part_before_the_discontinuity(tmp_path: Path) -> None:
+    pipeline = StreamPipeline("p5", LocalStorage(tmp_path), max_resolution="360p", max_backlog_seconds=float("inf"))
+    started = time.monotonic()
+    for frame in frames(640, 360, 77):  # up to 2.53 s: one frame after the 2.5 s part boundary
+        pipeline.push_video(frame)
+    # The new publisher's frames are timed by arrival: let the old ones' media time pass first.
+    time.sleep(max(0.0, started + 2.8 - time.monotonic()))
+    pipeline.discontinuity()
+    for frame in frames(640, 360, 30):
+        pipeline.push_video(frame)
+    pipeline.close()
+    playlist = (tmp_path / "p5" / "360p" / "index.m3u8").read_text()
+    before = playlist.split("#EXT-X-DISCONTINUITY\n")
+    assert len(before) == 2, playlist
+    target, durations = parts_of(before[0])
+    assert durations[-1] >= 0.2 and max(durations) <= target, durations
+    # The frame past 2.5 s joined the part before it (or was dropped): the segment ends on a whole part.
+    extinf = [float(d) for d in re.findall(r"#EXTINF:([\d.]+)", before[0])]
+    assert extinf[0] == 2.0 and 0.5 <= extinf[1] <= target, extinf
+    after = [float(d) for d in re.findall(r"#EXT-X-PART:DURATION=([\d.]+)", before[1])]
+    assert after and max(after) <= target

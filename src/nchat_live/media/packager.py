@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 class PackagingConfig:
     segment_seconds: float = 2.0
     part_seconds: float = 0.5
+    # hls.js stalls on shorter parts; a closing muxer's last fragment under this is not published.
+    min_part_seconds: float = 0.2
     window_segments: int = 4
     # Segments that have left the window stay on disk this many more segments (players mid-download).
     keep_extra_segments: int = 2
@@ -142,6 +144,11 @@ class RenditionPackager:
             self.discontinuity_sequence = state.discontinuity_sequence
             self._pending_discontinuity = float("-inf")
             self._fresh_init_names = True
+
+    @property
+    def has_media(self) -> bool:
+        with self.owner.lock:
+            return bool(self.segments)
 
     @property
     def prefix(self) -> str:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import queue
 import threading
 import time
@@ -33,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import av
 
-from .fmp4 import BoxSplitter, avc_codec_string, parse_moof
+from .fmp4 import BoxSplitter, FragmentInfo, avc_codec_string, parse_moof
 from .ladder import Rendition, select_ladder
 from .packager import PackagingConfig, RenditionPackager, SegmentInfo, StreamPackager
 from .storage import MediaStorage
@@ -46,6 +47,9 @@ log = logging.getLogger(__name__)
 AUDIO_RATE = 48000
 AAC_FRAME = 1024
 _AUDIO_TB = Fraction(1, AUDIO_RATE)
+# A source frame this close before a keyframe time is the keyframe (timestamps carry jitter). Output
+# slots are counted from the same shifted time, so the frames before it never take the keyframe's slot.
+_KEY_SLACK = 0.005
 
 
 class PipelineObserver:
@@ -124,7 +128,11 @@ class _Sink:
 
 
 def encoder_options(encoder: str, rendition: Rendition) -> dict[str, str]:
-    gop = str(rendition.gop)
+    # The pipeline forces every keyframe (by time, on the same source frame in every rendition). The
+    # encoder's own GOP counts frames, and repeated or decimated frames make that count drift from the
+    # clock: a natural keyframe at exactly `gop` frames would land one frame before a forced one and
+    # leave a one-frame segment. Its own keyframes are a fallback only, well past the forced ones.
+    gop = str(rendition.gop * 3 // 2)
     common = {
         "maxrate": f"{int(rendition.video_kbps * 1.2)}k",
         "bufsize": f"{rendition.video_kbps * 2}k",
@@ -176,15 +184,21 @@ class _RenditionEncoder:
         self.audio: Any = self.container.add_stream("aac", rate=AUDIO_RATE, layout="stereo")
         self.audio.bit_rate = rendition.audio_kbps * 1000
         self.time_base = Fraction(1, rendition.fps)
+        self.config = packager.owner.config
         self.last_pts = -1
         self.last_scaled: av.VideoFrame | None = None
         self.filled = 0
         self.init: list[bytes] = []
         self.pending_moof: bytes | None = None
         self.closed = False
+        # While closing, fragments wait here so the last one can be merged or dropped (see _emit_tail).
+        self._tail: list[tuple[bytes, FragmentInfo]] | None = None
 
     def encode_video(self, frame: av.VideoFrame, at: float, keyframe: bool) -> bool:
-        pts = round((at - self.origin) * self.rendition.fps)
+        # floor of the time shifted by the keyframe slack: a frame just before a keyframe time stays in
+        # the slot before the keyframe's (rounding could give it the keyframe's slot, pushing the keyframe
+        # one slot late and leaving a one-frame part in front of it).
+        pts = math.floor((at - self.origin + _KEY_SLACK) * self.rendition.fps + 1e-6)
         if pts <= self.last_pts:
             if not keyframe:
                 return False  # frame-rate decimation: this output slot is already filled
@@ -197,8 +211,7 @@ class _RenditionEncoder:
             for slot in range(pts - missing, pts):
                 self.last_scaled.pts = slot
                 self.last_scaled.pict_type = av.video.frame.PictureType.NONE
-                for packet in self.video.encode(self.last_scaled):
-                    self.container.mux(packet)
+                self._mux_video(self.video.encode(self.last_scaled))
             self.filled += missing
         self.last_pts = pts
         scaled = frame.reformat(width=self.rendition.width, height=self.rendition.height, format="yuv420p")
@@ -206,10 +219,17 @@ class _RenditionEncoder:
         scaled.pts = pts
         scaled.time_base = self.time_base
         scaled.pict_type = av.video.frame.PictureType.I if keyframe else av.video.frame.PictureType.NONE
-        for packet in self.video.encode(scaled):
-            self.container.mux(packet)
+        self._mux_video(self.video.encode(scaled))
         self._drain()
         return True
+
+    def _mux_video(self, packets: list[Any]) -> None:
+        for packet in packets:
+            # Encoders leave the duration at 0 and the muxer then guesses the last sample's length when
+            # the stream closes; every frame lasts exactly one output slot, so say so.
+            if packet.time_base:
+                packet.duration = max(1, round(1 / (self.rendition.fps * packet.time_base)))
+            self.container.mux(packet)
 
     def encode_audio(self, frame: av.AudioFrame) -> None:
         for packet in self.audio.encode(frame):
@@ -220,15 +240,42 @@ class _RenditionEncoder:
         if self.closed:
             return
         self.closed = True
+        self._drain()
+        self._tail = []
         try:
-            for packet in self.video.encode(None):
-                self.container.mux(packet)
+            self._mux_video(self.video.encode(None))
             for packet in self.audio.encode(None):
                 self.container.mux(packet)
             self.container.close()
         except Exception:
             log.exception("closing the %s muxer failed", self.rendition.name)
         self._drain()
+        self._emit_tail()
+
+    def _emit_tail(self) -> None:
+        """Hand over the fragments the close produced, without a short last part where that can be avoided.
+
+        The publisher stops at any moment, so the muxer's final fragment can be a frame or two; hls.js
+        stalls on parts under ~200 ms (before a discontinuity and at the end alike). Such a fragment joins
+        the one before it when both were held here and stay within PART-TARGET; otherwise the segment
+        ends at the previous part boundary and those few frames are dropped.
+        """
+        tail, self._tail = self._tail or [], None
+        short = self.config.min_part_seconds
+        timescale = self.video.time_base.denominator
+        if len(tail) >= 2:
+            (data, info), (last_data, last) = tail[-2], tail[-1]
+            if not last.starts_with_sync and (info.duration + last.duration) / timescale <= self.config.part_target:
+                merged = FragmentInfo(info.base_time, info.duration + last.duration, info.samples + last.samples,
+                                      info.starts_with_sync)
+                tail[-2:] = [(data + last_data, merged)]
+        # A stream that is nothing but this fragment keeps it.
+        if tail and tail[-1][1].duration / timescale < short and (len(tail) > 1 or self.packager.has_media):
+            dropped = tail.pop()[1]
+            log.info("%s/%s: dropped a %.3f s final fragment (shorter than %.1f s)", self.packager.owner.stream_id,
+                     self.rendition.name, dropped.duration / timescale, short)
+        for data, info in tail:
+            self.packager.add_part(data, info, timescale, self.origin)
 
     def _drain(self) -> None:
         for chunk in self.sink.take():
@@ -248,6 +295,9 @@ class _RenditionEncoder:
             info = parse_moof(moof, 1)
             if info is None:
                 return  # an audio-only fragment (the end of the stream): nothing a player needs
+            if self._tail is not None:
+                self._tail.append((moof + data, info))
+                return
             self.packager.add_part(moof + data, info, self.video.time_base.denominator, self.origin)
 
 
@@ -325,6 +375,7 @@ class StreamPipeline:
         self._encoders: list[_RenditionEncoder] = []
         self._clock = _Clock()
         self._next_key: float | None = None
+        self._origin = 0.0  # pipeline time of the current encoders' zero
         self._last_video: float = -1.0
         self._new_epoch = True
         self._audio_fifo: av.AudioFifo | None = None
@@ -443,13 +494,14 @@ class StreamPipeline:
         if self._new_epoch or self._next_key is None:
             if self._next_key is not None:
                 self._restart_encoders(at)
+                self._origin = at
             self._new_epoch = False
             keyframe = True
-            self._next_key = at + self.config.segment_seconds
-        elif at >= self._next_key - 0.005:
+            self._next_key = self._key_after(at)
+        elif at >= self._next_key - _KEY_SLACK - 1e-6:
             keyframe = True
-            while self._next_key <= at + 0.005:
-                self._next_key += self.config.segment_seconds
+            while self._next_key <= at + _KEY_SLACK:
+                self._next_key = self._key_after(self._next_key)
         self._last_video = at
         self._ensure_audio_until(at - 0.25)
         work_started = time.perf_counter()
@@ -462,6 +514,16 @@ class StreamPipeline:
             except Exception:
                 log.exception("observer on_keyframe failed")
         self._measure(frame, at, time.perf_counter() - work_started)
+
+    def _key_after(self, at: float) -> float:
+        """The keyframe time one segment after `at`, on a frame slot of every rendition's frame rate.
+
+        Off the slots (the first frame arrives at any time), a rendition's keyframe could share a slot
+        with the frame before it and be pushed one slot late.
+        """
+        grid = 1 / math.gcd(*(e.rendition.fps for e in self._encoders)) if self._encoders else 1 / 30
+        steps = round((at + self.config.segment_seconds - self._origin) / grid)
+        return self._origin + steps * grid
 
     def _restart_encoders(self, at: float) -> None:
         """After a reconnect: close each muxer (its last part must not span the gap) and start new ones.
