@@ -114,3 +114,44 @@ async def test_blocking_reload_waits_for_the_part_without_polling(packager: Stre
     assert all(results) and time.monotonic() - started < 1
     # The new part was a keyframe: segment 0 ended and segment 1 began; its second part is not there.
     assert not await packager.wait_until("360p", lambda: low.satisfies(1, 1), 0.3)
+
+
+def feed_sized(packager: RenditionPackager, sizes: list[int], start_ms: int, part_ms: int = 500) -> int:
+    """One segment per entry of `sizes` (bytes), each four parts of `part_ms` starting with a keyframe."""
+    at = start_ms
+    for size in sizes:
+        for index in range(4):
+            info = FragmentInfo(base_time=at, duration=part_ms, samples=12, starts_with_sync=index == 0)
+            packager.add_part(bytes(size // 4), info, 1000)
+            at += part_ms
+    return at
+
+
+def stream_inf(master: str, name: str) -> tuple[int, int]:
+    match = re.search(rf"BANDWIDTH=(\d+),AVERAGE-BANDWIDTH=(\d+),.*\n{name}/index\.m3u8", master)
+    assert match, master
+    return int(match.group(1)), int(match.group(2))
+
+
+async def test_master_declares_measured_peak_and_average_once_segments_exist(
+    packager: StreamPackager, tmp_path: Path,
+) -> None:
+    low, high = packager.renditions["360p"], packager.renditions["720p"]
+    stored = tmp_path / "s1" / "master.m3u8"
+    feed(high, 1)
+    at = feed_sized(low, [100_000, 50_000], 0)  # 400 and 200 kbit/s
+    assert stream_inf(stored.read_text(), "360p") == (LOW.peak_bandwidth, LOW.average_bandwidth)
+    at = feed_sized(low, [50_000, 50_000], at)  # the third segment completes when the fourth starts
+    assert stream_inf(stored.read_text(), "360p") == (400_000, 266_667)
+    assert stream_inf(stored.read_text(), "720p") == (HIGH.peak_bandwidth, HIGH.average_bandwidth)  # unmeasured
+    # A busier segment outruns the declared peak: the stored master follows at once.
+    at = feed_sized(low, [250_000, 50_000], at)
+    assert stream_inf(stored.read_text(), "360p") == (1_000_000, 400_000)
+    assert stream_inf(packager.render_master(), "360p") == stream_inf(stored.read_text(), "360p")
+    # A short last segment counts together with the one before it (the spec's 0.5-1.5 target durations).
+    info = FragmentInfo(base_time=at, duration=250, samples=6, starts_with_sync=True)
+    low.add_part(bytes(40_000), info, 1000)
+    low.finish()
+    # Alone it would be 1.28 Mbit/s; with the 2 s before it, 320 kbit/s: the peak stays.
+    assert low.peak_bitrate == 1_000_000
+    assert low.bandwidth() == (1_000_000, round(590_000 * 8 / 12.25), True)

@@ -39,6 +39,9 @@ class PackagingConfig:
     window_segments: int = 4
     # Segments that have left the window stay on disk this many more segments (players mid-download).
     keep_extra_segments: int = 2
+    # The master's BANDWIDTH and AVERAGE-BANDWIDTH come from the ladder's rates until every rendition
+    # has this many complete segments, then from their measured sizes.
+    measure_segments: int = 3
 
     @property
     def part_target(self) -> float:
@@ -124,6 +127,9 @@ class RenditionPackager:
         self.removed = False  # trimmed from the ladder
         self._pending_discontinuity: float | None = None
         self._retired: list[Segment] = []
+        # Measured on complete segments: (bytes, seconds) of the newest few, totals and the peak.
+        self._recent: list[tuple[int, float]] = []
+        self.measured_segments = 0
         self._bytes_total = 0
         self._seconds_total = 0.0
         self.peak_bitrate = 0
@@ -188,10 +194,6 @@ class RenditionPackager:
             current.parts.append(part)
             current.data += data
             current.duration += duration
-            self._bytes_total += len(data)
-            self._seconds_total += duration
-            if duration > 0:
-                self.peak_bitrate = max(self.peak_bitrate, int(len(data) * 8 / duration))
             if duration > self.owner.config.part_target + 1e-3:
                 log.warning("%s/%s part %s lasts %.3f s > PART-TARGET", self.owner.stream_id, self.name,
                             part.uri, duration)
@@ -237,6 +239,7 @@ class RenditionPackager:
 
     def _complete(self, segment: Segment) -> None:
         segment.complete = True
+        self._measure(len(segment.data), segment.duration)
         window = self.owner.config.window_segments
         complete = [s for s in self.segments if s.complete]
         while len(complete) > window:
@@ -245,6 +248,29 @@ class RenditionPackager:
             if old.discontinuity:
                 self.discontinuity_sequence += 1
             self._retired.append(old)
+
+    def _measure(self, size: int, seconds: float) -> None:
+        """Count a complete segment into the average and the peak segment bit rate.
+
+        The peak is the HLS spec's: the highest rate of any run of consecutive segments lasting 0.5 to
+        1.5 target durations (so a short last segment is measured together with the one before it).
+        """
+        if seconds <= 0:
+            return
+        self.measured_segments += 1
+        self._bytes_total += size
+        self._seconds_total += seconds
+        self._recent.append((size, seconds))
+        del self._recent[:-8]
+        target = self.owner.config.target_duration
+        run_bytes, run_seconds = 0, 0.0
+        for run_size, run_duration in reversed(self._recent):
+            run_bytes += run_size
+            run_seconds += run_duration
+            if run_seconds >= 0.5 * target:
+                if run_seconds <= 1.5 * target:
+                    self.peak_bitrate = max(self.peak_bitrate, math.ceil(run_bytes * 8 / run_seconds))
+                break
 
     def _publish_segment(self, segment: Segment) -> None:
         key = f"{self.prefix}/{segment.uri}"
@@ -257,6 +283,7 @@ class RenditionPackager:
             discontinuity=segment.discontinuity, program_date_time=segment.program_date_time, data=data,
         )
         self.owner.segment_finished(info)
+        self.owner.measured()
         keep = self.owner.config.keep_extra_segments
         while len(self._retired) > keep:
             old = self._retired.pop(0)
@@ -276,7 +303,14 @@ class RenditionPackager:
 
     @property
     def average_bitrate(self) -> int:
-        return int(self._bytes_total * 8 / self._seconds_total) if self._seconds_total else 0
+        return round(self._bytes_total * 8 / self._seconds_total) if self._seconds_total else 0
+
+    def bandwidth(self) -> tuple[int, int, bool]:
+        """(BANDWIDTH, AVERAGE-BANDWIDTH, measured) for the master playlist."""
+        with self.owner.lock:
+            if self.measured_segments >= self.owner.config.measure_segments and self.peak_bitrate:
+                return self.peak_bitrate, self.average_bitrate, True
+        return self.rendition.peak_bandwidth, self.rendition.average_bandwidth, False
 
     def position(self) -> tuple[int, int]:
         """(msn, part index) of the newest part; (-1, -1) before the first."""
@@ -392,6 +426,13 @@ class RenditionPackager:
 SegmentListener = Callable[[SegmentInfo], None]
 
 
+def _outdated(now: tuple[int, int, bool], declared: tuple[int, int, bool] | None) -> bool:
+    if declared is None:
+        return True
+    peak, average, measured = now
+    return (measured and not declared[2]) or peak > declared[0] or abs(average - declared[1]) > 0.1 * declared[1]
+
+
 class StreamPackager:
     """All renditions of one stream, the master playlist and the waiters of blocking reloads."""
 
@@ -414,6 +455,8 @@ class StreamPackager:
         self.lock = threading.RLock()
         self.renditions: dict[str, RenditionPackager] = {}
         self.master_written = False
+        # What the stored master declares per rendition: (BANDWIDTH, AVERAGE-BANDWIDTH, measured).
+        self._declared: dict[str, tuple[int, int, bool]] = {}
         self.segment_listeners: list[SegmentListener] = []
         self.master_listeners: list[Callable[[], None]] = []
         self._loop = loop
@@ -461,8 +504,25 @@ class StreamPackager:
             with contextlib.suppress(RuntimeError):
                 self._loop.call_soon_threadsafe(self._wake, name)
 
+    def measured(self) -> None:
+        """A segment was measured: rewrite the stored master when what it declares no longer holds.
+
+        That is when measurements replace the ladder's rates, when a segment outran the declared peak
+        (BANDWIDTH must be at least every segment's rate) or when the average moved by more than 10 %.
+        """
+        if not self.master_written:
+            return
+        with self.lock:
+            now = {r.name: r.bandwidth() for r in self.renditions.values() if not r.removed}
+        if any(_outdated(value, self._declared.get(name)) for name, value in now.items()):
+            self.write_master()
+
     def write_master(self) -> None:
-        self.storage.write(f"{self.stream_id}/master.m3u8", self.render_master().encode())
+        # Measurements change on the worker thread only, which is the one writing here.
+        text = self.render_master()
+        with self.lock:
+            self._declared = {r.name: r.bandwidth() for r in self.renditions.values() if not r.removed}
+        self.storage.write(f"{self.stream_id}/master.m3u8", text.encode())
         self.master_written = True
 
     def render_master(self) -> str:
@@ -472,9 +532,9 @@ class StreamPackager:
         for packager in live:
             r = packager.rendition
             codecs = f"{packager.codecs or 'avc1.640028'},mp4a.40.2"
-            bandwidth = max(r.peak_bandwidth, packager.peak_bitrate)
+            bandwidth, average, _ = packager.bandwidth()
             lines.append(
-                f"#EXT-X-STREAM-INF:BANDWIDTH={bandwidth},AVERAGE-BANDWIDTH={r.average_bandwidth},"
+                f"#EXT-X-STREAM-INF:BANDWIDTH={bandwidth},AVERAGE-BANDWIDTH={average},"
                 f'RESOLUTION={r.width}x{r.height},FRAME-RATE={r.fps:.3f},CODECS="{codecs}"'
             )
             lines.append(f"{r.name}/index.m3u8")
