@@ -19,7 +19,7 @@ from ..db import errors as db_errors
 from ..errors import NchatError, Unavailable
 from ..resolvers.hasura.catalog import Catalog
 from ..resolvers.hasura.compiler import Compiler, RootField
-from ..resolvers.hasura.mutations import CompiledMutation, MutationCompiler
+from ..resolvers.hasura.mutations import UPDATE_OPERATORS, CompiledMutation, MutationCompiler
 from ..resolvers.hasura.selection import Reader, Selected
 from .context import Context
 from .live import LiveQuery
@@ -120,16 +120,14 @@ async def _mutate(
     elif meta.kind == "insert_one":
         compiled = compiler().insert(table, selected, [args["object"]], args.get("on_conflict"), single=True)
     elif meta.kind == "update":
-        compiled = compiler().update(table, selected, args["where"], None, args.get("_set"), args.get("_inc"), False)
+        compiled = compiler().update(table, selected, args["where"], None, _changes(args), False)
     elif meta.kind == "update_by_pk":
-        compiled = compiler().update(table, selected, None, args["pk_columns"], args.get("_set"), args.get("_inc"),
-                                     True)
+        compiled = compiler().update(table, selected, None, args["pk_columns"], _changes(args), True)
     elif meta.kind == "update_many":
         # One statement per update, in order, in the operation's transaction.
         results = []
         for update in args["updates"]:
-            compiled = compiler().update(table, selected, update["where"], None, update.get("_set"),
-                                         update.get("_inc"), False)
+            compiled = compiler().update(table, selected, update["where"], None, _changes(update), False)
             results.append(await _run_mutation(ctx, session, compiled))
         return results
     elif meta.kind == "delete":
@@ -139,6 +137,10 @@ async def _mutate(
     else:  # pragma: no cover - subscription kinds never reach here
         raise NchatError(f"unsupported root field kind '{meta.kind}'")
     return await _run_mutation(ctx, session, compiled)
+
+
+def _changes(args: dict[str, Any]) -> dict[str, Any]:
+    return {op: args.get(op) for op in UPDATE_OPERATORS}
 
 
 async def _run_mutation(ctx: Context, session: Session, compiled: CompiledMutation) -> Any:

@@ -321,6 +321,27 @@ class RoleTypes:
             c.name: GraphQLInputField(_nn(scalar(c.scalar)) if required else scalar(c.scalar)) for c in cols
         }))
 
+    def _jsonb_operators(self, table: Table, cols: list[Column]) -> dict[str, GraphQLArgument]:
+        """Hasura's jsonb update operators, each an input object over the updatable jsonb columns."""
+        jsonb, key, index = scalar("jsonb"), GraphQLString, GraphQLInt
+        path = GraphQLList(_nn(GraphQLString))
+        out: dict[str, GraphQLArgument] = {}
+        for op, t, doc in (
+            ("append", jsonb, "append existing jsonb value of filtered columns with new jsonb value"),
+            ("delete_at_path", path, "delete the field or element with specified path (for JSON arrays, "
+                                     "negative integers count from the end)"),
+            ("delete_elem", index, "delete the array element with specified index (negative integers count from "
+                                   "the end). throws an error if top level container is not an array"),
+            ("delete_key", key, "delete key/value pair or string element. key/value pairs are matched based on "
+                                "their key value"),
+            ("prepend", jsonb, "prepend existing jsonb value of filtered columns with new jsonb value"),
+        ):
+            name = f"{table.name}_{op}_input"
+            input_type = self._once(name, lambda n=name, t=t, d=doc: GraphQLInputObjectType(
+                n, {c.name: GraphQLInputField(t) for c in cols}, description=d))
+            out[f"_{op}"] = GraphQLArgument(input_type, description=doc)
+        return out
+
     def _enum(self, name: str, values: list[str], description: str) -> GraphQLEnumType:
         # An enum needs a value; Hasura fills an empty one with _PLACEHOLDER.
         return self._once(name, lambda: GraphQLEnumType(
@@ -417,6 +438,10 @@ class RoleTypes:
                 if numeric:
                     changes["_inc"] = GraphQLArgument(self._columns_input(table, "inc_input", numeric),
                                                       description="increments the numeric columns of the filtered rows")
+                jsonb = [c for c in updatable if c.pg_type == "jsonb"]
+                if jsonb:
+                    changes.update(self._jsonb_operators(table, jsonb))
+                changes = dict(sorted(changes.items()))
                 out[f"update_{name}"] = self._root("update", table, response, {
                     **changes, "where": GraphQLArgument(_nn(self.bool_exp(table)),
                                                         description="filter the rows which have to be updated"),

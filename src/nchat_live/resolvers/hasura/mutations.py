@@ -17,6 +17,10 @@ from .compiler import Compiler
 from .selection import Reader, Selected
 from .sql import ident, json_object
 
+# The update operators, in Hasura's argument order; the jsonb ones exist for jsonb columns only.
+UPDATE_OPERATORS = ("_append", "_delete_at_path", "_delete_elem", "_delete_key", "_inc", "_prepend", "_set")
+JSONB_OPERATORS = ("_append", "_delete_at_path", "_delete_elem", "_delete_key", "_prepend")
+
 
 @dataclass
 class CompiledMutation:
@@ -83,17 +87,36 @@ class MutationCompiler(Compiler):
 
     def update(
         self, table: Table, selected: Selected, where: dict[str, Any] | None, pk: dict[str, Any] | None,
-        set_: dict[str, Any] | None, inc: dict[str, Any] | None, single: bool,
+        changes: dict[str, dict[str, Any] | None], single: bool,
     ) -> CompiledMutation:
-        set_, inc = set_ or {}, inc or {}
-        both = sorted(set(set_) & set(inc))
-        if both:
-            raise ValidationFailed(f"column '{both[0]}' is in both _set and _inc")
-        if not set_ and not inc:
-            raise ValidationFailed("at least one of _set, _inc is expected")
+        """`changes`: operator (`_set`, `_inc`, `_append`, ...) -> {column: value}, one SET list."""
         a = self.alias()
-        sets = [f"{ident(c)} = {self.params.typed(v, table.columns[c])}" for c, v in set_.items()]
-        sets += [f"{ident(c)} = {a}.{ident(c)} + {self.params.typed(v, table.columns[c])}" for c, v in inc.items()]
+        sets: list[str] = []
+        seen: dict[str, str] = {}
+        for op in UPDATE_OPERATORS:
+            for c, v in (changes.get(op) or {}).items():
+                if c in seen:
+                    raise ValidationFailed(f"column '{c}' is in both {seen[c]} and {op}")
+                seen[c] = op
+                col, current = table.columns[c], f"{a}.{ident(c)}"
+                if op == "_set":
+                    sets.append(f"{ident(c)} = {self.params.typed(v, col)}")
+                elif v is None:
+                    raise ValidationFailed(f"unexpected null value for column '{c}' in {op}")
+                elif op == "_inc":
+                    sets.append(f"{ident(c)} = {current} + {self.params.typed(v, col)}")
+                elif op == "_append":
+                    sets.append(f"{ident(c)} = {current} || {self.params.typed(v, col)}")
+                elif op == "_prepend":
+                    sets.append(f"{ident(c)} = {self.params.typed(v, col)} || {current}")
+                elif op == "_delete_key":
+                    sets.append(f"{ident(c)} = {current} - {self.params.text(v)}")
+                elif op == "_delete_elem":
+                    sets.append(f"{ident(c)} = {current} - ({self.params.text(v)})::integer")
+                else:  # _delete_at_path
+                    sets.append(f"{ident(c)} = {current} #- {self.params.text_array(v)}")
+        if not sets:
+            raise ValidationFailed(f"at least one of {', '.join(UPDATE_OPERATORS)} is expected")
         cond = self.pk_match(table, a, pk) if pk is not None else self.bool_exp(table, a, where or {})
         dml = f"UPDATE {ident(table.name)} AS {a} SET {', '.join(sets)} WHERE {cond}"
         return self._finish(table, selected, dml, single)
