@@ -30,6 +30,8 @@ from graphql import (
 
 from ..resolvers.hasura.catalog import Catalog, Column, Table, TablePermissions
 from ..resolvers.hasura.compiler import (
+    AGGREGATE_COUNT,
+    BOOL_AGGREGATES,
     NUMERIC_AGGREGATES,
     ORDER_AGGREGATES,
     ColumnField,
@@ -272,13 +274,45 @@ class RoleTypes:
             for col in self._selectable(table):
                 out[col.name] = GraphQLInputField(comparison_exp(col))
             for rel in self._visible_relationships(table):
-                out[rel.name] = GraphQLInputField(self.bool_exp(self.catalog.tables[rel.remote_table]))
+                remote = self.catalog.tables[rel.remote_table]
+                out[rel.name] = GraphQLInputField(self.bool_exp(remote))
+                if rel.kind == "array":
+                    out[f"{rel.name}_aggregate"] = GraphQLInputField(self.aggregate_bool_exp(remote))
             return dict(sorted(out.items()))
 
         return self._once(name, lambda: GraphQLInputObjectType(
             name, fields,
             description=f'Boolean expression to filter rows from the table "{table.name}". '
                         "All fields are combined with a logical 'AND'."))
+
+    def aggregate_bool_exp(self, table: Table) -> GraphQLInputObjectType:
+        """Filters on an array relationship's aggregates: count, and bool_and/bool_or of boolean columns."""
+        name = f"{table.name}_aggregate_bool_exp"
+
+        def make() -> GraphQLInputObjectType:
+            t = table.name
+            count = GraphQLInputObjectType(f"{name}_count", lambda: {
+                "arguments": GraphQLInputField(GraphQLList(_nn(self.select_column(table)))),
+                "distinct": GraphQLInputField(GraphQLBoolean),
+                "filter": GraphQLInputField(self.bool_exp(table)),
+                "predicate": GraphQLInputField(_nn(comparison_exp(AGGREGATE_COUNT))),
+            })
+            fields: dict[str, GraphQLInputField] = {"count": GraphQLInputField(count)}
+            booleans = [c for c in self._selectable(table) if c.pg_type == "bool"]
+            for fn in BOOL_AGGREGATES if booleans else ():
+                columns = GraphQLEnumType(
+                    f"{t}_select_column_{name}_{fn}_arguments_columns",
+                    {c.name: GraphQLEnumValue(c.name, description="column name") for c in booleans},
+                    description=f'select "{name}_{fn}_arguments_columns" columns of table "{t}"')
+                fields[fn] = GraphQLInputField(GraphQLInputObjectType(f"{name}_{fn}", lambda c=columns, b=booleans: {
+                    "arguments": GraphQLInputField(_nn(c)),
+                    "distinct": GraphQLInputField(GraphQLBoolean),
+                    "filter": GraphQLInputField(self.bool_exp(table)),
+                    "predicate": GraphQLInputField(_nn(comparison_exp(b[0]))),
+                }))
+            return GraphQLInputObjectType(name, dict(sorted(fields.items())))
+
+        return self._once(name, make)
 
     def order_by(self, table: Table) -> GraphQLInputObjectType:
         name = f"{table.name}_order_by"

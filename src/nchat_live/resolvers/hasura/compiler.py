@@ -57,6 +57,9 @@ CONTAINMENT = {"_contains": "@>", "_contained_in": "<@"}
 JSON_KEYS = {"_has_keys_any": "?|", "_has_keys_all": "?&"}
 NUMERIC_AGGREGATES = ("sum", "avg", "stddev", "stddev_pop", "stddev_samp", "var_pop", "var_samp", "variance")
 ORDER_AGGREGATES = ("max", "min")
+BOOL_AGGREGATES = ("bool_and", "bool_or")
+# What count() compares as, in X_aggregate_bool_exp predicates (Int_comparison_exp).
+AGGREGATE_COUNT = Column("count", "integer", "int4", "N", False, False)
 
 Join = Callable[[str], str]
 
@@ -254,8 +257,34 @@ class Compiler:
                 a = self.alias()
                 parts.append(f"EXISTS (SELECT 1 FROM {ident(remote.name)} {a} WHERE {join_sql(rel, alias, a)} "
                              f"AND {self.bool_exp(remote, a, value)})")
+            elif key.endswith("_aggregate") and key.removesuffix("_aggregate") in table.relationships:
+                parts.append(self._aggregate_filter(table.relationships[key.removesuffix("_aggregate")], alias,
+                                                    value))
             else:  # pragma: no cover - the schema only offers the keys above
                 raise ValidationFailed(f"field '{key}' not found in type: '{table.name}_bool_exp'")
+        return " AND ".join(parts) or "true"
+
+    def _aggregate_filter(self, rel: Relationship, alias: str, exp: dict[str, Any]) -> str:
+        """`{count: {predicate, filter, arguments, distinct}}` (and bool_and/bool_or): a correlated aggregate."""
+        remote = self.catalog.tables[rel.remote_table]
+        parts: list[str] = []
+        for fn, spec in exp.items():
+            if spec is None:
+                continue
+            a = self.alias()
+            conds = [join_sql(rel, alias, a)]
+            if spec.get("filter"):
+                conds.append(self.bool_exp(remote, a, spec["filter"]))
+            distinct = "DISTINCT " if spec.get("distinct") else ""
+            if fn == "count":
+                cols = [f"{a}.{ident(c)}" for c in spec.get("arguments") or []]
+                target = "*" if not cols else cols[0] if len(cols) == 1 else f"({', '.join(cols)})"
+                value, column = f"count({distinct if cols else ''}{target})", AGGREGATE_COUNT
+            else:
+                column = remote.columns[spec["arguments"]]
+                value = f"{fn}({distinct}{a}.{ident(column.name)})"
+            source = f"(SELECT {value} FROM {ident(remote.name)} {a} WHERE {' AND '.join(conds)})"
+            parts.append(self.comparison(column, source, spec["predicate"]))
         return " AND ".join(parts) or "true"
 
     def comparison(self, column: Column, expr: str, ops: dict[str, Any]) -> str:
