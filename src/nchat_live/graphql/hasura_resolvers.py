@@ -17,9 +17,10 @@ from graphql import GraphQLResolveInfo
 from ..db import Session
 from ..db import errors as db_errors
 from ..errors import NchatError, Unavailable
-from ..resolvers.hasura.catalog import Catalog
+from ..resolvers.hasura.catalog import Catalog, Table
 from ..resolvers.hasura.compiler import Compiler, RootField
 from ..resolvers.hasura.mutations import UPDATE_OPERATORS, CompiledMutation, MutationCompiler
+from ..resolvers.hasura.nested import NestedInsert, has_nested
 from ..resolvers.hasura.selection import Reader, Selected
 from .context import Context
 from .live import LiveQuery
@@ -113,6 +114,11 @@ async def _mutate(
         return MutationCompiler(catalog, reader, ctx.runtime.settings.max_rows, role_perms.select)
 
     pk = {c: args[c] for c in table.primary_key if c in args}
+    if meta.kind in ("insert", "insert_one"):
+        objects = args["objects"] if meta.kind == "insert" else [args["object"]]
+        if has_nested(table, objects):
+            return await _nested_insert(ctx, session, compiler(), selected, table, objects, args.get("on_conflict"),
+                                        meta.kind == "insert_one")
     if meta.kind == "insert":
         compiled = compiler().insert(table, selected, args["objects"], args.get("on_conflict"), single=False)
         if not args["objects"]:
@@ -137,6 +143,34 @@ async def _mutate(
     else:  # pragma: no cover - subscription kinds never reach here
         raise NchatError(f"unsupported root field kind '{meta.kind}'")
     return await _run_mutation(ctx, session, compiled)
+
+
+async def _nested_insert(
+    ctx: Context, session: Session, compiler: MutationCompiler, selected: Selected, table: Table,
+    objects: list[dict[str, Any]], on_conflict: dict[str, Any] | None, single: bool,
+) -> Any:
+    """One INSERT per relationship path (see resolvers/hasura/nested.py), then the response."""
+
+    async def fetch_rows(sql: str, params: list[Any]) -> list[Any]:
+        before = session.statements
+        rows: list[Any] = await _guarded(session.fetch(sql, *params))
+        _count(ctx, session, before)
+        return rows
+
+    async def execute(sql: str, params: list[Any]) -> int:
+        return int((await _run_mutation(ctx, session, CompiledMutation(sql, params, ["n"])))["n"])
+
+    nested = NestedInsert(compiler.catalog, compiler.reader, compiler.max_rows, compiler.returnable, fetch_rows,
+                          execute)
+    parts = compiler.reader.child_fields(selected)
+    wants_rows = single or any(p.nodes[0].name.value != "affected_rows" for p in parts)
+    keys = await nested.insert(table, objects, on_conflict, set(table.primary_key) if wants_rows else set())
+    if not wants_rows:
+        return dict.fromkeys((p.key for p in parts), nested.affected)
+    if single and not keys:
+        return None  # on_conflict do nothing skipped the row
+    compiled = compiler.inserted(table, selected, keys, nested.affected, single)
+    return await run_json(ctx, compiled.sql, compiled.params, session)
 
 
 def _changes(args: dict[str, Any]) -> dict[str, Any]:

@@ -355,6 +355,37 @@ class RoleTypes:
             c.name: GraphQLInputField(_nn(scalar(c.scalar)) if required else scalar(c.scalar)) for c in cols
         }))
 
+    def insert_input(self, table: Table) -> GraphQLInputObjectType:
+        """Columns the role may insert, and relationships into tables it may insert into (nested inserts)."""
+        name = f"{table.name}_insert_input"
+
+        def fields() -> dict[str, GraphQLInputField]:
+            perms = self.perms[table.name]
+            out = {c.name: GraphQLInputField(scalar(c.scalar))
+                   for c in table.columns.values() if c.name in perms.insert}
+            for rel in self._visible_relationships(table):
+                remote = self.catalog.tables[rel.remote_table]
+                if self.perms[remote.name].insert:
+                    out[rel.name] = GraphQLInputField(self._rel_insert_input(remote, rel.kind))
+            return dict(sorted(out.items()))
+
+        return self._once(name, lambda: GraphQLInputObjectType(
+            name, fields, description=f'input type for inserting data into table "{table.name}"'))
+
+    def _rel_insert_input(self, table: Table, kind: str) -> GraphQLInputObjectType:
+        short = "obj" if kind == "object" else "arr"
+        name = f"{table.name}_{short}_rel_insert_input"
+
+        def fields() -> dict[str, GraphQLInputField]:
+            row = _nn(self.insert_input(table))
+            return {
+                "data": GraphQLInputField(row if kind == "object" else _nn(GraphQLList(row))),
+                "on_conflict": GraphQLInputField(self.on_conflict(table), description="upsert condition"),
+            }
+
+        return self._once(name, lambda: GraphQLInputObjectType(
+            name, fields, description=f'input type for inserting {kind} relation for remote table "{table.name}"'))
+
     def _jsonb_operators(self, table: Table, cols: list[Column]) -> dict[str, GraphQLArgument]:
         """Hasura's jsonb update operators, each an input object over the updatable jsonb columns."""
         jsonb, key, index = scalar("jsonb"), GraphQLString, GraphQLInt
@@ -451,8 +482,7 @@ class RoleTypes:
             response = self.mutation_response(table)
             pk = self._pk_args(table, perms)
             if perms.insert:
-                insert_input = self._columns_input(table, "insert_input",
-                                                   [c for c in table.columns.values() if c.name in perms.insert])
+                insert_input = self.insert_input(table)
                 conflict = {"on_conflict": GraphQLArgument(self.on_conflict(table), description="upsert condition")}
                 out[f"insert_{name}"] = self._root("insert", table, response, {
                     "objects": GraphQLArgument(_nn(GraphQLList(_nn(insert_input))),

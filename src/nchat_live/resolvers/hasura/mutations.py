@@ -41,24 +41,54 @@ class MutationCompiler(Compiler):
         if not single and all(p.nodes[0].name.value == "affected_rows" for p in parts):
             return CompiledMutation(dml, self.params.values, [p.key for p in parts])
         returning = ", ".join(ident(c) for c in table.columns if c in self.returnable)
-        r = self.alias("_r")
-        if single:
-            body = f"(SELECT {self.object_json(table, r, parts)} FROM _m {r} LIMIT 1)"
-        else:
-            pairs = []
-            for p in parts:
-                if p.nodes[0].name.value == "affected_rows":
-                    pairs.append((p.key, "(SELECT count(*) FROM _m)"))
-                else:
-                    obj = self.object_json(table, r, self.reader.child_fields(p))
-                    pairs.append((p.key, f"(SELECT coalesce(json_agg({obj}), '[]') FROM _m {r})"))
-            body = json_object(pairs)
+        body = self._response(table, parts, single, "(SELECT count(*) FROM _m)", ordered=False)
         return CompiledMutation(f"WITH _m AS ({dml} RETURNING {returning}) SELECT {body}", self.params.values)
+
+    def _response(self, table: Table, parts: list[Selected], single: bool, affected: str, ordered: bool) -> str:
+        """The mutation's JSON from the rows of `_m` (with `_ord`, their input order, when `ordered`)."""
+        r = self.alias("_r")
+        order = f" ORDER BY {r}._ord" if ordered else ""
+        if single:
+            return f"(SELECT {self.object_json(table, r, parts)} FROM _m {r}{order} LIMIT 1)"
+        pairs = []
+        for p in parts:
+            if p.nodes[0].name.value == "affected_rows":
+                pairs.append((p.key, affected))
+            else:
+                obj = self.object_json(table, r, self.reader.child_fields(p))
+                pairs.append((p.key, f"(SELECT coalesce(json_agg({obj}{order}), '[]') FROM _m {r})"))
+        return json_object(pairs)
+
+    def inserted(
+        self, table: Table, selected: Selected, keys: list[dict[str, str]], affected: int, single: bool
+    ) -> CompiledMutation:
+        """The response of a nested insert: its root rows read back by primary key, in input order.
+
+        A separate statement after the inserts, so the rows' nested selections see the rows the
+        later inserts added (array relationships).
+        """
+        pk = table.primary_key
+        if not pk:
+            raise ValidationFailed(f"table '{table.name}' has no primary key to return nested inserts by")
+        t = self.alias()
+        arrays = ", ".join(f"{self.params.add([k[c] for k in keys])}::text[]" for c in pk)
+        names = ", ".join(f"_k{i}" for i in range(len(pk)))
+        match = " AND ".join(f"{t}.{ident(c)} = (_u._k{i})::{table.columns[c].sql_type}" for i, c in enumerate(pk))
+        cols = ", ".join(f"{t}.{ident(c)}" for c in table.columns if c in self.returnable)
+        source = (f"SELECT {cols}, _u._ord FROM {ident(table.name)} {t} "
+                  f"JOIN unnest({arrays}) WITH ORDINALITY AS _u({names}, _ord) ON {match}")
+        parts = self.reader.child_fields(selected)
+        # The count is a literal: a parameter the text does not use would be one too many for Postgres.
+        body = self._response(table, parts, single, f"{int(affected)}", ordered=True)
+        return CompiledMutation(f"WITH _m AS ({source}) SELECT {body}", self.params.values)
 
     def insert(
         self, table: Table, selected: Selected, objects: list[dict[str, Any]], on_conflict: dict[str, Any] | None,
         single: bool,
     ) -> CompiledMutation:
+        return self._finish(table, selected, self.insert_dml(table, objects, on_conflict), single)
+
+    def insert_dml(self, table: Table, objects: list[dict[str, Any]], on_conflict: dict[str, Any] | None) -> str:
         wanted = {c for obj in objects for c in obj}
         cols = [c for c in table.columns if c in wanted]
         a = self.alias()
@@ -83,7 +113,7 @@ class MutationCompiler(Compiler):
                     dml += f" WHERE {self.bool_exp(table, a, on_conflict['where'])}"
             else:
                 dml += f" ON CONFLICT ON CONSTRAINT {ident(constraint)} DO NOTHING"
-        return self._finish(table, selected, dml, single)
+        return dml
 
     def update(
         self, table: Table, selected: Selected, where: dict[str, Any] | None, pk: dict[str, Any] | None,
