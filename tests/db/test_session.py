@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncpg
 import pytest
 
 from nchat_live.auth import Claims
@@ -61,3 +62,9 @@ async def test_postgres_errors_become_domain_errors(db: Database, world: World) 
                 "INSERT INTO nchat_stream_chat_messages (stream_id, user_id, content) VALUES ($1, $2, 'x')",
                 world.public_stream, world.alice,
             )
+
+
+async def test_a_client_side_mistake_is_not_reported_as_an_outage(db: Database, world: World) -> None:
+    with pytest.raises(asyncpg.InterfaceError, match="argument"):
+        async with db.session(Claims.service()) as s:
+            await s.fetchval("SELECT $1::int", 1, 2)

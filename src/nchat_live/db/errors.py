@@ -31,10 +31,17 @@ def _connection_lost(exc: BaseException) -> bool:
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if isinstance(current, (OSError, asyncpg.InterfaceError, ConnectionError, sqlalchemy.exc.TimeoutError,
+        if isinstance(current, (OSError, ConnectionError, sqlalchemy.exc.TimeoutError,
+                                asyncpg.exceptions.ConnectionDoesNotExistError,
                                 # A pooled connection the restart broke mid-protocol ("another
                                 # operation is in progress").
                                 asyncpg.exceptions.InternalClientError)):
+            return True
+        # Other interface errors are ours (e.g. a wrong number of query arguments): only the ones
+        # about the connection mean the database went away.
+        if isinstance(current, asyncpg.InterfaceError) and any(
+            word in str(current) for word in ("connection", "closed", "another operation")
+        ):
             return True
         current = getattr(current, "orig", None) or current.__cause__
     return False
