@@ -29,7 +29,7 @@ from nchat_live.runtime import Runtime
 from tests.media.rtmp_client import RtmpTestClient
 from tests.support import ADMIN_SECRET, World, make_world
 
-from .conftest import FUZZ
+from .conftest import FUZZ_HTTP as FUZZ
 
 pytestmark = pytest.mark.slow
 
