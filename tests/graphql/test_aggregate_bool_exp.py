@@ -17,32 +17,36 @@ pytestmark = pytest.mark.usefixtures("chat")
 
 # The chat fixture: the public stream has 5 messages (bob 3, alice 1, mod 1; one pinned), the
 # private one 1 (alice's).
-Q = """query($agg: nchat_stream_chat_messages_aggregate_bool_exp!) {
-  nchat_streams(where: {chat_messages_aggregate: $agg}) { id } }"""
+# Limited to this cast's two streams: other tests' public streams share the database.
+Q = """query($agg: nchat_stream_chat_messages_aggregate_bool_exp!, $ids: [uuid!]!) {
+  nchat_streams(where: {id: {_in: $ids}, chat_messages_aggregate: $agg}) { id } }"""
 
 
-async def matching(gql: GQL, agg: dict[str, Any], as_: str = "alice") -> set[str]:
-    return {r["id"] for r in data(await gql(Q, {"agg": agg}, as_=as_))["nchat_streams"]}
+async def matching(gql: GQL, agg: dict[str, Any], cast: World, as_: str = "alice") -> set[str]:
+    ids = [cast.public_stream, cast.private_stream]
+    return {r["id"] for r in data(await gql(Q, {"agg": agg, "ids": ids}, as_=as_))["nchat_streams"]}
 
 
 async def test_count_predicate_filter_and_distinct(gql: GQL, cast: World) -> None:
     both = {cast.public_stream, cast.private_stream}
-    assert await matching(gql, {"count": {"predicate": {"_gt": 3}}}) == {cast.public_stream}
-    assert await matching(gql, {"count": {"predicate": {"_gte": 1}}}) == both
-    assert await matching(gql, {"count": {"predicate": {"_eq": 3}, "filter": {"user_id": {"_eq": cast.bob}}}}) == {
-        cast.public_stream}
-    assert await matching(gql, {"count": {"predicate": {"_in": [0, 1]}, "filter": {"user_id": {"_eq": cast.bob}}}}
-                          ) == {cast.private_stream}
+    by_bob = {"user_id": {"_eq": cast.bob}}
+    assert await matching(gql, {"count": {"predicate": {"_gt": 3}}}, cast) == {cast.public_stream}
+    assert await matching(gql, {"count": {"predicate": {"_gte": 1}}}, cast) == both
+    assert await matching(gql, {"count": {"predicate": {"_eq": 3}, "filter": by_bob}}, cast) == {cast.public_stream}
+    assert await matching(gql, {"count": {"predicate": {"_in": [0, 1]}, "filter": by_bob}}, cast) == {
+        cast.private_stream}
     distinct = {"count": {"arguments": ["user_id"], "distinct": True, "predicate": {"_eq": 3}}}
-    assert await matching(gql, distinct) == {cast.public_stream}
-    assert await matching(gql, {"count": {"arguments": ["user_id"], "predicate": {"_eq": 5}}}) == {cast.public_stream}
+    assert await matching(gql, distinct, cast) == {cast.public_stream}
+    every = {"count": {"arguments": ["user_id"], "predicate": {"_eq": 5}}}
+    assert await matching(gql, every, cast) == {cast.public_stream}
 
 
 async def test_bool_and_bool_or(gql: GQL, cast: World) -> None:
-    assert await matching(gql, {"bool_or": {"arguments": "is_pinned", "predicate": {"_eq": True}}}) == {
-        cast.public_stream}
-    assert await matching(gql, {"bool_and": {"arguments": "is_deleted", "predicate": {"_eq": False},
-                                             "filter": {"content": {"_ilike": "%hello%"}}}}) == {cast.public_stream}
+    pinned = {"bool_or": {"arguments": "is_pinned", "predicate": {"_eq": True}}}
+    assert await matching(gql, pinned, cast) == {cast.public_stream}
+    kept = {"bool_and": {"arguments": "is_deleted", "predicate": {"_eq": False},
+                         "filter": {"content": {"_ilike": "%hello%"}}}}
+    assert await matching(gql, kept, cast) == {cast.public_stream}
 
 
 async def test_literal_nested_and_one_statement(app: Starlette, cast: World) -> None:

@@ -28,7 +28,7 @@ async def test_orphans_are_taken_once_even_with_concurrent_sweepers(db: Database
     await leases.claim(db, world.private_stream, "dead", ttl_seconds=0.2)
     await asyncio.sleep(0.4)
     got_a, got_b = await asyncio.gather(
-        leases.take_orphans(db, "a", ttl_seconds=5), leases.take_orphans(db, "b", ttl_seconds=5)
+        leases.take_orphans(db, "a", ttl_seconds=5, limit=1000), leases.take_orphans(db, "b", ttl_seconds=5, limit=1000)
     )
     mine = {lease.stream_id for lease in got_a + got_b if lease.stream_id in (world.public_stream,
                                                                                 world.private_stream)}

@@ -105,7 +105,7 @@ async def test_oversized_messages_are_refused() -> None:
         await _reader(head).read_message()
 
 
-def test_chunk_size_is_bounded() -> None:
+async def test_chunk_size_is_bounded() -> None:
     reader = _reader(b"")
     with pytest.raises(ProtocolError, match="chunk size 0"):
         reader.set_chunk_size(0)
