@@ -162,3 +162,26 @@ def test_reconnect_leaves_no_short_part_before_the_discontinuity(tmp_path: Path)
     assert extinf[0] == 2.0 and 0.5 <= extinf[1] <= target, extinf
     after = [float(d) for d in re.findall(r"#EXT-X-PART:DURATION=([\d.]+)", before[1])]
     assert after and max(after) <= target
+
+
+def test_a_source_stall_longer_than_frame_repeat_becomes_a_discontinuity(tmp_path: Path) -> None:
+    """A publisher that freezes for 3.5 s (then resumes with timestamps 3.5 s later) must not leave a
+    part spanning the gap: the gap is marked as a discontinuity instead."""
+    pipeline = StreamPipeline("stall", LocalStorage(tmp_path), max_resolution="360p",
+                              max_backlog_seconds=float("inf"))
+    source = frames(640, 360, 150)  # 5 s at 30 fps
+    started = time.monotonic()
+    for index, frame in enumerate(source):
+        if 45 <= index < 150 - 45:
+            continue  # 1.5 s sent, then 2 s of silence plus the 1.5 s the skipped frames stood for
+        time.sleep(max(0.0, started + index / 30 - time.monotonic()))
+        pipeline.push_video(frame)
+    pipeline.close()
+    playlist = (tmp_path / "stall" / "360p" / "index.m3u8").read_text()
+    target, durations = parts_of(playlist)
+    assert "#EXT-X-DISCONTINUITY" in playlist
+    assert durations and max(durations) <= target, durations
+    # No segment outlasts the target duration either (the spec's rule for EXTINF).
+    target_duration = int(re.search(r"#EXT-X-TARGETDURATION:(\d+)", playlist).group(1))  # type: ignore[union-attr]
+    segments = [float(d) for d in re.findall(r"#EXTINF:([\d.]+),", playlist)]
+    assert segments and max(round(d) for d in segments) <= target_duration, segments

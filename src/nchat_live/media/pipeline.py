@@ -490,6 +490,11 @@ class StreamPipeline:
             return
         if not self._encoders:
             self._start(frame)
+        if self._next_key is not None and at - self._last_video > _RenditionEncoder.MAX_FILL_SECONDS:
+            # The source stalled longer than repeating its last frame covers: a part spanning the gap
+            # would outlast PART-TARGET (players reject the playlist), so the gap becomes a discontinuity.
+            log.warning("%s: source stalled %.1f s; marking a discontinuity", self.stream_id, at - self._last_video)
+            self._new_epoch = True
         keyframe = False
         if self._new_epoch or self._next_key is None:
             if self._next_key is not None:
