@@ -24,7 +24,7 @@ from nchat_live.auth import Claims
 from nchat_live.db import Database
 from tests.support import ADMIN_SECRET, World
 
-from .conftest import FUZZ
+from .conftest import EXAMPLES, FUZZ
 from .scalars import custom_scalars
 
 # Hasura's codes, then the domain codes of graphql/operations and resolvers/*.py.
@@ -40,6 +40,9 @@ ALLOWED_CODES = frozenset({
 })
 
 ROLES = ("anonymous", "user", "moderator", "admin")
+# A full-size run (NCHAT_FUZZ_EXAMPLES=2000) takes about 0.15 s an example on two busy cores: past
+# the suite's 300 s per test.
+pytestmark = pytest.mark.timeout(max(300, EXAMPLES // 2))
 _strategies: dict[tuple[str, str, str], st.SearchStrategy[str]] = {}
 
 
