@@ -243,7 +243,10 @@ class WhipEndpoint:
             answer = await pc.createAnswer()
             await pc.setLocalDescription(answer)
         except Exception as exc:
-            await pc.close()
+            # An offer aiortc half-applied (e.g. a BUNDLE group naming sections without a transport)
+            # can make close() fail too; the refusal must still reach the publisher.
+            with contextlib.suppress(Exception):
+                await pc.close()
             return _error(400, "bad-sdp", f"the SDP offer was refused: {exc or type(exc).__name__}")
         try:
             live = await manager.publisher_connected(info, publisher)
