@@ -121,7 +121,10 @@ function play(url: string, isLive: boolean): void {
   video.muted = true; // browsers allow muted autoplay; the viewer unmutes with one click
   syncVolumeUi();
   if (Hls.isSupported()) {
-    hls = new Hls({ lowLatencyMode: isLive, backBufferLength: 30, manifestLoadPolicy: {
+    hls = new Hls({ lowLatencyMode: isLive, backBufferLength: 30,
+      // A private channel's media needs the viewer's token; public streams ignore it.
+      xhrSetup: (xhr) => { const token = getToken(); if (token) xhr.setRequestHeader("Authorization", `Bearer ${token}`); },
+      manifestLoadPolicy: {
       default: { maxTimeToFirstByteMs: 10_000, maxLoadTimeMs: 20_000,
         timeoutRetry: { maxNumRetry: 4, retryDelayMs: 500, maxRetryDelayMs: 4000 },
         errorRetry: { maxNumRetry: 10, retryDelayMs: 1000, maxRetryDelayMs: 4000 } },

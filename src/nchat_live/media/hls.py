@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from .access import refuse_unless_readable
 from .manager import is_uuid
 from .packager import PackagingConfig, PlaylistRequestError
 from .storage import MediaStorage
@@ -32,7 +33,7 @@ PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
 CORS = {
     "Access-Control-Allow-Origin": "*",
     "Access-Control-Allow-Methods": "GET, HEAD, OPTIONS",
-    "Access-Control-Allow-Headers": "Range, Content-Type",
+    "Access-Control-Allow-Headers": "Range, Content-Type, Authorization",
     "Access-Control-Expose-Headers": "Content-Length, Content-Range",
 }
 NO_CACHE = {"Cache-Control": "no-cache"}
@@ -106,6 +107,8 @@ async def master(request: Request) -> Response:
     manager = _manager(request)
     if not is_uuid(stream_id):
         return _error(404, "not-found", f"no HLS output for stream '{stream_id}'")
+    if (refused := await refuse_unless_readable(request, stream_id)) is not None:
+        return refused
     packager = manager.packager(stream_id) if manager is not None else None
     if packager is not None and packager.master_written:
         return _playlist(packager.render_master())
@@ -129,11 +132,13 @@ async def media_playlist(request: Request) -> Response:
         part = _int_param(request, "_HLS_part")
     except PlaylistRequestError as exc:
         return _error(400, "bad-request", str(exc))
+    if part is not None and msn is None:
+        return _error(400, "bad-request", "_HLS_part requires _HLS_msn")
+    if (refused := await refuse_unless_readable(request, stream_id)) is not None:
+        return refused
     packager = manager.packager(stream_id) if manager is not None else None
     rendition = packager.rendition(name) if packager is not None else None
     if packager is None or rendition is None:
-        if part is not None and msn is None:
-            return _error(400, "bad-request", "_HLS_part requires _HLS_msn")
         key = f"{stream_id}/{name}/index.m3u8"
         if (redirect := _elsewhere(request, key)) is not None:
             return redirect
@@ -163,6 +168,8 @@ async def media_file(request: Request) -> Response:
     match = _MEDIA_FILE.match(filename)
     if not is_uuid(stream_id) or not _RENDITION.match(name) or match is None:
         return _error(404, "not-found", f"no file '{filename}'")
+    if (refused := await refuse_unless_readable(request, stream_id)) is not None:
+        return refused
     key = f"{stream_id}/{name}/{filename}"
     packager = manager.packager(stream_id) if manager is not None else None
     if packager is None and (redirect := _elsewhere(request, key)) is not None:

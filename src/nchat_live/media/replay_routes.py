@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from .access import refuse_unless_readable
 from .hls import CORS, IMMUTABLE, NO_CACHE, PLAYLIST_TYPE
 from .manager import is_uuid
 
@@ -33,6 +34,8 @@ async def recording_file(request: Request) -> Response:
     settings = request.app.state.runtime.settings
     if not is_uuid(stream_id) or not _RECORDING_PATH.match(path):
         return _not_found(f"no recording file '{path}' for stream '{stream_id}'")
+    if (refused := await refuse_unless_readable(request, stream_id)) is not None:
+        return refused
     file = settings.recording_dir / stream_id / path
     if not await asyncio.to_thread(file.is_file):
         return _not_found(f"no recording file '{path}' for stream '{stream_id}'")
@@ -55,6 +58,8 @@ async def thumbnail(request: Request) -> Response:
     stream_id = request.path_params["stream_id"]
     if not is_uuid(stream_id):
         return _not_found(f"no thumbnail for stream '{stream_id}'")
+    if (refused := await refuse_unless_readable(request, stream_id)) is not None:
+        return refused
     # A new thumbnail replaces it every few seconds.
     return await _from_live_storage(request, f"{stream_id}/thumbnail.jpg", {"Cache-Control": "public, max-age=5"})
 
@@ -63,6 +68,8 @@ async def dvr_master(request: Request) -> Response:
     stream_id = request.path_params["stream_id"]
     if not is_uuid(stream_id):
         return _not_found(f"no DVR playlist for stream '{stream_id}'")
+    if (refused := await refuse_unless_readable(request, stream_id)) is not None:
+        return refused
     return await _from_live_storage(request, f"{stream_id}/dvr.m3u8", NO_CACHE)
 
 
@@ -71,6 +78,8 @@ async def dvr_playlist(request: Request) -> Response:
     name = request.path_params["rendition"]
     if not is_uuid(stream_id) or not _RENDITION.match(name):
         return _not_found(f"no DVR playlist '{name}' for stream '{stream_id}'")
+    if (refused := await refuse_unless_readable(request, stream_id)) is not None:
+        return refused
     return await _from_live_storage(request, f"{stream_id}/{name}/dvr.m3u8", NO_CACHE)
 
 
