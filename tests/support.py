@@ -4,6 +4,7 @@ uvicorn on a free loopback port."""
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import threading
 import time
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import pytest
 import uvicorn
 from starlette.types import ASGIApp
 
@@ -171,3 +173,22 @@ async def set_live(db: Database, stream_id: str, **columns: object) -> None:
     async with db.session(Claims.service()) as s:
         await s.fetchval(f"UPDATE nchat_streams SET {assignments} WHERE id = $1 RETURNING id",
                          stream_id, *values.values())
+
+
+REDIS_URL = os.environ.get("NCHAT_TEST_REDIS", "redis://127.0.0.1:6379/0")
+
+
+def _redis_answers(url: str) -> bool:
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 6379), timeout=1) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+# Redis is a machine service (CI and this kind of machine run one); a laptop with only Python has none.
+NEEDS_REDIS = pytest.mark.skipif(
+    not _redis_answers(REDIS_URL), reason=f"no Redis answering at {REDIS_URL} (set NCHAT_TEST_REDIS)"
+)

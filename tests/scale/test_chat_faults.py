@@ -17,10 +17,10 @@ import httpx
 import pytest
 
 from nchat_live.db import Database
-from tests.support import JWT_SECRET
+from tests.support import JWT_SECRET, NEEDS_REDIS, REDIS_URL
 
 from .harness import Sent, Subscriber, api_env, prepare, probe, run_subscribers, send_load, settle, tally
-from .test_chat_load import REDIS_URL, start_apis
+from .test_chat_load import start_apis
 
 SUBSCRIBERS = 100
 RATE = 20.0
@@ -51,7 +51,7 @@ def restart(server: object, down_seconds: float) -> None:
         server.ensure_postgres_running()  # type: ignore[attr-defined]
 
 
-@pytest.mark.parametrize("bus", ["redis", "postgres"])
+@pytest.mark.parametrize("bus", [pytest.param("redis", marks=NEEDS_REDIS), "postgres"])
 async def test_postgres_restart_mid_load_loses_no_accepted_message(
     private_cluster: tuple[object, str], bus: str
 ) -> None:
@@ -95,6 +95,7 @@ async def test_postgres_restart_mid_load_loses_no_accepted_message(
     assert result.subscription_errors == 0, [s.errors for s in subscribers if s.errors][:3]
 
 
+@NEEDS_REDIS
 async def test_api_process_killed_mid_load_survivor_delivers_everything(database_url: str) -> None:
     apis = await start_apis(api_env(database_url, REDIS_URL, JWT_SECRET))
     victim, survivor = apis

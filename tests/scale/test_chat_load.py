@@ -9,13 +9,12 @@ subscribers (half on each) follow one live stream's `chatEvents`, and 50 sender 
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 
-from tests.support import JWT_SECRET
+from tests.support import JWT_SECRET, NEEDS_REDIS, REDIS_URL
 
 from .harness import (
     ApiProcess,
@@ -30,7 +29,6 @@ from .harness import (
     tally,
 )
 
-REDIS_URL = os.environ.get("NCHAT_TEST_REDIS", "redis://127.0.0.1:6379/0")
 SUBSCRIBERS = 100
 RATE = 20.0
 DURATION = 5.0
@@ -57,6 +55,7 @@ async def apis(database_url: str) -> AsyncIterator[list[ApiProcess]]:
         api.stop()
 
 
+@NEEDS_REDIS
 async def test_every_accepted_message_reaches_every_subscriber_once_in_order(
     apis: list[ApiProcess], database_url: str
 ) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import AsyncIterator
 
@@ -13,10 +12,9 @@ from nchat_live.auth import Claims
 from nchat_live.config import Settings
 from nchat_live.runtime import Runtime
 from nchat_live.subscriptions import EventBus, SlowSubscriber
-from tests.support import World
+from tests.support import NEEDS_REDIS, REDIS_URL, World
 
-REDIS_URL = os.environ.get("NCHAT_TEST_REDIS", "redis://127.0.0.1:6379/0")
-BACKENDS = ["memory://", "postgres://", REDIS_URL]
+BACKENDS = ["memory://", "postgres://", pytest.param(REDIS_URL, marks=NEEDS_REDIS)]
 
 
 @pytest.fixture(params=BACKENDS, ids=["memory", "postgres", "redis"])

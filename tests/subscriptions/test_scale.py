@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import socket
 import time
 
@@ -14,15 +13,14 @@ import websockets
 from nchat_live.auth import Claims
 from nchat_live.config import Settings
 from nchat_live.resolvers import lifecycle
-from tests.support import World
+from tests.support import NEEDS_REDIS, REDIS_URL, World
 
 from .conftest import Server, open_socket, recv_json, serve
 from .test_websocket import CHAT, emit, wait_listening
 
-REDIS_URL = os.environ.get("NCHAT_TEST_REDIS", "redis://127.0.0.1:6379/0")
 
-
-@pytest.mark.parametrize("bus_url", ["postgres://", REDIS_URL], ids=["postgres", "redis"])
+@pytest.mark.parametrize("bus_url", ["postgres://", pytest.param(REDIS_URL, marks=NEEDS_REDIS)],
+                         ids=["postgres", "redis"])
 async def test_event_committed_on_one_server_reaches_a_subscriber_on_another(
     settings: Settings, world: World, bus_url: str
 ) -> None:
