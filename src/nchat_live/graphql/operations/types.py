@@ -238,9 +238,10 @@ class ReminderSetting:
     scheduled_at: datetime | None
 
 
-@strawberry.input(description="Fields to change on a stream; those left out stay as they are.")
-class UpdateStreamInput:
-    title: str | None = None
+@strawberry.input
+class CreateStreamInput:
+    channel_id: strawberry.ID
+    title: str
     description: str | None = None
     thumbnail_url: str | None = None
     scheduled_at: datetime | None = None
@@ -255,10 +256,21 @@ class UpdateStreamInput:
     is_recorded: bool | None = None
 
 
-@strawberry.input(description="A new stream: its channel and title, and any stream setting.")
-class CreateStreamInput(UpdateStreamInput):
-    channel_id: strawberry.ID
-    title: str
+@strawberry.input
+class UpdateStreamInput:
+    title: str | None = None
+    description: str | None = None
+    thumbnail_url: str | None = None
+    scheduled_at: datetime | None = None
+    max_resolution: str | None = None
+    enable_chat: bool | None = None
+    enable_reactions: bool | None = None
+    enable_qa: bool | None = None
+    chat_mode: str | None = None
+    slow_mode_seconds: int | None = None
+    tags: list[str] | None = None
+    language: str | None = None
+    is_recorded: bool | None = None
 
 
 @strawberry.input
