@@ -4,6 +4,7 @@ DROP TRIGGER IF EXISTS nchat_stream_chat_messages_rules ON nchat_stream_chat_mes
 DROP FUNCTION IF EXISTS nchat.question_rules();
 DROP FUNCTION IF EXISTS nchat.reaction_rules();
 DROP FUNCTION IF EXISTS nchat.chat_message_rules();
+DROP FUNCTION IF EXISTS nchat.rules_apply(uuid, uuid);
 DROP FUNCTION IF EXISTS nchat.check_not_banned(uuid, uuid, uuid, timestamptz);
 DROP FUNCTION IF EXISTS nchat.normalise_emoji(text);
 DROP FUNCTION IF EXISTS nchat.allowed_emojis();
