@@ -68,6 +68,9 @@ async def _serve(args: argparse.Namespace) -> None:
     _check_port(args.host, args.port)
     role = {"serve": "all", "api": "api", "media-worker": "media"}[args.command]
     settings = Settings()
+    if settings.rtmp_host is None:
+        # RTMP listens where HTTP does unless NCHAT_RTMP_HOST says otherwise.
+        settings.rtmp_host = args.host
     runtime = Runtime(settings)
     await runtime.start(migrate=not args.no_migrate, role=role)
     try:

@@ -3,6 +3,11 @@
 A broadcaster (or moderator, or the scheduler) may end or cancel a stream through the API, on any
 process. The status event reaches every process over the bus; the process ingesting that stream
 stops its publisher and closes the pipeline (segments closed, recording finalised).
+
+A rotated stream key or a ban (which may name the broadcaster) makes the ingesting process check
+its publishers against the database at once (`MediaManager.recheck`): one on an old key, or a
+banned broadcaster, is disconnected, and the stream waits out its grace period for the owner's
+publish with the new key. The manager also rechecks on a short interval, should an event be lost.
 """
 
 from __future__ import annotations
@@ -19,18 +24,28 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 STOPPING_EVENTS = frozenset({"stream.ended", "stream.cancelled", "stream.failed"})
+RECHECK_EVENTS = frozenset({"stream.key_rotated", "chat.banned"})
 
 
 async def follow_status(runtime: Runtime) -> None:
     """Run until cancelled: stop local ingest of streams that ended elsewhere."""
     while True:
         try:
-            with runtime.bus.listen(types=STOPPING_EVENTS, maxsize=1000) as listener:
+            with runtime.bus.listen(types=STOPPING_EVENTS | RECHECK_EVENTS, maxsize=1000) as listener:
                 while True:
                     event = await listener.get()
                     media = runtime.media
-                    stream_id = str(event.payload.get("stream_id", ""))
-                    if media is None or stream_id not in media.streams:
+                    if media is None:
+                        continue
+                    stream_id = str(event.payload.get("stream_id") or "")
+                    if event.type in RECHECK_EVENTS:
+                        channel_id = str(event.payload.get("channel_id") or "")
+                        affected = [sid for sid, live in media.streams.items()
+                                    if sid == stream_id or (channel_id and live.info.channel_id == channel_id)]
+                        if affected:
+                            await media.recheck(affected)
+                        continue
+                    if stream_id not in media.streams:
                         continue
                     reason = str(event.payload.get("reason") or event.type.removeprefix("stream."))
                     log.info("stream %s: %s elsewhere; stopping ingest", stream_id, event.type)

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..auth import Claims
-from ..errors import Conflict, NchatError, NotFound
+from ..errors import Conflict, NchatError, NotFound, Unavailable
 from ..resolvers import lifecycle
 from . import leases
 from .packager import PackagingConfig, StreamPackager
@@ -39,6 +39,7 @@ from .pipeline import ObserverGroup, PipelineObserver, StreamPipeline
 from .resume import ResumeState, end_playlists, read_resume
 from .storage import MediaStorage
 from .storage_select import open_storage
+from .throttle import KeyThrottle
 
 if TYPE_CHECKING:
     from ..runtime import Runtime
@@ -149,10 +150,16 @@ class MediaManager:
         self.adopted: dict[str, asyncio.TimerHandle] = {}
         self.handed_off: set[str] = set()
         self._loops: list[asyncio.Task[None]] = []
+        # Admission (issue 13): streams at once, and failed key attempts per client address.
+        self.capacity = max(1, self.settings.media_capacity)
+        self.key_throttle = KeyThrottle(self.settings.ingest_key_failures, self.settings.ingest_key_window_seconds,
+                                        self.settings.ingest_key_failure_delay_seconds)
 
     async def start(self) -> None:
-        await leases.register_worker(self.runtime.database, self.worker_id, self.worker_url)
+        await leases.register_worker(self.runtime.database, self.worker_id, self.worker_url, self.capacity)
         self._loops.append(asyncio.create_task(self._renew_loop(), name="media-lease-renew"))
+        if self.settings.ingest_key_check_seconds > 0:
+            self._loops.append(asyncio.create_task(self._key_check_loop(), name="media-key-check"))
         if self.settings.orphan_sweep_seconds > 0:
             self._loops.append(asyncio.create_task(self._sweep_loop(), name="media-orphan-sweep"))
         log.info("media worker %s (%s): HLS under %s, encoder %s", self.worker_id, self.worker_url,
@@ -223,12 +230,17 @@ class MediaManager:
                     live.grace.cancel()
                     live.grace = None
                 live.publisher = publisher
+                # The key this publisher presented (it may be a rotated one): what recheck compares.
+                live.info = info
                 live.reconnects += 1
                 live.pipeline.discontinuity()
                 log.info("stream %s: publisher back within the grace period (%s)", info.stream_id, publisher.kind)
                 return live
             if live is not None and live.ending is not None:
                 await live.ending
+            if not self.has_room(info.stream_id):
+                raise Unavailable(f"this media worker ingests {self.capacity} streams already; try again later",
+                                  code="media-worker-full")
             await self._claim(info.stream_id)
             resume: dict[str, ResumeState] = {}
             if info.status == lifecycle.LIVE:
@@ -241,6 +253,61 @@ class MediaManager:
             live.publisher = publisher
             self.streams[info.stream_id] = live
             return live
+
+    def has_room(self, stream_id: str) -> bool:
+        """Whether a publish of `stream_id` fits: it is held here already, or a slot is free."""
+        if stream_id in self.streams or stream_id in self.adopted:
+            return True
+        return len(self.streams) + len(self.adopted) < self.capacity
+
+    async def revoke(self, stream_id: str, reason: str) -> None:
+        """Disconnect the stream's publisher at once (its key was rotated, its broadcaster banned).
+        The stream waits out the grace period: the owner's publish with the new key continues it."""
+        live = self.streams.get(stream_id)
+        if live is None or live.publisher is None or live.ending is not None:
+            return
+        publisher = live.publisher
+        log.warning("stream %s: %s publisher disconnected: %s", stream_id, publisher.kind, reason)
+        await self.publisher_disconnected(stream_id, publisher)
+        with contextlib.suppress(Exception):
+            await publisher.close()
+
+    async def recheck(self, stream_ids: list[str] | None = None) -> None:
+        """Check the publishers of these streams (default: all here) against the database: a key that
+        changed or a banned broadcaster disconnects the publisher; an ended stream stops."""
+        ids = [sid for sid in (self.streams if stream_ids is None else stream_ids)
+               if (live := self.streams.get(sid)) is not None and live.publisher is not None]
+        if not ids:
+            return
+        async with self.runtime.database.session(Claims.service()) as session:
+            rows = await session.fetch(
+                "SELECT s.id, s.stream_key, s.status, EXISTS ("
+                "  SELECT 1 FROM nchat_stream_bans b WHERE b.user_id = s.broadcaster_id"
+                "  AND (b.stream_id = s.id OR b.channel_id = s.channel_id)"
+                "  AND (b.expires_at IS NULL OR b.expires_at > now())) AS banned "
+                "FROM nchat_streams s WHERE s.id = ANY($1::uuid[])",
+                ids,
+            )
+        found = {str(row["id"]): row for row in rows}
+        for stream_id in ids:
+            live = self.streams.get(stream_id)
+            if live is None or live.publisher is None:
+                continue
+            row = found.get(stream_id)
+            if row is None or row["status"] in lifecycle.TERMINAL:
+                await self.end_stream(stream_id, reason="ended" if row is None else row["status"])
+            elif not self.key_matches(live.info, row["stream_key"]):
+                await self.revoke(stream_id, "the stream key was rotated")
+            elif row["banned"]:
+                await self.revoke(stream_id, "the broadcaster is banned")
+
+    async def _key_check_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.ingest_key_check_seconds)
+            try:
+                await self.recheck()
+            except Exception as exc:
+                log.warning("media worker %s: publishers not rechecked: %s", self.worker_id, exc)
 
     async def _claim(self, stream_id: str) -> None:
         timer = self.adopted.pop(stream_id, None)

@@ -2,6 +2,11 @@
 
 aiortc does not trickle its own candidates, so the answer is sent once ICE gathering has finished
 (host candidates on loopback or a LAN take milliseconds; STUN/TURN come from NCHAT_ICE_SERVERS).
+
+Admission: failed keys are throttled per client address (429), the offer is read up to
+NCHAT_WHIP_MAX_SDP_BYTES (413 beyond, without reading the rest), a full worker answers 503 with
+Retry-After, and a session that has not delivered media NCHAT_WHIP_CONNECT_TIMEOUT_SECONDS after
+its 201 is closed, so it cannot hold its stream.
 """
 
 from __future__ import annotations
@@ -35,7 +40,28 @@ CORS_HEADERS = {
     "Access-Control-Allow-Headers": "Authorization, Content-Type, If-Match",
     "Access-Control-Expose-Headers": "Location, Link, ETag, Accept-Patch, Accept-Post",
 }
-MAX_SDP_BYTES = 64 * 1024
+MAX_SDP_BYTES = 64 * 1024  # the default of NCHAT_WHIP_MAX_SDP_BYTES
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+async def read_limited(request: Request, limit: int) -> bytes:
+    """The request body, or BodyTooLarge as soon as it (or its Content-Length) passes `limit`."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge(f"the body is {declared} bytes; at most {limit}")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise BodyTooLarge(f"the body is over {limit} bytes; at most {limit}")
+    return bytes(body)
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client is not None else "-"
 
 
 def parse_ice_servers(raw: str) -> list[RTCIceServer]:
@@ -101,11 +127,26 @@ class WhipPublisher:
         self._closed = False
         self._gone = False
         self._last_stats: tuple[float, int] | None = None
+        self.media_seen = False
+        # The endpoint's session table: a closed session leaves it, whoever closed it.
+        self.sessions: dict[str, WhipPublisher] | None = None
+        self._deadline: asyncio.TimerHandle | None = None
 
-    def attach(self, live: LiveStream) -> None:
+    def attach(self, live: LiveStream, connect_timeout: float | None = None) -> None:
         self.live = live
         for track in self.tracks:
             self._tasks.append(asyncio.create_task(self._consume(track)))
+        if connect_timeout is not None and connect_timeout > 0:
+            loop = asyncio.get_running_loop()
+            self._deadline = loop.call_later(connect_timeout, self._connect_deadline, connect_timeout)
+
+    def _connect_deadline(self, seconds: float) -> None:
+        self._deadline = None
+        if self.media_seen or self._gone:
+            return
+        log.warning("stream %s: WHIP session %s sent no media within %g s of its answer; closing it",
+                    self.stream_id, self.session_id[:6], seconds)
+        self._tasks.append(asyncio.ensure_future(self.gone()))
 
     async def _consume(self, track: MediaStreamTrack) -> None:
         assert self.live is not None
@@ -117,6 +158,7 @@ class WhipPublisher:
                 if self.live.pipeline is not pipeline:
                     break
                 push(frame)  # type: ignore[arg-type]
+                self.media_seen = True
                 self.live.media_arrived()
         except MediaStreamError:
             pass
@@ -167,6 +209,10 @@ class WhipPublisher:
         if self._closed:
             return
         self._closed = True
+        if self._deadline is not None:
+            self._deadline.cancel()
+        if self.sessions is not None:
+            self.sessions.pop(self.session_id, None)
         current = asyncio.current_task()
         for task in self._tasks:
             if task is not current:
@@ -199,22 +245,33 @@ class WhipEndpoint:
         if manager is None:
             return await self._redirect(request)
         stream_id = request.path_params["stream_id"]
+        address = client_address(request)
+        wait = manager.key_throttle.retry_after(address)
+        if wait is not None:
+            return _error(429, "too-many-key-failures",
+                          f"too many failed stream keys from this address; retry in {wait} s",
+                          {"Retry-After": str(wait)})
         auth = request.headers.get("authorization", "")
         scheme, _, token = auth.partition(" ")
         try:
             info = await manager.stream_info(stream_id)
         except NchatError as exc:
+            if exc.code == "stream-not-found":
+                await manager.key_throttle.failed(address)
             return _error(exc.http_status, exc.code, exc.message)
         if scheme.lower() != "bearer" or not manager.key_matches(info, token.strip()):
+            await manager.key_throttle.failed(address)
             return _error(401, "invalid-stream-key", "Authorization must be 'Bearer <stream key>' of this stream",
                           {"WWW-Authenticate": 'Bearer realm="whip"'})
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type != "application/sdp":
             return _error(415, "unsupported-media-type",
                           f"Content-Type '{content_type or 'missing'}' is not accepted; send application/sdp")
-        body = await request.body()
-        if len(body) > MAX_SDP_BYTES:
-            return _error(413, "sdp-too-large", f"the SDP offer is {len(body)} bytes; at most {MAX_SDP_BYTES}")
+        limit = manager.settings.whip_max_sdp_bytes
+        try:
+            body = await read_limited(request, limit)
+        except BodyTooLarge as exc:
+            return _error(413, "sdp-too-large", f"the SDP offer is too large: {exc}", {"Connection": "close"})
         offer = body.decode("utf-8", errors="replace")
         try:
             validate_offer(offer)
@@ -223,6 +280,8 @@ class WhipEndpoint:
         live_now = manager.streams.get(info.stream_id)
         if live_now is not None and live_now.publisher is not None:
             return _error(409, "publisher-exists", f"stream '{stream_id}' already has a publisher")
+        if not manager.has_room(info.stream_id):
+            return self._full(manager)
 
         servers = parse_ice_servers(manager.settings.ice_servers)
         pc = RTCPeerConnection(RTCConfiguration(iceServers=servers or None))
@@ -254,15 +313,26 @@ class WhipEndpoint:
             await pc.close()
             if exc.code == "stream-owned-elsewhere":
                 return await self._owned_elsewhere(manager, info.stream_id, exc)
+            if exc.code == "media-worker-full":
+                return self._full(manager)
             return _error(exc.http_status, exc.code, exc.message)
-        publisher.attach(live)
+        publisher.sessions = self.sessions
         self.sessions[publisher.session_id] = publisher
+        publisher.attach(live, manager.settings.whip_connect_timeout_seconds)
         location = f"/whip/{info.stream_id}/{publisher.session_id}"
         headers = CORS_HEADERS | {"Location": location, "ETag": f'"{publisher.session_id}"'}
         links = ice_link_headers(servers)
         if links:
             headers["Link"] = ", ".join(links)
         return Response(pc.localDescription.sdp, status_code=201, media_type="application/sdp", headers=headers)
+
+    @staticmethod
+    def _full(manager: MediaManager) -> Response:
+        """RFC 9725 §4.6: an overloaded server answers 503 with Retry-After."""
+        retry = str(max(1, round(manager.settings.publisher_grace_seconds)))
+        return _error(503, "media-worker-full",
+                      f"this media worker ingests {manager.capacity} streams already; try again later",
+                      {"Retry-After": retry})
 
     async def _redirect(self, request: Request) -> Response:
         """An API process (no media here): send the publisher on to a media worker with 307."""

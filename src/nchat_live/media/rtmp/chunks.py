@@ -21,6 +21,10 @@ DEFAULT_CHUNK_SIZE = 128
 # Larger than any sane video frame of a live stream; bounds what a peer can make us buffer.
 MAX_MESSAGE_SIZE = 8 * 1024 * 1024
 MAX_CHUNK_SIZE = 16 * 1024 * 1024
+# What one connection may hold in partial messages, and how many chunk streams it may open
+# (OBS and FFmpeg use fewer than ten); the server passes its settings (NCHAT_RTMP_MAX_*).
+MAX_BUFFERED = 4 * MAX_MESSAGE_SIZE
+MAX_CHUNK_STREAMS = 64
 _EXTENDED = 0xFFFFFF
 
 
@@ -51,11 +55,25 @@ class _ChunkStream:
 class ChunkReader:
     """Reads whole messages from an asyncio stream, across interleaved chunk streams."""
 
-    def __init__(self, reader: asyncio.StreamReader) -> None:
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        *,
+        max_chunk_size: int = MAX_CHUNK_SIZE,
+        max_message_size: int = MAX_MESSAGE_SIZE,
+        max_buffered: int = MAX_BUFFERED,
+        max_chunk_streams: int = MAX_CHUNK_STREAMS,
+    ) -> None:
         self._reader = reader
         self._streams: dict[int, _ChunkStream] = {}
         self.chunk_size = DEFAULT_CHUNK_SIZE
         self.bytes_read = 0
+        self.max_chunk_size = max_chunk_size
+        self.max_message_size = max_message_size
+        self.max_buffered = max_buffered
+        self.max_chunk_streams = max_chunk_streams
+        # Bytes held in partial (unfinished) messages over all chunk streams.
+        self.buffered = 0
 
     async def _read(self, size: int) -> bytes:
         data = await self._reader.readexactly(size)
@@ -64,14 +82,15 @@ class ChunkReader:
 
     def set_chunk_size(self, size: int) -> None:
         size &= 0x7FFFFFFF
-        if not 1 <= size <= MAX_CHUNK_SIZE:
-            raise ProtocolError(f"chunk size {size} out of range 1..{MAX_CHUNK_SIZE}")
+        if not 1 <= size <= self.max_chunk_size:
+            raise ProtocolError(f"chunk size {size} out of range 1..{self.max_chunk_size}")
         self.chunk_size = size
 
     def abort(self, csid: int) -> None:
         stream = self._streams.get(csid)
         if stream is not None:
-            stream.partial.clear()
+            self.buffered -= len(stream.partial)
+            stream.partial = bytearray()
 
     async def read_message(self) -> Message:
         """The next complete message. Raises ProtocolError, or IncompleteReadError at EOF."""
@@ -92,6 +111,8 @@ class ChunkReader:
         if stream is None:
             if fmt != 0:
                 raise ProtocolError(f"chunk stream {csid} starts with a type-{fmt} header, not type 0")
+            if len(self._streams) >= self.max_chunk_streams:
+                raise ProtocolError(f"more than {self.max_chunk_streams} chunk streams on one connection")
             stream = self._streams[csid] = _ChunkStream()
         continuing = len(stream.partial) > 0
         if fmt == 0:
@@ -127,15 +148,20 @@ class ChunkReader:
                     stream.delta = ext
             if not continuing:
                 stream.timestamp = (stream.timestamp + stream.delta) & 0xFFFFFFFF
-        if stream.length > MAX_MESSAGE_SIZE:
-            raise ProtocolError(f"message of {stream.length} bytes exceeds the limit of {MAX_MESSAGE_SIZE}")
+        if stream.length > self.max_message_size:
+            raise ProtocolError(f"message of {stream.length} bytes exceeds the limit of {self.max_message_size}")
         want = min(self.chunk_size, stream.length - len(stream.partial))
         if want > 0:
+            if self.buffered + want > self.max_buffered and len(stream.partial) + want < stream.length:
+                raise ProtocolError(f"more than {self.max_buffered} bytes of unfinished messages on one connection")
             stream.partial += await self._read(want)
+            self.buffered += want
         if len(stream.partial) < stream.length:
             return None
         payload = bytes(stream.partial)
-        stream.partial.clear()
+        self.buffered -= len(stream.partial)
+        # A new buffer: clear() would keep the old one's capacity (up to a whole message) per stream.
+        stream.partial = bytearray()
         return Message(stream.type_id, stream.stream_id, stream.timestamp, payload)
 
 

@@ -1,9 +1,11 @@
 """RTMP publishes routed by stream key into the media manager, the same path WHIP takes.
 
-The stream name of `rtmp://host:1935/live/<stream key>` picks the stream. Unknown keys and a
-second publisher for a live stream are refused at publish. FLV packets are decoded once in a
-worker thread and the frames handed to the stream's pipeline; the manager owns the lifecycle
-(live on first media, grace period, reconnect = discontinuity).
+The stream name of `rtmp://host:1935/live/<stream key>` picks the stream. Unknown keys, a second
+publisher for a live stream and a publish beyond the worker's capacity are refused at publish;
+unknown keys count against the client address (media/throttle.py), whose connections are then
+dropped. A key rotated while publishing disconnects the publisher (MediaManager.recheck). FLV
+packets are decoded once in a worker thread and the frames handed to the stream's pipeline; the
+manager owns the lifecycle (live on first media, grace period, reconnect = discontinuity).
 """
 
 from __future__ import annotations
@@ -103,20 +105,29 @@ class RtmpIngest:
         self,
         manager: MediaManager,
         *,
-        host: str = "0.0.0.0",  # publishers connect from other hosts
+        host: str | None = None,
         port: int | None = None,
-        media_timeout: float = 10.0,
-        idle_timeout: float = 30.0,
+        media_timeout: float | None = None,
+        idle_timeout: float | None = None,
         handshake_timeout: float = 10.0,
     ) -> None:
+        """Host, timeouts and limits default to the settings (NCHAT_RTMP_*); an unset NCHAT_RTMP_HOST
+        follows `serve --host` (the CLI fills it in), else loopback only."""
         self.manager = manager
+        settings = manager.settings
         self.server = RtmpServer(
             self.on_publish,
-            host=host,
-            port=manager.settings.rtmp_port if port is None else port,
+            host=host or settings.rtmp_host or "127.0.0.1",
+            port=settings.rtmp_port if port is None else port,
             handshake_timeout=handshake_timeout,
-            idle_timeout=idle_timeout,
-            media_timeout=media_timeout,
+            idle_timeout=settings.rtmp_idle_timeout_seconds if idle_timeout is None else idle_timeout,
+            media_timeout=settings.rtmp_media_timeout_seconds if media_timeout is None else media_timeout,
+            publish_timeout=settings.rtmp_publish_timeout_seconds,
+            max_chunk_size=settings.rtmp_max_chunk_size,
+            max_message_size=settings.rtmp_max_message_bytes,
+            max_buffered=settings.rtmp_max_buffered_bytes,
+            max_chunk_streams=settings.rtmp_max_chunk_streams,
+            admit=lambda address: manager.key_throttle.retry_after(address) is None,
         )
 
     @property
@@ -130,9 +141,16 @@ class RtmpIngest:
         await self.server.stop()
 
     async def on_publish(self, request: PublishRequest) -> RtmpPublisher:
+        throttle = self.manager.key_throttle
+        address = request.peer.rsplit(":", 1)[0]
+        wait = throttle.retry_after(address)
+        if wait is not None:
+            raise PublishRefused(f"too many failed stream keys from this address; retry in {wait} s",
+                                 code="NetStream.Publish.Failed")
         async with self.manager.runtime.database.session(Claims.service()) as session:
             stream_id = await session.fetchval("SELECT id FROM nchat_streams WHERE stream_key = $1", request.key)
         if stream_id is None:
+            await throttle.failed(address)
             raise PublishRefused("unknown stream key")
         try:
             info = await self.manager.stream_info(str(stream_id))

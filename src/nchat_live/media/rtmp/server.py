@@ -5,6 +5,12 @@ of a publish (connect, releaseStream, FCPublish, createStream, publish, FCUnpubl
 deleteStream). What happens to a publish is the `on_publish` callback's business: it refuses
 with `PublishRefused` or returns a `PublishSink` that receives the FLV audio/video tag bodies.
 One task per connection; whatever goes wrong in one closes that connection with a logged reason.
+
+Limits: a connection must publish within `publish_timeout` of its arrival, send its first media
+within `media_timeout` of the publish, and then media at least every `idle_timeout` (only audio
+and video of the publish count as progress, not control messages); the chunk size it may set,
+the bytes it may hold in unfinished messages and its chunk streams are capped (see chunks.py);
+`admit(peer host)` may refuse a connection before the handshake (a throttled address).
 """
 
 from __future__ import annotations
@@ -26,6 +32,9 @@ from .chunks import (
     COMMAND_AMF3,
     DATA_AMF0,
     DATA_AMF3,
+    MAX_BUFFERED,
+    MAX_CHUNK_STREAMS,
+    MAX_MESSAGE_SIZE,
     SET_CHUNK_SIZE,
     SET_PEER_BANDWIDTH,
     USER_CONTROL,
@@ -107,12 +116,18 @@ class RtmpServer:
         self,
         on_publish: OnPublish,
         *,
-        host: str = "0.0.0.0",  # publishers connect from other hosts
+        host: str = "127.0.0.1",
         port: int = 1935,
         apps: tuple[str, ...] = ("live",),
         handshake_timeout: float = 10.0,
         idle_timeout: float = 30.0,
         media_timeout: float = 10.0,
+        publish_timeout: float = 10.0,
+        max_chunk_size: int = 1024 * 1024,
+        max_message_size: int = MAX_MESSAGE_SIZE,
+        max_buffered: int = MAX_BUFFERED,
+        max_chunk_streams: int = MAX_CHUNK_STREAMS,
+        admit: Callable[[str], bool] | None = None,
     ) -> None:
         self.on_publish = on_publish
         self.host = host
@@ -121,6 +136,12 @@ class RtmpServer:
         self.handshake_timeout = handshake_timeout
         self.idle_timeout = idle_timeout
         self.media_timeout = media_timeout
+        self.publish_timeout = publish_timeout
+        self.max_chunk_size = max_chunk_size
+        self.max_message_size = max_message_size
+        self.max_buffered = max_buffered
+        self.max_chunk_streams = max_chunk_streams
+        self.admit = admit
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -159,6 +180,12 @@ class RtmpServer:
         assert task is not None
         self._tasks.add(task)
         try:
+            peer = writer.get_extra_info("peername")
+            host = peer[0] if isinstance(peer, tuple) else str(peer)
+            if self.admit is not None and not self.admit(host):
+                log.warning("rtmp %s: refused before the handshake (too many failed stream keys)", host)
+                writer.transport.abort()
+                return
             await _Connection(self, reader, writer).run()
         finally:
             self._tasks.discard(task)
@@ -169,11 +196,19 @@ class _Connection:
         self, server: RtmpServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
         self.server = server
-        self.reader = ChunkReader(reader)
+        self.reader = ChunkReader(
+            reader, max_chunk_size=server.max_chunk_size, max_message_size=server.max_message_size,
+            max_buffered=server.max_buffered, max_chunk_streams=server.max_chunk_streams,
+        )
         self.raw_reader = reader
         self.writer = writer
         peer = writer.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        self.host = peer[0] if isinstance(peer, tuple) else str(peer)
+        # The connection closes at this loop time unless progress moves it (module docstring).
+        loop = asyncio.get_running_loop()
+        self.deadline = loop.time() + server.publish_timeout
+        self.deadline_reason = f"no publish with a valid stream key within {server.publish_timeout:g} s"
         self.app: str | None = None
         self.tc_url: str | None = None
         self.sink: PublishSink | None = None
@@ -233,16 +268,16 @@ class _Connection:
         with contextlib.suppress(Exception):
             await self.writer.wait_closed()
 
+    def _extend(self, seconds: float, reason: str) -> None:
+        self.deadline = asyncio.get_running_loop().time() + seconds
+        self.deadline_reason = reason
+
     async def _next_message(self) -> Message:
-        if self.sink is not None and not self.media_seen:
-            limit, what = self.server.media_timeout, "no media"
-        else:
-            limit, what = self.server.idle_timeout, "nothing received"
         try:
-            async with asyncio.timeout(limit):
+            async with asyncio.timeout_at(self.deadline):
                 message = await self.reader.read_message()
         except TimeoutError as exc:
-            raise _Closing(f"{what} within {limit:g} s") from exc
+            raise _Closing(self.deadline_reason) from exc
         if self.peer_window and self.reader.bytes_read - self.acked >= self.peer_window:
             self.acked = self.reader.bytes_read
             await self._send(_CS_CONTROL, ACK, 0, struct.pack(">I", self.acked & 0xFFFFFFFF))
@@ -265,6 +300,8 @@ class _Connection:
             if self.sink is None:
                 raise _Closing("media received before a successful publish")
             self.media_seen = True
+            if message.payload:
+                self._extend(self.server.idle_timeout, f"no media for {self.server.idle_timeout:g} s")
             if kind == VIDEO:
                 await self.sink.video(message.timestamp, message.payload)
             else:
@@ -372,6 +409,7 @@ class _Connection:
             await self._status("error", refused.code, refused.description)
             raise _Closing(f"publish refused: {refused.description}") from refused
         self.sink = sink
+        self._extend(self.server.media_timeout, f"no media within {self.server.media_timeout:g} s")
         await self._send(_CS_CONTROL, USER_CONTROL, 0, struct.pack(">HI", _STREAM_BEGIN, _STREAM_ID))
         await self._status("status", "NetStream.Publish.Start", f"publishing {_mask(key)}")
 
