@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -231,3 +232,75 @@ def mint_token(
         },
     }
     return jwt.encode(payload, config.key, algorithm=config.type)
+
+
+MEDIA_TOKEN_TYPE = "nchat-media+jwt"
+
+
+class MediaTokens:
+    """Short-lived, stream-scoped tokens for private media (`?token=` or `Authorization: Bearer`).
+
+    Signed with a key derived from the server's secret (never the login key itself, so a media token
+    is never accepted as a login token); the scope is one stream id and the caller's role and user,
+    which the media routes check again under RLS when the token is used.
+    """
+
+    def __init__(self, key: bytes, ttl_seconds: float) -> None:
+        self._key = key
+        self.ttl_seconds = ttl_seconds
+
+    @classmethod
+    def from_secrets(cls, jwt_secret: str, media_secret: str | None, ttl_seconds: float) -> MediaTokens:
+        if media_secret:
+            base = media_secret.encode()
+        else:
+            config = JWTConfig.parse(jwt_secret)
+            # An RS*/JWKS deployment has no shared key: a per-process one (set NCHAT_MEDIA_TOKEN_SECRET to share).
+            base = config.key.encode() if config.key is not None else _PROCESS_KEY
+        return cls(hmac.new(base, b"nchat-live media token v1", "sha256").digest(), ttl_seconds)
+
+    @staticmethod
+    def is_media_token(token: str) -> bool:
+        try:
+            return jwt.get_unverified_header(token).get("typ") == MEDIA_TOKEN_TYPE
+        except jwt.PyJWTError:
+            return False
+
+    def mint(self, stream_id: str, claims: Claims) -> tuple[str, float]:
+        """A token for reading `stream_id`'s media as `claims`, and when it expires (epoch seconds)."""
+        now = time.time()
+        expires = now + self.ttl_seconds
+        payload: dict[str, Any] = {"scope": stream_id, "role": claims.role, "iat": int(now), "exp": int(expires)}
+        if claims.user_id is not None:
+            payload["sub"] = claims.user_id
+        token = jwt.encode(payload, self._key, algorithm="HS256", headers={"typ": MEDIA_TOKEN_TYPE})
+        return token, float(int(expires))
+
+    def verify(self, token: str, stream_id: str) -> Claims | None:
+        """The claims a valid token for `stream_id` carries; None for a valid token of another stream."""
+        try:
+            payload = jwt.decode(token, self._key, algorithms=["HS256"], options={"require": ["exp", "scope"]})
+        except jwt.ExpiredSignatureError as exc:
+            raise InvalidJWT("Could not verify media token: expired") from exc
+        except jwt.PyJWTError as exc:
+            raise InvalidJWT("Could not verify media token") from exc
+        if payload.get("scope") != stream_id:
+            return None
+        role, user_id = payload.get("role"), payload.get("sub")
+        if role not in ROLES:
+            raise InvalidJWT("Could not verify media token: bad claims")
+        return Claims(role=str(role), user_id=str(user_id) if user_id is not None else None,
+                      allowed_roles=(str(role),))
+
+
+_PROCESS_KEY = secrets.token_bytes(32)
+_MEDIA_TOKENS: dict[tuple[str, str | None, float], MediaTokens] = {}
+
+
+def media_tokens(jwt_secret: str, media_secret: str | None, ttl_seconds: float) -> MediaTokens:
+    """The process's MediaTokens for these settings (derived once)."""
+    key = (jwt_secret, media_secret, ttl_seconds)
+    found = _MEDIA_TOKENS.get(key)
+    if found is None:
+        found = _MEDIA_TOKENS[key] = MediaTokens.from_secrets(jwt_secret, media_secret, ttl_seconds)
+    return found

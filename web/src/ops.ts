@@ -83,8 +83,37 @@ export function whipUrlFor(streamId: string): string {
   return `/whip/${streamId}`;
 }
 
-export function hlsUrlFor(stream: Pick<StreamRow, "id" | "hls_manifest_url">): string {
-  return stream.hls_manifest_url || `/hls/${stream.id}/master.m3u8`;
+// The players play only URLs the server makes, on this page's own origin, from the stream's id: never
+// `hls_manifest_url`/`recording_url` from the row, which a broadcaster could point at her own host.
+export function hlsUrlFor(stream: Pick<StreamRow, "id">): string {
+  return `/hls/${encodeURIComponent(stream.id)}/master.m3u8`;
+}
+
+export function recordingUrlFor(streamId: string): string {
+  return `/recordings/${encodeURIComponent(streamId)}/master.m3u8`;
+}
+
+/** Whether `url` (relative or absolute) is on this page's origin: the only place credentials go. */
+export function isOwnOrigin(url: string): boolean {
+  try {
+    return new URL(url, location.href).origin === location.origin;
+  } catch {
+    return false;
+  }
+}
+
+export interface MediaToken {
+  token: string;
+  expiresAt: string;
+}
+
+/** A few minutes' token for one stream's media (never the login token: it goes into media URLs). */
+export async function mediaToken(streamId: string): Promise<MediaToken> {
+  const data = await gql<{ mediaToken: MediaToken }>(
+    `mutation MediaToken($id: ID!) { mediaToken(streamId: $id) { token expiresAt } }`,
+    { id: streamId },
+  );
+  return data.mediaToken;
 }
 
 // ---- queries -----------------------------------------------------------------------------------

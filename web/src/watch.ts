@@ -5,8 +5,8 @@ import "./style.css";
 import { getToken } from "./api";
 import { mountChat } from "./chat";
 import {
-  hlsUrlFor, joinStream, leaveStreamOnUnload, recordings, streamById, type StreamRow, viewerHeartbeat, watchAsViewer,
-  watchStream,
+  hlsUrlFor, isOwnOrigin, joinStream, leaveStreamOnUnload, mediaToken, recordingUrlFor, recordings, streamById,
+  type StreamRow, viewerHeartbeat, watchAsViewer, watchStream,
 } from "./ops";
 import { mountQa } from "./qa";
 import { mountReactions } from "./reactions";
@@ -32,6 +32,9 @@ let waitingSince: number | null = null;
 let heartbeat: number | undefined;
 let panelsMounted = false;
 let endedShown = false;
+let starting = false;
+// A private channel's media takes a short-lived token scoped to this stream, never the login token.
+let media: { token: string; expiresAt: number } | null = null;
 
 mountConnectionBanner($("#banner"));
 mountAuth($("#auth"), () => location.reload(), true);
@@ -77,7 +80,10 @@ function onStream(row: StreamRow): void {
   }
   if (row.status === "live") {
     say(notice, "");
-    if (!hls && !video.src) play(hlsUrlFor(row), true);
+    if (!hls && !video.src && !starting) {
+      starting = true;
+      void play(hlsUrlFor(row), true).finally(() => { starting = false; });
+    }
   } else if (ENDED.includes(row.status)) {
     void ended(row);
   } else {
@@ -98,32 +104,60 @@ async function ended(row: StreamRow): Promise<void> {
   say(notice, text, "info");
   if (notice.querySelector("[data-testid=watch-recording]")) return;
   // The recording is finalised just after the stream ends: look a few times before giving up.
-  let url: string | null = null;
-  for (let attempt = 0; attempt < 6 && !url; attempt += 1) {
+  let ready = false;
+  for (let attempt = 0; attempt < 6 && !ready; attempt += 1) {
     if (attempt) await new Promise((r) => setTimeout(r, 2000));
     try {
-      url = (await recordings(id)).find((r) => r.url)?.url ?? (await streamById(id))?.recording_url ?? null;
+      ready = (await recordings(id)).some((r) => r.url) || Boolean((await streamById(id))?.recording_url);
     } catch {
       // A missing recording list only hides the replay offer.
     }
   }
-  if (url && !notice.querySelector("[data-testid=watch-recording]")) {
-    const replay = url;
+  if (ready && !notice.querySelector("[data-testid=watch-recording]")) {
+    // The recording's URL is the server's own, from the stream id; the row's URL is only a sign it exists.
     notice.append(" ", h("button", { type: "button", "data-testid": "watch-recording",
-      onclick: () => play(replay, false) }, "Watch the recording"));
+      onclick: () => void play(recordingUrlFor(id), false) }, "Watch the recording"));
   }
 }
 
 // ---- playback ----------------------------------------------------------------------------------
 
-function play(url: string, isLive: boolean): void {
+/** A media token for this stream when signed in (refreshed before it expires); null for anonymous viewers. */
+async function refreshMediaToken(): Promise<string | null> {
+  if (!getToken()) return (media = null);
+  if (media && media.expiresAt - Date.now() > 60_000) return media.token;
+  try {
+    const minted = await mediaToken(id);
+    media = { token: minted.token, expiresAt: Date.parse(minted.expiresAt) };
+  } catch {
+    media = null; // a public stream plays without one
+  }
+  return media?.token ?? null;
+}
+setInterval(() => { if (hls || video.src) void refreshMediaToken(); }, 30_000);
+
+/** The credential for a media request: only to this page's own origin, never to another host. */
+function credentialFor(url: string): string | null {
+  return media && isOwnOrigin(url) ? media.token : null;
+}
+
+async function play(url: string, isLive: boolean): Promise<void> {
   stopPlayback();
+  if (!isOwnOrigin(url)) {
+    say(playerMsg, "This stream's address is not on this server; it is not played.", "error");
+    return;
+  }
+  await refreshMediaToken();
   video.muted = true; // browsers allow muted autoplay; the viewer unmutes with one click
   syncVolumeUi();
   if (Hls.isSupported()) {
     hls = new Hls({ lowLatencyMode: isLive, backBufferLength: 30,
-      // A private channel's media needs the viewer's token; public streams ignore it.
-      xhrSetup: (xhr) => { const token = getToken(); if (token) xhr.setRequestHeader("Authorization", `Bearer ${token}`); },
+      // A private channel's media needs the stream's media token; public streams ignore it. It goes to
+      // this server only: a playlist that names another host gets no credential.
+      xhrSetup: (xhr, reqUrl) => {
+        const token = credentialFor(reqUrl);
+        if (token) xhr.setRequestHeader("Authorization", `Bearer ${token}`);
+      },
       manifestLoadPolicy: {
       default: { maxTimeToFirstByteMs: 10_000, maxLoadTimeMs: 20_000,
         timeoutRetry: { maxNumRetry: 4, retryDelayMs: 500, maxRetryDelayMs: 4000 },
@@ -158,7 +192,10 @@ function play(url: string, isLive: boolean): void {
     hls.loadSource(url);
     hls.attachMedia(video);
   } else if (video.canPlayType("application/vnd.apple.mpegurl")) {
-    video.src = url; // Safari plays (LL-)HLS natively
+    // Safari plays (LL-)HLS natively and sends no headers: the media token (never the login token) rides
+    // in the query.
+    const token = credentialFor(url);
+    video.src = token ? `${url}?token=${encodeURIComponent(token)}` : url;
     void video.play().catch(() => undefined);
   } else {
     say(playerMsg, "This browser cannot play HLS.", "error");

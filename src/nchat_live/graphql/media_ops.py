@@ -1,4 +1,4 @@
-"""Recording operations as GraphQL fields: `Query.streamRecordings`, `Mutation.createClip/deleteRecording`.
+"""Media operations as GraphQL fields: `Query.streamRecordings`, `Mutation.createClip/deleteRecording/mediaToken`.
 
 Merge into the schema next to `operations.Query`/`operations.Mutation`; each field runs the domain
 function of `media/clips.py` in the caller's transaction (RLS decides who may).
@@ -6,17 +6,20 @@ function of `media/clips.py` in the caller's transaction (RLS decides who may).
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import strawberry
 from strawberry.types import Info
 
+from ..auth import media_tokens
+from ..errors import NotFound
+from ..media.access import is_media_id
 from ..media.clips import create_clip, delete_recording
 from .context import Context
 from .operations import run
 
-__all__ = ["Mutation", "Query", "StreamRecording"]
+__all__ = ["MediaToken", "Mutation", "Query", "StreamRecording"]
 
 
 @strawberry.type(description="A stream's full recording or a clip of it: a VOD HLS playlist.")
@@ -47,6 +50,13 @@ class StreamRecording:
             renditions=list(row.get("renditions") or []), clip_start_seconds=num("clip_start_seconds"),
             clip_end_seconds=num("clip_end_seconds"), created_at=row["created_at"],
         )
+
+
+@strawberry.type(description="A short-lived token that reads one stream's media (HLS, DVR, thumbnails, recordings).")
+class MediaToken:
+    token: str
+    stream_id: strawberry.ID
+    expires_at: datetime
 
 
 @strawberry.type
@@ -99,3 +109,20 @@ class Mutation:
         row = await run(info, lambda s: delete_recording(s, settings, str(id)))
         return DeletedRecording(id=strawberry.ID(row["id"]), stream_id=strawberry.ID(row["stream_id"]),
                                 kind=row["kind"])
+
+    @strawberry.mutation(description="A media token for a stream the caller can read: `?token=` on its media "
+                                     "URLs, or `Authorization: Bearer`; it expires in a few minutes.")
+    async def media_token(self, info: Info[Context, None], stream_id: strawberry.ID) -> MediaToken:
+        sid = str(stream_id)
+
+        async def check(session: Any) -> None:
+            # Unknown, unreadable and malformed ids answer alike.
+            if not is_media_id(sid) or not await session.fetchval("SELECT nchat.can_read_stream($1::uuid)", sid):
+                raise NotFound(f"no stream '{sid}'")
+
+        await run(info, check)
+        settings = info.context.runtime.settings
+        tokens = media_tokens(settings.jwt_secret, settings.media_token_secret, settings.media_token_ttl_seconds)
+        token, expires = tokens.mint(sid, info.context.claims)
+        return MediaToken(token=token, stream_id=strawberry.ID(sid),
+                          expires_at=datetime.fromtimestamp(expires, tz=UTC))

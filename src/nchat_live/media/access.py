@@ -1,53 +1,118 @@
-"""Who may fetch a stream's HLS, DVR, thumbnails and recordings.
+"""Who may fetch a stream's HLS, DVR, thumbnails and recordings, and how caches may keep what they get.
 
 A public stream's media is open to everyone (CDN-friendly: no credentials, one cached check per
-stream). A private channel's stream needs the caller's token — `Authorization: Bearer <JWT>` (hls.js
-sends it through `xhrSetup`) or `?token=<JWT>` — and Postgres decides under those claims, with the same
-cached `nchat.can_read_stream` check the realtime feeds use.
+stream, `public` cache headers). A private channel's stream needs a credential, and Postgres decides
+under its claims with the same cached `nchat.can_read_stream` check the realtime feeds use:
+
+- a stream-scoped media token (GraphQL `mediaToken(streamId)`, a few minutes long) in `?token=` or
+  `Authorization: Bearer`; a token for another stream is refused, and its claims are checked again;
+- the viewer's login token in `Authorization: Bearer` (never in the query string: URLs reach logs,
+  histories and referrers, so a login token there is refused).
+
+Private media is answered `Cache-Control: private` with `Vary: Authorization`, so no shared cache keeps
+it. A private stream the caller may not read and a stream that does not exist get the same 404, and a
+stream id that is not a canonical uuid gets that 404 before any lookup.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from ..auth import Claims
-from ..errors import NchatError, Unavailable
+from ..auth import Claims, MediaTokens, media_tokens
+from ..errors import InvalidJWT, NchatError, Unavailable
 
-_HEADERS = {"Access-Control-Allow-Origin": "*", "Cache-Control": "no-cache"}
+_CANONICAL_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+_CORS = {"Access-Control-Allow-Origin": "*"}
+# Refusals depend on the credential: never stored, and keyed on it by any cache that looks.
+REFUSAL_HEADERS = {"Cache-Control": "no-store", "Vary": "Authorization"}
+PRIVATE_PLAYLIST = "private, no-store"
+PRIVATE_FILE = "private, max-age=3600"
+
+
+def is_media_id(value: str) -> bool:
+    """Only the canonical (lowercase, hyphenated) form names a stream's media: braces, urn: or bare hex do not."""
+    return bool(_CANONICAL_UUID.match(value))
+
+
+def not_found(stream_id: str) -> JSONResponse:
+    """The one answer for an unknown stream and a private one the caller may not read."""
+    return JSONResponse({"error": {"code": "not-found", "message": f"no media for stream '{stream_id}'"}},
+                        status_code=404, headers=_CORS | REFUSAL_HEADERS)
 
 
 def _refusal(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=_HEADERS)
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status,
+                        headers=_CORS | REFUSAL_HEADERS)
 
 
-async def _exists(runtime: object, stream_id: str) -> bool:
-    async with runtime.database.session(Claims.service()) as session:  # type: ignore[attr-defined]
-        return bool(await session.fetchval("SELECT 1 FROM nchat_streams WHERE id = $1", stream_id))
+@dataclass(frozen=True)
+class MediaGrant:
+    """The caller may read the stream's media; `public` says whether shared caches may keep it."""
+
+    public: bool
+
+    def cache(self, public: Mapping[str, str], private: str) -> dict[str, str]:
+        """`public` headers for a public stream; `Cache-Control: private` + `Vary` otherwise."""
+        if self.public:
+            return dict(public)
+        return {"Cache-Control": private, "Vary": "Authorization"}
 
 
-async def refuse_unless_readable(request: Request, stream_id: str) -> JSONResponse | None:
-    """None when the caller may read `stream_id`'s media; otherwise the 401/404/503 to send."""
+def tokens_for(request: Request) -> MediaTokens:
+    settings = request.app.state.runtime.settings
+    return media_tokens(settings.jwt_secret, settings.media_token_secret, settings.media_token_ttl_seconds)
+
+
+def _bearer(request: Request) -> str | None:
+    authorization = request.headers.get("authorization")
+    if authorization is None:
+        return None
+    scheme, _, token = authorization.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise InvalidJWT("Malformed Authorization header: expected 'Bearer <token>'")
+    return token.strip()
+
+
+def _claims(request: Request, stream_id: str) -> Claims | None:
+    """The caller's claims for this stream's media; None when no credential applies to it."""
+    query_token = request.query_params.get("token")
+    bearer = _bearer(request)
+    tokens = tokens_for(request)
+    if query_token is not None:
+        if not MediaTokens.is_media_token(query_token):
+            raise InvalidJWT("?token= takes a media token (mediaToken); send a login token in Authorization")
+        return tokens.verify(query_token, stream_id)
+    if bearer is None:
+        return None
+    if MediaTokens.is_media_token(bearer):
+        return tokens.verify(bearer, stream_id)
+    return request.app.state.runtime.auth.authenticate({"authorization": f"Bearer {bearer}"})
+
+
+async def authorize_media(request: Request, stream_id: str) -> MediaGrant | JSONResponse:
+    """A grant when the caller may read `stream_id`'s media; otherwise the 401/404/503 to send."""
+    if not is_media_id(stream_id):
+        return not_found(stream_id)
     runtime = request.app.state.runtime
     realtime = getattr(runtime, "realtime", None)
     if realtime is None:
-        return None  # a process without the realtime part (none today) has no way to check
+        # A process without the realtime part (none today) cannot check: treat as private.
+        return MediaGrant(public=False)
     access = realtime.access
     try:
         if await access.can_read(Claims.anonymous(), stream_id):
-            return None
-        token = request.query_params.get("token")
-        headers = {"authorization": f"Bearer {token}"} if token else dict(request.headers)
-        if "authorization" not in {k.lower() for k in headers}:
-            if not await _exists(runtime, stream_id):
-                return _refusal(404, "not-found", f"no media for stream '{stream_id}'")
-            return _refusal(401, "access-denied", "this stream is private: send a token (Authorization or ?token=)")
-        claims = runtime.auth.authenticate(headers)
-        if await access.can_read(claims, stream_id):
-            return None
+            return MediaGrant(public=True)
+        claims = _claims(request, stream_id)
+        if claims is not None and await access.can_read(claims, stream_id):
+            return MediaGrant(public=False)
     except Unavailable as exc:
         return _refusal(503, exc.code, exc.message)
     except NchatError as exc:
         return _refusal(401, exc.code, exc.message)
-    # Not readable and not found look the same, so a stream id reveals nothing.
-    return _refusal(404, "not-found", f"no media for stream '{stream_id}'")
+    # Not readable, not there and no credential look the same, so a stream id reveals nothing.
+    return not_found(stream_id)

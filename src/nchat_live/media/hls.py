@@ -14,15 +14,16 @@ import asyncio
 import re
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from .access import refuse_unless_readable
-from .manager import is_uuid
-from .packager import PackagingConfig, PlaylistRequestError
+from .access import PRIVATE_FILE, PRIVATE_PLAYLIST, MediaGrant, authorize_media
+from .held import client_address, held_requests, too_many
+from .packager import PackagingConfig, PlaylistRequestError, StreamPackager
 from .storage import MediaStorage
 from .storage_select import open_storage, public_url
 
@@ -37,6 +38,7 @@ CORS = {
     "Access-Control-Expose-Headers": "Content-Length, Content-Range",
 }
 NO_CACHE = {"Cache-Control": "no-cache"}
+PUBLIC_PLAYLIST = NO_CACHE
 IMMUTABLE = {"Cache-Control": "public, max-age=31536000, immutable"}
 _RENDITION = re.compile(r"^\d{3,4}p$")
 _MEDIA_FILE = re.compile(r"^(?:init\d*\.mp4|seg(\d+)(?:\.(\d+))?\.m4s)$")
@@ -89,8 +91,8 @@ async def _poll_storage(storage: MediaStorage, key: str, ready: Callable[[bytes]
         await asyncio.sleep(0.2)
 
 
-def _playlist(text: str | bytes) -> Response:
-    return Response(text, media_type=PLAYLIST_TYPE, headers=CORS | NO_CACHE)
+def _playlist(text: str | bytes, grant: MediaGrant) -> Response:
+    return Response(text, media_type=PLAYLIST_TYPE, headers=CORS | grant.cache(PUBLIC_PLAYLIST, PRIVATE_PLAYLIST))
 
 
 def _int_param(request: Request, name: str) -> int | None:
@@ -105,27 +107,27 @@ def _int_param(request: Request, name: str) -> int | None:
 async def master(request: Request) -> Response:
     stream_id = request.path_params["stream_id"]
     manager = _manager(request)
-    if not is_uuid(stream_id):
-        return _error(404, "not-found", f"no HLS output for stream '{stream_id}'")
-    if (refused := await refuse_unless_readable(request, stream_id)) is not None:
-        return refused
+    grant = await authorize_media(request, stream_id)
+    if not isinstance(grant, MediaGrant):
+        return grant
     packager = manager.packager(stream_id) if manager is not None else None
     if packager is not None and packager.master_written:
-        return _playlist(packager.render_master())
+        return _playlist(packager.render_master(), grant)
     key = f"{stream_id}/master.m3u8"
-    if (redirect := _elsewhere(request, key)) is not None:
+    # A private stream's media never goes to a public URL: it is served here, after the check.
+    if grant.public and (redirect := _elsewhere(request, key)) is not None:
         return redirect
     data = await asyncio.to_thread(_storage(request).read, key)
     if data is None:
         return _error(404, "not-found", f"stream '{stream_id}' has no master playlist yet")
-    return _playlist(data)
+    return _playlist(data, grant)
 
 
 async def media_playlist(request: Request) -> Response:
     stream_id = request.path_params["stream_id"]
     name = request.path_params["rendition"]
     manager = _manager(request)
-    if not is_uuid(stream_id) or not _RENDITION.match(name):
+    if not _RENDITION.match(name):
         return _error(404, "not-found", f"no rendition '{name}' for stream '{stream_id}'")
     try:
         msn = _int_param(request, "_HLS_msn")
@@ -134,30 +136,44 @@ async def media_playlist(request: Request) -> Response:
         return _error(400, "bad-request", str(exc))
     if part is not None and msn is None:
         return _error(400, "bad-request", "_HLS_part requires _HLS_msn")
-    if (refused := await refuse_unless_readable(request, stream_id)) is not None:
-        return refused
+    grant = await authorize_media(request, stream_id)
+    if not isinstance(grant, MediaGrant):
+        return grant
     packager = manager.packager(stream_id) if manager is not None else None
     rendition = packager.rendition(name) if packager is not None else None
     if packager is None or rendition is None:
         key = f"{stream_id}/{name}/index.m3u8"
-        if (redirect := _elsewhere(request, key)) is not None:
+        if grant.public and (redirect := _elsewhere(request, key)) is not None:
             return redirect
         storage = _storage(request)
         if msn is None:
             data = await asyncio.to_thread(storage.read, key)
         else:
-            wait = 3 * PackagingConfig().target_duration
-            data = await _poll_storage(storage, key, lambda d: _holds(d, msn, part), wait)
+            held = held_requests(request)
+            async with held.hold(client_address(request)) as holding:
+                if not holding:
+                    return too_many(held.limit)
+                wait = 3 * PackagingConfig().target_duration
+                data = await _poll_storage(storage, key, lambda d: _holds(d, msn, part), wait)
+            if data is not None and not _holds(data, msn, part):
+                return _error(503, "unavailable",
+                              f"segment {msn} part {part} did not appear within 3 target durations")
         if data is None:
             return _error(404, "not-found", f"no rendition '{name}' for stream '{stream_id}'")
-        return _playlist(data)
+        return _playlist(data, grant)
     try:
         rendition.check_request(msn, part)
     except PlaylistRequestError as exc:
         return _error(400, "bad-request", str(exc))
-    if msn is not None and not await packager.wait_for_playlist(name, msn, part):
-        return _error(503, "unavailable", f"segment {msn} part {part} did not appear within 3 target durations")
-    return _playlist(rendition.render())
+    if msn is not None and not rendition.satisfies(msn, part):
+        held = held_requests(request)
+        async with held.hold(client_address(request)) as holding:
+            if not holding:
+                return too_many(held.limit)
+            if not await packager.wait_for_playlist(name, msn, part):
+                return _error(503, "unavailable",
+                              f"segment {msn} part {part} did not appear within 3 target durations")
+    return _playlist(rendition.render(), grant)
 
 
 async def media_file(request: Request) -> Response:
@@ -166,38 +182,51 @@ async def media_file(request: Request) -> Response:
     filename = request.path_params["filename"]
     manager = _manager(request)
     match = _MEDIA_FILE.match(filename)
-    if not is_uuid(stream_id) or not _RENDITION.match(name) or match is None:
+    if not _RENDITION.match(name) or match is None:
         return _error(404, "not-found", f"no file '{filename}'")
-    if (refused := await refuse_unless_readable(request, stream_id)) is not None:
-        return refused
+    grant = await authorize_media(request, stream_id)
+    if not isinstance(grant, MediaGrant):
+        return grant
     key = f"{stream_id}/{name}/{filename}"
     packager = manager.packager(stream_id) if manager is not None else None
-    if packager is None and (redirect := _elsewhere(request, key)) is not None:
+    if packager is None and grant.public and (redirect := _elsewhere(request, key)) is not None:
         return redirect
     storage = _storage(request)
     path = storage.local_path(key)
-    if path is None and match.group(2) is not None and packager is None:
-        # A preload-hinted part of a stream encoded elsewhere: wait for it to land in storage.
-        wait = PackagingConfig().target_duration
-        if await _poll_storage(storage, key, lambda _: True, wait) is not None:
-            path = storage.local_path(key)
     if path is None and match.group(2) is not None:
-        # A part announced by EXT-X-PRELOAD-HINT: hold the request until it is written.
-        rendition = packager.rendition(name) if packager is not None else None
-        if packager is not None and rendition is not None:
-            msn, index = int(match.group(1)), int(match.group(2))
-            await packager.wait_until(
-                name, lambda: rendition.has_part(filename) or rendition.passed(msn, index),
-                3 * packager.config.target_duration,
-            )
-            path = storage.local_path(key)
+        held = held_requests(request)
+        async with held.hold(client_address(request)) as holding:
+            if not holding:
+                return too_many(held.limit)
+            path = await _wait_for_part(storage, packager, key, name, filename, int(match.group(1)),
+                                        int(match.group(2)))
     media_type = "video/mp4" if filename.endswith(".mp4") else "video/iso.segment"
+    headers = CORS | grant.cache(IMMUTABLE, PRIVATE_FILE)
     if path is not None:
-        return FileResponse(path, media_type=media_type, headers=CORS | IMMUTABLE)
+        return FileResponse(path, media_type=media_type, headers=headers)
     data = await asyncio.to_thread(storage.read, key)
     if data is None:
         return _error(404, "not-found", f"no file '{filename}' (it may have left the live window)")
-    return Response(data, media_type=media_type, headers=CORS | IMMUTABLE)
+    return Response(data, media_type=media_type, headers=headers)
+
+
+async def _wait_for_part(storage: MediaStorage, packager: StreamPackager | None, key: str, name: str,
+                         filename: str, msn: int, index: int) -> Path | None:
+    """A part announced by EXT-X-PRELOAD-HINT: hold the request (bounded) until it is written."""
+    if packager is None:
+        # A stream encoded elsewhere: wait for the part to land in storage.
+        wait = PackagingConfig().target_duration
+        if await _poll_storage(storage, key, lambda _: True, wait) is not None:
+            return storage.local_path(key)
+        return None
+    rendition = packager.rendition(name)
+    if rendition is None:
+        return None
+    await packager.wait_until(
+        name, lambda: rendition.has_part(filename) or rendition.passed(msn, index),
+        3 * packager.config.target_duration,
+    )
+    return storage.local_path(key)
 
 
 async def preflight(request: Request) -> Response:

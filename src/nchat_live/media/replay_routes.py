@@ -9,9 +9,8 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from .access import refuse_unless_readable
+from .access import PRIVATE_FILE, PRIVATE_PLAYLIST, MediaGrant, authorize_media
 from .hls import CORS, IMMUTABLE, NO_CACHE, PLAYLIST_TYPE
-from .manager import is_uuid
 
 _RECORDING_PATH = re.compile(
     r"^(?:clips/[0-9a-f-]{36}/)?(?:master\.m3u8|\d{3,4}p/(?:index\.m3u8|init\.mp4|seg\d+\.m4s))$|^thumbnail\.jpg$"
@@ -32,15 +31,19 @@ async def recording_file(request: Request) -> Response:
     stream_id = request.path_params["stream_id"]
     path = request.path_params["path"]
     settings = request.app.state.runtime.settings
-    if not is_uuid(stream_id) or not _RECORDING_PATH.match(path):
+    if not _RECORDING_PATH.match(path):
         return _not_found(f"no recording file '{path}' for stream '{stream_id}'")
-    if (refused := await refuse_unless_readable(request, stream_id)) is not None:
-        return refused
+    grant = await authorize_media(request, stream_id)
+    if not isinstance(grant, MediaGrant):
+        return grant
     file = settings.recording_dir / stream_id / path
     if not await asyncio.to_thread(file.is_file):
         return _not_found(f"no recording file '{path}' for stream '{stream_id}'")
     # Playlists of a finished recording never change, but a deleted one must not linger in caches.
-    cache = {"Cache-Control": "public, max-age=60"} if path.endswith(".m3u8") else IMMUTABLE
+    if path.endswith(".m3u8"):
+        cache = grant.cache({"Cache-Control": "public, max-age=60"}, PRIVATE_PLAYLIST)
+    else:
+        cache = grant.cache(IMMUTABLE, PRIVATE_FILE)
     return FileResponse(file, media_type=_type(path), headers=CORS | cache)
 
 
@@ -56,31 +59,31 @@ async def _from_live_storage(request: Request, key: str, headers: dict[str, str]
 
 async def thumbnail(request: Request) -> Response:
     stream_id = request.path_params["stream_id"]
-    if not is_uuid(stream_id):
-        return _not_found(f"no thumbnail for stream '{stream_id}'")
-    if (refused := await refuse_unless_readable(request, stream_id)) is not None:
-        return refused
+    grant = await authorize_media(request, stream_id)
+    if not isinstance(grant, MediaGrant):
+        return grant
     # A new thumbnail replaces it every few seconds.
-    return await _from_live_storage(request, f"{stream_id}/thumbnail.jpg", {"Cache-Control": "public, max-age=5"})
+    cache = grant.cache({"Cache-Control": "public, max-age=5"}, "private, max-age=5")
+    return await _from_live_storage(request, f"{stream_id}/thumbnail.jpg", cache)
 
 
 async def dvr_master(request: Request) -> Response:
     stream_id = request.path_params["stream_id"]
-    if not is_uuid(stream_id):
-        return _not_found(f"no DVR playlist for stream '{stream_id}'")
-    if (refused := await refuse_unless_readable(request, stream_id)) is not None:
-        return refused
-    return await _from_live_storage(request, f"{stream_id}/dvr.m3u8", NO_CACHE)
+    grant = await authorize_media(request, stream_id)
+    if not isinstance(grant, MediaGrant):
+        return grant
+    return await _from_live_storage(request, f"{stream_id}/dvr.m3u8", grant.cache(NO_CACHE, PRIVATE_PLAYLIST))
 
 
 async def dvr_playlist(request: Request) -> Response:
     stream_id = request.path_params["stream_id"]
     name = request.path_params["rendition"]
-    if not is_uuid(stream_id) or not _RENDITION.match(name):
+    if not _RENDITION.match(name):
         return _not_found(f"no DVR playlist '{name}' for stream '{stream_id}'")
-    if (refused := await refuse_unless_readable(request, stream_id)) is not None:
-        return refused
-    return await _from_live_storage(request, f"{stream_id}/{name}/dvr.m3u8", NO_CACHE)
+    grant = await authorize_media(request, stream_id)
+    if not isinstance(grant, MediaGrant):
+        return grant
+    return await _from_live_storage(request, f"{stream_id}/{name}/dvr.m3u8", grant.cache(NO_CACHE, PRIVATE_PLAYLIST))
 
 
 def replay_routes() -> list[Route]:
