@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
+from .body_limits import BodyLimitMiddleware, limit_for_path
 from .config import Settings
 from .graphql.http import graphql_routes
 from .media.routes import media_routes
@@ -57,6 +58,9 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     if role in ("all", "api"):
         # The console's pages last: any API route of the same path wins.
         routes += web_routes()
-    app = Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(RequestIdMiddleware)])
+    # Body limits before any route reads a byte (body_limits.py).
+    middleware = [Middleware(RequestIdMiddleware),
+                  Middleware(BodyLimitMiddleware, limit_for=limit_for_path(runtime.settings))]
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware)
     app.state.runtime = runtime
     return app

@@ -41,6 +41,25 @@ class Settings(BaseSettings):
     # start are cancelled.
     reminder_lead_minutes: str = Field(default="15,0", validation_alias="NCHAT_REMINDER_LEAD_MINUTES")
     schedule_grace_minutes: int = Field(default=30, validation_alias="NCHAT_SCHEDULE_GRACE_MINUTES")
+    # Quotas and rates per user on every creating path (migration 0012: Postgres triggers, the same
+    # answer for the domain operations and the table API); the server writes them to the nchat.limits
+    # table at start (resolvers/limits.py). Channels owned and created per hour; streams created per
+    # hour, scheduled (upcoming) at once and live at once; clips per hour; questions per window per
+    # stream; scheduledAt at most this many days ahead and this many seconds in the past.
+    quota_channels_per_user: int = Field(default=100, validation_alias="NCHAT_QUOTA_CHANNELS_PER_USER")
+    rate_channels_per_hour: int = Field(default=30, validation_alias="NCHAT_RATE_CHANNELS_PER_HOUR")
+    rate_streams_per_hour: int = Field(default=60, validation_alias="NCHAT_RATE_STREAMS_PER_HOUR")
+    quota_scheduled_streams: int = Field(default=100, validation_alias="NCHAT_QUOTA_SCHEDULED_STREAMS")
+    quota_live_streams: int = Field(default=10, validation_alias="NCHAT_QUOTA_LIVE_STREAMS")
+    rate_clips_per_hour: int = Field(default=120, validation_alias="NCHAT_RATE_CLIPS_PER_HOUR")
+    rate_questions: int = Field(default=5, validation_alias="NCHAT_RATE_QUESTIONS")
+    rate_questions_window_seconds: float = Field(default=60.0, validation_alias="NCHAT_RATE_QUESTIONS_WINDOW_SECONDS")
+    schedule_max_days_ahead: int = Field(default=366, validation_alias="NCHAT_SCHEDULE_MAX_DAYS_AHEAD")
+    schedule_past_tolerance_seconds: int = Field(
+        default=300, validation_alias="NCHAT_SCHEDULE_PAST_TOLERANCE_SECONDS"
+    )
+    # Request bodies of the REST routes (/api/...); GraphQL and the rest use max_body_bytes (body_limits.py).
+    max_rest_body_bytes: int = Field(default=64 * 1024, validation_alias="NCHAT_MAX_REST_BODY_BYTES")
 
     media_enabled: bool = Field(default=True, validation_alias="NCHAT_MEDIA_ENABLED")
     media_dir: Path = Field(default=Path(".data/media"), validation_alias="NCHAT_MEDIA_DIR")

@@ -2,7 +2,8 @@
 
 Same authentication as GraphQL (JWT / admin secret / unauthorized role), same domain functions,
 camelCase JSON as the guide's clients expect. Errors are `{"error": {"code", "message"}}` with
-the error's 4xx status.
+the error's 4xx status. Bodies are limited before a route reads them (NCHAT_MAX_REST_BODY_BYTES,
+body_limits.py): 413 `request-too-large`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
@@ -65,6 +66,8 @@ def endpoint(work: Callable[[Request, Session, Runtime], Awaitable[Response | An
                 result = await work(request, session, runtime)
         except NchatError as exc:
             return error_response(exc)
+        except ClientDisconnect:  # gone, or cut off by the body limit (body_limits.py), which answered
+            return Response(status_code=499)
         except Exception:
             log.exception("REST %s %s failed", request.method, request.url.path)
             return JSONResponse({"error": {"code": "unexpected", "message": "internal error"}}, status_code=500)

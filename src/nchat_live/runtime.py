@@ -105,6 +105,9 @@ class Runtime:
         try:
             await self.open_database(migrate=migrate)
             assert self.db is not None
+            from .resolvers.limits import apply_limits
+
+            await apply_limits(self.db, self.settings)  # the quotas the rules of migration 0012 read
             if role in ("all", "api"):
                 from .graphql.registry import SchemaRegistry
 

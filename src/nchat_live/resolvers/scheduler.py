@@ -4,7 +4,8 @@ Each `run_once(now)`:
 1. publishes `stream.reminder` for scheduled streams whose start is within a lead time (default
    15 min and at start) to the users who opted in, once per (stream, lead), recorded in
    nchat_stream_reminders_sent so restarts and other processes never send twice;
-2. cancels scheduled streams that never went live `grace` after their start time;
+2. cancels scheduled streams (status scheduled or preparing) that never went live `grace` after their
+   start time;
 3. closes viewer sessions silent for 30 s;
 4. creates next month's quality-metrics partition.
 It runs in one transaction as the service, under a transaction-level advisory lock that several
@@ -151,7 +152,9 @@ class StreamScheduler:
 
     async def _expire_streams(self, s: Session, now: datetime, report: TickReport) -> None:
         stale = await s.fetch(
-            "SELECT id FROM nchat_streams WHERE status = 'scheduled' AND scheduled_at < $1 "
+            # 'preparing' too: a stream created with a scheduledAt already past starts there, and must
+            # not wait for ever either.
+            "SELECT id FROM nchat_streams WHERE status IN ('scheduled', 'preparing') AND scheduled_at < $1 "
             "ORDER BY scheduled_at LIMIT 100 FOR UPDATE SKIP LOCKED",
             now - self.grace,
         )

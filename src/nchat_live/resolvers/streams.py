@@ -25,6 +25,7 @@ from ._common import (
     require_manager,
     require_user,
     row,
+    set_rule_context,
     utcnow,
 )
 
@@ -136,6 +137,8 @@ async def create_stream(
 ) -> Row:
     """A new stream owned by the caller, with its secret key and ingest/playback URLs."""
     user_id = require_user(session, "create a stream")
+    # The clock of the insert rules (migration 0012: rates, schedule window) is the operation's.
+    await set_rule_context(session, now)
     now = now or utcnow()
     if not data.channel_id:
         raise ValidationFailed("channelId is required")
@@ -175,6 +178,7 @@ async def update_stream(session: Session, stream_id: str, data: StreamInput, *, 
     values = _validated(data, creating=False, now=now or utcnow())
     if not values:
         return stream
+    await set_rule_context(session, now)  # the schedule window's clock (migration 0012)
     sets = ", ".join(f"{c} = ${i}" for i, c in enumerate(values, start=2))
     record = await session.fetchrow(
         f"UPDATE nchat_streams SET {sets} WHERE id = $1 RETURNING {STREAM_COLUMNS}", stream["id"], *values.values()

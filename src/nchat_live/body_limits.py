@@ -1,0 +1,113 @@
+"""Request body limits for every HTTP route, applied before the route reads anything.
+
+One ASGI middleware: a declared Content-Length over the path's limit is answered 413 at once, without
+reading the body; a chunked body (no Content-Length) is counted as the route reads it, and the
+moment it passes the limit the client gets 413 and the route sees a disconnect, so nothing more is
+read. A request with a Content-Length within the limit, or with no body at all (GET, HEAD), passes
+through untouched: the server never delivers more than the declared length.
+
+Limits per path: the REST routes (/api/...) `NCHAT_MAX_REST_BODY_BYTES`; GraphQL and every other
+route `NCHAT_MAX_BODY_BYTES` (WHIP applies its own, smaller limit for SDP offers inside its route).
+The 413 closes the connection: the unread rest of the body is never read.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .config import Settings
+
+CODE = "request-too-large"
+GRAPHQL_PATHS = ("/v1/graphql", "/graphql")
+
+
+def limit_for_path(settings: Settings) -> Callable[[str], int]:
+    """The body limit (bytes) of a request path."""
+    rest = settings.max_rest_body_bytes
+    other = settings.max_body_bytes
+
+    def limit(path: str) -> int:
+        return rest if path.startswith("/api/") else other
+
+    return limit
+
+
+def _too_large_body(path: str, limit: int) -> bytes:
+    message = f"request body is larger than the limit of {limit} bytes"
+    body: dict[str, Any]
+    if path in GRAPHQL_PATHS:  # the shape every GraphQL answer has (Hasura's)
+        body = {"errors": [{"message": message, "extensions": {"code": CODE, "path": "$", "limitBytes": limit}}]}
+    else:  # the REST layer's shape
+        body = {"error": {"code": CODE, "message": message, "extensions": {"limitBytes": limit}}}
+    return json.dumps(body).encode()
+
+
+class BodyLimitMiddleware:
+    def __init__(self, app: ASGIApp, limit_for: Callable[[str], int]) -> None:
+        self.app = app
+        self.limit_for = limit_for
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared: int | None = None
+        chunked = False
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                declared = int(value) if value.isdigit() else None
+            elif name == b"transfer-encoding":
+                chunked = True
+        if declared is None and not chunked:  # no body (GET, HEAD, OPTIONS, a bodiless POST)
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        limit = self.limit_for(path)
+        if declared is not None and declared > limit:
+            await self._reject(send, path, limit)
+            return
+        if declared is not None:  # the server delivers no more than the declared length
+            await self.app(scope, receive, send)
+            return
+
+        received = 0
+        refused = False
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received, refused
+            if refused:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    refused = True
+                    if not started:
+                        await self._reject(send, path, limit)
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal started
+            if refused:  # the client has its 413; the route's own answer goes nowhere
+                return
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        await self.app(scope, limited_receive, guarded_send)
+
+    @staticmethod
+    async def _reject(send: Send, path: str, limit: int) -> None:
+        body = _too_large_body(path, limit)
+        await send({
+            "type": "http.response.start", "status": 413,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                        (b"connection", b"close")],
+        })
+        await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,18 @@
+DROP INDEX IF EXISTS nchat_stream_questions_user_stream_idx;
+DROP TRIGGER IF EXISTS nchat_stream_questions_rules_rate ON nchat_stream_questions;
+DROP FUNCTION IF EXISTS nchat.question_rate_rules();
+DROP INDEX IF EXISTS nchat_stream_recordings_clip_creator_idx;
+DROP TRIGGER IF EXISTS nchat_stream_recordings_clip_quota ON nchat_stream_recordings;
+DROP FUNCTION IF EXISTS nchat.clip_quota_rules();
+DROP INDEX IF EXISTS nchat_streams_waiting_scheduled_idx;
+DROP TRIGGER IF EXISTS nchat_streams_live_quota ON nchat_streams;
+DROP FUNCTION IF EXISTS nchat.live_quota_rules();
+DROP TRIGGER IF EXISTS nchat_streams_quota ON nchat_streams;
+DROP FUNCTION IF EXISTS nchat.stream_quota_rules();
+DROP FUNCTION IF EXISTS nchat.check_schedule_window(timestamptz, timestamptz);
+DROP TRIGGER IF EXISTS nchat_channels_quota ON nchat_channels;
+DROP FUNCTION IF EXISTS nchat.channel_quota_rules();
+DROP FUNCTION IF EXISTS nchat.check_rate(text, timestamptz, bigint, numeric, numeric, timestamptz);
+DROP FUNCTION IF EXISTS nchat.quota_lock(text, uuid);
+DROP FUNCTION IF EXISTS nchat.limit_value(text, numeric);
+DROP TABLE IF EXISTS nchat.limits;
