@@ -81,12 +81,6 @@ class Settings(BaseSettings):
     media_cleanup_delay_seconds: float = Field(default=30.0, validation_alias="NCHAT_MEDIA_CLEANUP_DELAY_SECONDS")
     rtmp_enabled: bool = Field(default=True, validation_alias="NCHAT_RTMP_ENABLED")
     rtmp_media_timeout_seconds: float = Field(default=10.0, validation_alias="NCHAT_RTMP_MEDIA_TIMEOUT_SECONDS")
-    # Private media (media/access.py): stream-scoped media tokens' lifetime and signing secret (unset:
-    # derived from the HS JWT key; set it when the JWT secret is RS*/JWKS and several processes serve
-    # media); blocking playlist reloads and preload-hinted parts one client address may hold at once.
-    media_token_ttl_seconds: float = Field(default=300.0, validation_alias="NCHAT_MEDIA_TOKEN_TTL_SECONDS")
-    media_token_secret: str | None = Field(default=None, validation_alias="NCHAT_MEDIA_TOKEN_SECRET")
-    hls_max_held_per_client: int = Field(default=32, validation_alias="NCHAT_HLS_MAX_HELD_PER_CLIENT")
 
     # Scale-out (media/leases.py): a media worker's id and the URL WHIP publishers are redirected to
     # (unset: a random id, the public URL); leases expire after lease_ttl_seconds without a renewal;
@@ -106,6 +100,36 @@ class Settings(BaseSettings):
     max_rows: int = Field(default=1000, validation_alias="NCHAT_MAX_ROWS")
     max_body_bytes: int = Field(default=1_000_000, validation_alias="NCHAT_MAX_BODY_BYTES")
     introspection_for_all: bool = Field(default=True, validation_alias="NCHAT_INTROSPECTION_FOR_ALL")
+    # Ingest limits (media/rtmp/, media/whip.py, media/throttle.py). RTMP binds rtmp_host (unset: the
+    # --host of `serve`, else 127.0.0.1); a connection must publish with a valid key within
+    # rtmp_publish_timeout_seconds and is dropped after rtmp_idle_timeout_seconds without media.
+    rtmp_host: str | None = Field(default=None, validation_alias="NCHAT_RTMP_HOST")
+    rtmp_publish_timeout_seconds: float = Field(default=10.0, validation_alias="NCHAT_RTMP_PUBLISH_TIMEOUT_SECONDS")
+    rtmp_idle_timeout_seconds: float = Field(default=30.0, validation_alias="NCHAT_RTMP_IDLE_TIMEOUT_SECONDS")
+    rtmp_max_chunk_size: int = Field(default=1024 * 1024, validation_alias="NCHAT_RTMP_MAX_CHUNK_SIZE")
+    rtmp_max_message_bytes: int = Field(default=8 * 1024 * 1024, validation_alias="NCHAT_RTMP_MAX_MESSAGE_BYTES")
+    rtmp_max_buffered_bytes: int = Field(default=16 * 1024 * 1024, validation_alias="NCHAT_RTMP_MAX_BUFFERED_BYTES")
+    rtmp_max_chunk_streams: int = Field(default=32, validation_alias="NCHAT_RTMP_MAX_CHUNK_STREAMS")
+    # A WHIP session must connect and send media this soon after its 201, or it is closed.
+    whip_connect_timeout_seconds: float = Field(default=15.0, validation_alias="NCHAT_WHIP_CONNECT_TIMEOUT_SECONDS")
+    whip_max_sdp_bytes: int = Field(default=64 * 1024, validation_alias="NCHAT_WHIP_MAX_SDP_BYTES")
+    # Streams one media worker ingests at once (placement skips a full worker; beyond it: 503).
+    media_capacity: int = Field(default=4, validation_alias="NCHAT_MEDIA_CAPACITY")
+    # Failed stream-key attempts per client address (WHIP and RTMP): this many within the window,
+    # then 429 / dropped until the window frees; each failure answers after a small delay.
+    ingest_key_failures: int = Field(default=5, validation_alias="NCHAT_INGEST_KEY_FAILURES")
+    ingest_key_window_seconds: float = Field(default=60.0, validation_alias="NCHAT_INGEST_KEY_WINDOW_SECONDS")
+    ingest_key_failure_delay_seconds: float = Field(
+        default=0.5, validation_alias="NCHAT_INGEST_KEY_FAILURE_DELAY_SECONDS"
+    )
+    # Live publishers' keys (and bans, status) are checked again this often, besides the bus events.
+    ingest_key_check_seconds: float = Field(default=5.0, validation_alias="NCHAT_INGEST_KEY_CHECK_SECONDS")
+    # Private media (media/access.py): stream-scoped media tokens' lifetime and signing secret (unset:
+    # derived from the HS JWT key; set it when the JWT secret is RS*/JWKS and several processes serve
+    # media); blocking playlist reloads and preload-hinted parts one client address may hold at once.
+    media_token_ttl_seconds: float = Field(default=300.0, validation_alias="NCHAT_MEDIA_TOKEN_TTL_SECONDS")
+    media_token_secret: str | None = Field(default=None, validation_alias="NCHAT_MEDIA_TOKEN_SECRET")
+    hls_max_held_per_client: int = Field(default=32, validation_alias="NCHAT_HLS_MAX_HELD_PER_CLIENT")
 
     # GraphQL websockets (subscriptions/websocket.py): keep-alive period, concurrent operations per
     # socket, largest client message, and frames queued for a slow client before it is dropped.
