@@ -8,12 +8,15 @@ through untouched: the server never delivers more than the declared length.
 
 Limits per path: the REST routes (/api/...) `NCHAT_MAX_REST_BODY_BYTES`; GraphQL and every other
 route `NCHAT_MAX_BODY_BYTES` (WHIP applies its own, smaller limit for SDP offers inside its route).
-The 413 closes the connection: the unread rest of the body is never read.
+The 413 closes the connection: the rest of the body is never buffered (a bounded lingering close
+drops what is already in flight, so the client can read the answer; see `_reject`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -23,6 +26,9 @@ from .config import Settings
 
 CODE = "request-too-large"
 GRAPHQL_PATHS = ("/v1/graphql", "/graphql")
+# After a 413, what the client is still sending is dropped for this long / this much at most.
+LINGER_SECONDS = 1.0
+LINGER_BYTES = 4 * 1024 * 1024
 
 
 def limit_for_path(settings: Settings) -> Callable[[str], int]:
@@ -68,7 +74,7 @@ class BodyLimitMiddleware:
         path: str = scope["path"]
         limit = self.limit_for(path)
         if declared is not None and declared > limit:
-            await self._reject(send, path, limit)
+            await self._reject(send, receive, path, limit)
             return
         if declared is not None:  # the server delivers no more than the declared length
             await self.app(scope, receive, send)
@@ -88,7 +94,7 @@ class BodyLimitMiddleware:
                 if received > limit:
                     refused = True
                     if not started:
-                        await self._reject(send, path, limit)
+                        await self._reject(send, receive, path, limit)
                     return {"type": "http.disconnect"}
             return message
 
@@ -103,11 +109,31 @@ class BodyLimitMiddleware:
         await self.app(scope, limited_receive, guarded_send)
 
     @staticmethod
-    async def _reject(send: Send, path: str, limit: int) -> None:
+    async def _reject(send: Send, receive: Receive, path: str, limit: int) -> None:
+        """413 at once; then a bounded lingering close: what the client is still sending is read and
+        dropped for at most LINGER_SECONDS / LINGER_BYTES, so a client that writes its whole body before
+        reading (most do) gets the answer instead of a connection reset; then the connection closes."""
         body = _too_large_body(path, limit)
         await send({
             "type": "http.response.start", "status": 413,
             "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                         (b"connection", b"close")],
         })
-        await send({"type": "http.response.body", "body": body})
+        # All of the answer's bytes go out now; the response ends after the lingering below.
+        await send({"type": "http.response.body", "body": body, "more_body": True})
+        deadline = time.monotonic() + LINGER_SECONDS
+        dropped = 0
+        while dropped < LINGER_BYTES:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            try:
+                message = await asyncio.wait_for(receive(), left)
+            except TimeoutError:
+                break
+            if message["type"] != "http.request":
+                break
+            dropped += len(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        await send({"type": "http.response.body", "body": b""})
