@@ -41,7 +41,7 @@ def is_media_id(value: str) -> bool:
 
 def not_found(stream_id: str) -> JSONResponse:
     """The one answer for an unknown stream and a private one the caller may not read."""
-    return JSONResponse({"error": {"code": "not-found", "message": f"no media for stream '{stream_id}'"}},
+    return JSONResponse({"error": {"code": "not-found", "message": "no media for this stream"}},
                         status_code=404, headers=_CORS | REFUSAL_HEADERS)
 
 
