@@ -136,7 +136,7 @@ async def delete_recording(session: Session, settings: Settings, recording_id: s
     if row["kind"] == "full":
         # Clips point into the full recording's segments: they go with it.
         await session.fetch("DELETE FROM nchat_stream_recordings WHERE stream_id = $1 AND kind = 'clip'", stream_id)
-        await session.fetch("UPDATE nchat_streams SET recording_url = NULL WHERE id = $1", stream_id)
+        # recording_url is server-owned: deleting the full recording clears it (trigger, migration 0011).
         target = root
     else:
         target = root / "clips" / recording_id

@@ -30,7 +30,7 @@ async def stream_analytics(session: Session, stream_id: str, *, now: datetime | 
     now = now or utcnow()
     viewers = await session.fetchrow(
         "SELECT count(*)::int AS sessions, "
-        "count(DISTINCT coalesce(user_id::text, 'anon:' || viewer_session_id))::int AS unique_viewers, "
+        "count(DISTINCT coalesce(user_id::text, 'anon:' || id::text))::int AS unique_viewers, "
         "coalesce(avg(watch_duration_seconds), 0)::float AS avg_watch, "
         "coalesce(sum(watch_duration_seconds), 0)::bigint AS watch_total, "
         "coalesce(sum(buffering_ms), 0)::bigint AS buffering_total, "

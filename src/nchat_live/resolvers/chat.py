@@ -100,11 +100,9 @@ async def delete_chat_message(
         raise PermissionDenied("only the author or a moderator may delete this message")
     if message["is_deleted"]:
         return public_message(message)
+    # Moderation flags are server-owned (migration 0011): the definer function checks the same rights.
     record = await session.fetchrow(
-        f"UPDATE nchat_stream_chat_messages SET is_deleted = true, deleted_at = $2, deleted_by = $3, "
-        f"is_pinned = false WHERE id = $1 RETURNING {_MESSAGE_COLUMNS}",
-        message["id"], now or utcnow(), user_id,
-    )
+        f"SELECT {_MESSAGE_COLUMNS} FROM nchat.chat_delete($1, $2)", message["id"], now or utcnow())
     deleted = row(record)
     session.emit("chat.deleted", {**event_base(stream), "id": deleted["id"]})
     return public_message(deleted)
@@ -114,23 +112,20 @@ async def pin_chat_message(
     session: Session, message_id: str, *, stream_id: str | None = None, now: datetime | None = None
 ) -> Row:
     """Pin one message (the previously pinned one is unpinned): broadcaster or moderator."""
-    user_id = require_user(session, "pin messages")
+    require_user(session, "pin messages")
     message, stream = await _load_message(session, message_id, stream_id)
     await require_manager(session, stream["id"], "pin messages")
     if message["is_deleted"]:
         raise ValidationFailed("a deleted message cannot be pinned", code="message-deleted")
     previous = await session.fetch(
-        "UPDATE nchat_stream_chat_messages SET is_pinned = false, pinned_at = NULL, pinned_by = NULL "
-        "WHERE stream_id = $1 AND is_pinned AND id <> $2 RETURNING id",
-        stream["id"], message["id"],
+        "SELECT p.id FROM nchat_stream_chat_messages m, nchat.chat_set_pinned(m.id, false, $3) p "
+        "WHERE m.stream_id = $1 AND m.is_pinned AND m.id <> $2",
+        stream["id"], message["id"], now or utcnow(),
     )
     for p in previous:
         session.emit("chat.unpinned", {**event_base(stream), "id": str(p["id"])})
     record = await session.fetchrow(
-        f"UPDATE nchat_stream_chat_messages SET is_pinned = true, pinned_at = $2, pinned_by = $3 WHERE id = $1 "
-        f"RETURNING {_MESSAGE_COLUMNS}",
-        message["id"], now or utcnow(), user_id,
-    )
+        f"SELECT {_MESSAGE_COLUMNS} FROM nchat.chat_set_pinned($1, true, $2)", message["id"], now or utcnow())
     pinned = row(record)
     session.emit("chat.pinned", _event(stream, pinned))
     return pinned
@@ -141,10 +136,7 @@ async def unpin_chat_message(session: Session, message_id: str, *, stream_id: st
     message, stream = await _load_message(session, message_id, stream_id)
     await require_manager(session, stream["id"], "unpin messages")
     record = await session.fetchrow(
-        f"UPDATE nchat_stream_chat_messages SET is_pinned = false, pinned_at = NULL, pinned_by = NULL "
-        f"WHERE id = $1 RETURNING {_MESSAGE_COLUMNS}",
-        message["id"],
-    )
+        f"SELECT {_MESSAGE_COLUMNS} FROM nchat.chat_set_pinned($1, false, NULL)", message["id"])
     unpinned = row(record)
     if message["is_pinned"]:
         session.emit("chat.unpinned", {**event_base(stream), "id": unpinned["id"]})

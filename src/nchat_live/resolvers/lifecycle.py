@@ -37,19 +37,6 @@ def check_transition(current: str, target: str) -> None:
         raise IllegalTransition(f"a stream that is '{current}' cannot become '{target}'; allowed: {allowed}")
 
 
-# Columns a transition stamps, in SQL evaluated against the locked row.
-_STAMPS: dict[str, str] = {
-    LIVE: "started_at = coalesce(started_at, now())",
-    ENDED: (
-        "ended_at = coalesce(ended_at, now()), "
-        "duration_seconds = CASE WHEN started_at IS NULL THEN 0 "
-        "ELSE greatest(0, extract(epoch FROM coalesce(ended_at, now()) - started_at))::int END, "
-        "current_viewers = 0"
-    ),
-    FAILED: "ended_at = coalesce(ended_at, now()), current_viewers = 0",
-    CANCELLED: "ended_at = coalesce(ended_at, now())",
-}
-
 EVENT_FOR_STATUS = {
     LIVE: "stream.started",
     ENDED: "stream.ended",
@@ -62,7 +49,7 @@ EVENT_FOR_STATUS = {
 
 
 async def transition(session: Session, stream_id: str, target: str, *, reason: str | None = None) -> dict[str, Any]:
-    """Move a stream to `target` under the caller's role; RLS decides whether they may.
+    """Move a stream to `target` through nchat.stream_transition (who may: those who manage the stream).
 
     Locks the row, checks the transition, stamps times, and emits the status event after commit.
     Returns the updated row (without the stream key).
@@ -73,20 +60,18 @@ async def transition(session: Session, stream_id: str, target: str, *, reason: s
     if row is None:
         raise NotFound(f"stream '{stream_id}' not found", code="stream-not-found")
     check_transition(row["status"], target)
-    stamps = _STAMPS.get(target)
-    sets = "status = $2, end_reason = coalesce($3, end_reason)" + (f", {stamps}" if stamps else "")
+    # Status and its times are server-owned (migration 0011): the definer function checks the caller may
+    # manage the stream, applies the same state machine, stamps the times and closes viewer sessions.
     updated = await session.fetchrow(
-        f"UPDATE nchat_streams SET {sets} WHERE id = $1 RETURNING id, channel_id, broadcaster_id, status, "
-        "title, started_at, ended_at, duration_seconds, end_reason, current_viewers, peak_viewers, total_views, "
-        "total_reactions, total_chat_messages, hls_manifest_url, recording_url",
+        "SELECT id, channel_id, broadcaster_id, status, title, started_at, ended_at, duration_seconds, end_reason, "
+        "current_viewers, peak_viewers, total_views, total_reactions, total_chat_messages, hls_manifest_url, "
+        "recording_url FROM nchat.stream_transition($1, $2, $3)",
         stream_id, target, reason,
     )
     if updated is None:
-        # The row was readable but RLS refused the update.
+        # The row was readable but the caller may not manage it.
         raise PermissionDenied(f"not allowed to change the status of stream '{stream_id}'")
     result = dict(updated)
-    if target in (ENDED, FAILED):
-        await close_viewer_sessions(session, stream_id)
     session.emit(
         EVENT_FOR_STATUS[target],
         {
@@ -99,16 +84,3 @@ async def transition(session: Session, stream_id: str, target: str, *, reason: s
     )
     return result
 
-
-async def close_viewer_sessions(session: Session, stream_id: str) -> int:
-    """Close every open viewer session of a stream that has stopped, crediting watch time until now.
-
-    The counter trigger keeps current_viewers at 0 (already stamped by the transition).
-    """
-    closed = await session.fetch(
-        "UPDATE nchat_stream_viewers SET left_at = greatest(now(), last_seen_at), "
-        "watch_duration_seconds = greatest(0, extract(epoch FROM greatest(now(), last_seen_at) - joined_at))::int "
-        "WHERE stream_id = $1 AND left_at IS NULL RETURNING id",
-        stream_id,
-    )
-    return len(closed)

@@ -160,12 +160,9 @@ async def create_stream(
     urls = stream_urls(settings, stream_id, stream_key)
     status = lifecycle.SCHEDULED if data.scheduled_at is not None and data.scheduled_at > now \
         else lifecycle.PREPARING
-    # ingest_url and status are not insertable by request roles; the broadcaster may update them.
-    record = await session.fetchrow(
-        f"UPDATE nchat_streams SET ingest_url = $2, status = $3 WHERE id = $1 RETURNING {STREAM_COLUMNS}",
-        stream_id, urls["whip_url"], status,
-    )
-    stream = row(record)
+    # ingest_url and status are server-owned (migration 0011): set through the definer function.
+    await session.fetchval("SELECT nchat.stream_prepare($1, $2, $3)", stream_id, urls["whip_url"], status)
+    stream = await load_stream(session, stream_id)
     session.emit("stream.created", {**event_base(stream), "status": status, "title": stream["title"]})
     return {**stream, **urls, "stream_key": stream_key}
 
@@ -218,9 +215,8 @@ async def rotate_stream_key(session: Session, settings: Settings, stream_id: str
     if stream["status"] in lifecycle.TERMINAL:
         raise lifecycle.IllegalTransition(f"the stream is '{stream['status']}'; its key can no longer be used")
     stream_key = secrets.token_urlsafe(32)
-    await session.fetchval(
-        "UPDATE nchat_streams SET stream_key = $2 WHERE id = $1 RETURNING id", stream["id"], stream_key
-    )
+    if not await session.fetchval("SELECT nchat.stream_rotate_key($1, $2)", stream["id"], stream_key):
+        raise PermissionDenied("only the broadcaster may rotate the stream key")
     session.emit("stream.key_rotated", event_base(stream))
     return {**stream, **stream_urls(settings, stream["id"], stream_key), "stream_key": stream_key}
 

@@ -1,0 +1,158 @@
+"""The permission model (issue 12) as data: per request role and table, the columns it may select,
+insert and update, whether it may delete, the row check, the presets and the server-owned columns.
+
+Migration 0011 is the SQL of this model; `tests/security/test_permission_matrix.py` derives its cases
+from this table and checks them against the live catalog (column privileges and policies), so the two
+cannot drift. The admin role (the server and admin-secret requests) holds every privilege.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+ROLES = ("anonymous", "user", "moderator")
+SIGNED_IN = ("user", "moderator")
+
+
+@dataclass(frozen=True)
+class TableRule:
+    """One role's permission on one table, as Hasura metadata states it."""
+
+    select: frozenset[str] = frozenset()
+    insert: frozenset[str] = frozenset()
+    update: frozenset[str] = frozenset()
+    delete: bool = False
+    check: str = ""  # the row check, in words (the policies in migration 0011/0001)
+    presets: dict[str, str] = field(default_factory=dict)
+
+
+def cols(text: str) -> frozenset[str]:
+    return frozenset(c.strip() for c in text.split(",") if c.strip())
+
+
+STREAM_READ = cols(
+    "id, channel_id, broadcaster_id, title, description, thumbnail_url, scheduled_at, status, ingest_url, "
+    "hls_manifest_url, dash_manifest_url, max_resolution, bitrate_kbps, fps, is_recorded, enable_chat, "
+    "enable_reactions, enable_qa, chat_mode, slow_mode_seconds, tags, language, current_viewers, peak_viewers, "
+    "total_views, total_reactions, total_chat_messages, started_at, ended_at, duration_seconds, recording_url, "
+    "end_reason, metadata, created_at, updated_at")
+STREAM_SETTINGS = cols(
+    "title, description, thumbnail_url, scheduled_at, max_resolution, bitrate_kbps, fps, is_recorded, enable_chat, "
+    "enable_reactions, enable_qa, chat_mode, slow_mode_seconds, tags, language, metadata")
+# Written only by the server or the domain's definer functions (nchat.stream_transition, stream_prepare,
+# stream_rotate_key, the counter triggers, media).
+STREAM_SERVER_OWNED = cols(
+    "status, started_at, ended_at, duration_seconds, end_reason, current_viewers, peak_viewers, total_views, "
+    "total_reactions, total_chat_messages, stream_key, ingest_url, hls_manifest_url, dash_manifest_url, "
+    "recording_url, broadcaster_id, channel_id")
+MESSAGE_READ = cols(
+    "id, stream_id, user_id, content, is_pinned, pinned_at, pinned_by, is_deleted, deleted_at, deleted_by, "
+    "metadata, created_at, updated_at")
+MESSAGE_SERVER_OWNED = cols("is_pinned, pinned_at, pinned_by, is_deleted, deleted_at, deleted_by")
+VIEWER_READ = cols(
+    "id, stream_id, user_id, quality, joined_at, last_seen_at, left_at, watch_duration_seconds, buffering_ms, "
+    "quality_switches, sent_chat_messages, sent_reactions, metadata")
+VIEWER_ADMIN_ONLY = cols("viewer_session_id, ip_address, user_agent, holders")
+METRIC_COLS = cols(
+    "id, stream_id, recorded_at, current_viewer_count, bitrate_kbps, upload_bitrate_kbps, fps, resolution, "
+    "dropped_frames, latency_ms, packet_loss_percent, jitter_ms, rtt_ms, encoder_speed, health_score, metadata")
+RECORDING_READ = cols(
+    "id, stream_id, kind, status, url, thumbnail_url, duration_seconds, size_bytes, renditions, clip_start_seconds, "
+    "clip_end_seconds, created_by, metadata, created_at, updated_at")
+QUESTION_READ = cols("id, stream_id, user_id, content, status, upvotes, answer, answered_at, answered_by, "
+                     "created_at, updated_at")
+
+_USERS_PUBLIC = cols("id, username, display_name, avatar_url, status, created_at, updated_at")
+_CHANNEL_READ = cols("id, name, slug, description, is_private, owner_id, metadata, created_at, updated_at")
+
+SIGNED_IN_MODEL: dict[str, TableRule] = {
+    "nchat_users": TableRule(
+        select=_USERS_PUBLIC | cols("email, metadata"), update=cols("display_name, avatar_url, status, metadata"),
+        check="read all; update yourself"),
+    "nchat_channels": TableRule(
+        select=_CHANNEL_READ, insert=cols("id, name, slug, description, is_private, owner_id, metadata"),
+        update=cols("name, description, is_private, metadata"),
+        check="public or member; owner_id = caller on insert; owner/admin (or staff) update",
+        presets={"owner_id": "caller"}),
+    "nchat_channel_members": TableRule(
+        select=cols("id, channel_id, user_id, role, joined_at"), insert=cols("channel_id, user_id, role"),
+        update=cols("role"), delete=True,
+        check="owner/admin manage; only the owner transfers ownership; the owner row is never demoted or removed"),
+    "nchat_user_follows": TableRule(
+        select=cols("follower_id, following_id, created_at"), insert=cols("follower_id, following_id"), delete=True,
+        check="follower_id = caller", presets={"follower_id": "caller"}),
+    "nchat_channel_subscriptions": TableRule(
+        select=cols("id, channel_id, user_id, tier, expires_at, created_at"), check="your own, or channel staff"),
+    "nchat_streams": TableRule(
+        select=STREAM_READ,
+        insert=STREAM_SETTINGS | cols("id, channel_id, broadcaster_id, stream_key"),
+        update=STREAM_SETTINGS, delete=True,
+        check="readable with the channel; broadcaster_id = caller and a channel member on insert; "
+              "managers update the settings; stream_key read through nchat.stream_key(id) by the broadcaster",
+        presets={"broadcaster_id": "caller"}),
+    "nchat_stream_viewers": TableRule(
+        select=VIEWER_READ, check="your own sessions, or the stream's managers; written only by viewer_join/touch"),
+    "nchat_stream_quality_metrics": TableRule(
+        select=METRIC_COLS, insert=METRIC_COLS, check="broadcaster inserts; managers read"),
+    "nchat_stream_chat_messages": TableRule(
+        select=MESSAGE_READ, insert=cols("stream_id, user_id, content, metadata"), update=cols("content"),
+        check="readable with the stream; posted as yourself (0009 rules); the author edits content of a "
+              "non-deleted message while not banned; deleted content is blank everywhere",
+        presets={"user_id": "caller"}),
+    "nchat_stream_reactions": TableRule(
+        select=cols("id, stream_id, user_id, emoji, position_x, position_y, created_at"),
+        insert=cols("stream_id, user_id, emoji, position_x, position_y"), check="as yourself (0009 rules)",
+        presets={"user_id": "caller"}),
+    "nchat_stream_recordings": TableRule(
+        select=RECORDING_READ,
+        insert=cols("id, stream_id, kind, status, url, thumbnail_url, duration_seconds, size_bytes, renditions, "
+                    "clip_start_seconds, clip_end_seconds, created_by, metadata"),
+        delete=True, check="managers add clips (kind = 'clip') and delete", presets={"created_by": "caller"}),
+    "nchat_stream_questions": TableRule(
+        select=QUESTION_READ, insert=cols("stream_id, user_id, content"),
+        update=cols("status, answer, answered_at, answered_by"),
+        check="asked as yourself; managers answer", presets={"user_id": "caller"}),
+    "nchat_stream_question_votes": TableRule(
+        select=cols("question_id, user_id, created_at"), insert=cols("question_id, user_id"),
+        check="as yourself, never on your own question", presets={"user_id": "caller"}),
+    "nchat_stream_bans": TableRule(
+        select=cols("id, channel_id, stream_id, user_id, banned_by, reason, expires_at, created_at"),
+        insert=cols("channel_id, stream_id, user_id, banned_by, reason, expires_at"), delete=True,
+        check="stream ban: manage the stream; channel ban: moderate the channel (its stream in it); "
+              "never the broadcaster or the channel owner",
+        presets={"banned_by": "caller"}),
+    "nchat_stream_reminders": TableRule(
+        select=cols("stream_id, user_id, created_at"), insert=cols("stream_id, user_id"), delete=True,
+        check="your own", presets={"user_id": "caller"}),
+}
+
+ANONYMOUS_MODEL: dict[str, TableRule] = {
+    "nchat_users": TableRule(select=_USERS_PUBLIC, check="read all"),
+    "nchat_channels": TableRule(select=_CHANNEL_READ, check="public channels"),
+    "nchat_channel_members": TableRule(select=cols("id, channel_id, user_id, role, joined_at"),
+                                       check="with a public channel"),
+    "nchat_user_follows": TableRule(select=cols("follower_id, following_id, created_at"), check="read all"),
+    "nchat_streams": TableRule(select=STREAM_READ, check="public channels"),
+    "nchat_stream_chat_messages": TableRule(select=MESSAGE_READ, check="public streams"),
+    "nchat_stream_reactions": TableRule(
+        select=cols("id, stream_id, user_id, emoji, position_x, position_y, created_at"), check="public streams"),
+    "nchat_stream_recordings": TableRule(select=RECORDING_READ, check="public streams"),
+    "nchat_stream_questions": TableRule(select=QUESTION_READ, check="public streams"),
+}
+
+# Tables only the server (admin) touches.
+SERVER_ONLY_TABLES = ("nchat_stream_reminders_sent", "nchat_media_workers", "nchat_media_leases")
+
+MODEL: dict[str, dict[str, TableRule]] = {
+    "anonymous": ANONYMOUS_MODEL,
+    "user": SIGNED_IN_MODEL,
+    "moderator": SIGNED_IN_MODEL,
+}
+
+
+def rule(role: str, table: str) -> TableRule:
+    """The role's rule on the table (no rights when the model names none)."""
+    return MODEL[role].get(table, TableRule())
+
+
+PG_ROLE = {"anonymous": "nchat_anonymous", "user": "nchat_user", "moderator": "nchat_moderator"}
