@@ -16,6 +16,11 @@ from . import errors, migrations
 from .session import PG_ROLES, Publisher, Session
 
 _SET_CLAIMS = text("SELECT set_config('role', :role, true), set_config('hasura.user', :claims, true)")
+# The same round trip with the request's statement_timeout (transaction-local, like SET LOCAL).
+_SET_CLAIMS_TIMEOUT = text(
+    "SELECT set_config('role', :role, true), set_config('hasura.user', :claims, true), "
+    "set_config('statement_timeout', :timeout, true)"
+)
 
 
 def normalise_url(url: str) -> str:
@@ -73,8 +78,11 @@ class Database:
             await conn.close()
 
     @asynccontextmanager
-    async def session(self, claims: Claims) -> AsyncIterator[Session]:
+    async def session(self, claims: Claims, *, statement_timeout_ms: int | None = None) -> AsyncIterator[Session]:
         """A transaction as `claims`: SET LOCAL ROLE and the claims in `hasura.user`.
+
+        `statement_timeout_ms` (request work; 0 or None: the server's default) is set in the same
+        statement, so it costs no extra round trip; a statement over it fails with code `timeout`.
 
         Postgres errors leave as domain errors (NchatError); after-commit callbacks run once the
         transaction has committed, never after a rollback.
@@ -84,7 +92,11 @@ class Database:
                 async with conn.begin():
                     # This statement also opens the transaction on the driver connection, so the
                     # raw asyncpg calls below run inside it.
-                    await conn.execute(_SET_CLAIMS, {"role": PG_ROLES[claims.role], "claims": claims.as_setting()})
+                    params = {"role": PG_ROLES[claims.role], "claims": claims.as_setting()}
+                    if statement_timeout_ms:
+                        await conn.execute(_SET_CLAIMS_TIMEOUT, {**params, "timeout": f"{int(statement_timeout_ms)}ms"})
+                    else:
+                        await conn.execute(_SET_CLAIMS, params)
                     raw = (await conn.get_raw_connection()).driver_connection
                     assert raw is not None
                     session = Session(conn, raw, claims, self.publisher)

@@ -92,6 +92,12 @@ def translate(exc: BaseException) -> NchatError | None:
                                 "check constraint of an insert/update permission has failed")
     if state.startswith("22") or state == "42804":
         return DataException(f"{message}" + (f" ({detail})" if detail else ""))
+    if state == "57014":  # query_canceled: statement_timeout, or a request past its deadline
+        reason = "statement timeout" if "timeout" in message else "query canceled"
+        timeout = NchatError(f"{reason}: the query ran longer than the time allowed for this request",
+                             code="timeout")
+        timeout.http_status = 504
+        return timeout
     if state in ("57P01", "57P02", "57P03", "08000", "08003", "08006", "53300"):
         return Unavailable("database unavailable, retry shortly", code="database-unavailable")
     if state == "40001" or state == "40P01":

@@ -1,8 +1,16 @@
-"""What every resolver receives as `info.context`: the runtime and who is asking."""
+"""What every resolver receives as `info.context`: the runtime and who is asking.
+
+`session()` is the only way resolvers reach data. It runs as the caller, under the role's
+`statement_timeout`, and within the caller's fair share of the pool: one client (a user, or an
+address for anonymous callers) holds at most `NCHAT_DB_SESSIONS_PER_CLIENT` sessions at once, so
+one client cannot take every connection.
+"""
 
 from __future__ import annotations
 
-from contextlib import AbstractAsyncContextManager
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,7 +18,46 @@ from starlette.requests import HTTPConnection
 
 from ..auth import Claims
 from ..db import Session
+from ..errors import RateLimited
 from ..runtime import Runtime
+
+# ctx.extra key: the query document's shared transaction (execution.run sets it).
+QUERY_SESSION = "nchat.query_session"
+# How long a request waits for its client's share of the pool before it is refused.
+SLOT_WAIT_SECONDS = 10.0
+
+
+class _Slots:
+    """Per-client semaphores of one process, forgotten when their client holds none."""
+
+    def __init__(self) -> None:
+        self._by_client: dict[tuple[int, str], tuple[asyncio.Semaphore, list[int]]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, client: str, limit: int) -> AsyncIterator[None]:
+        key = (limit, client)
+        entry = self._by_client.get(key)
+        if entry is None:
+            entry = self._by_client[key] = (asyncio.Semaphore(limit), [0])
+        semaphore, users = entry
+        users[0] += 1
+        try:
+            try:
+                await asyncio.wait_for(semaphore.acquire(), SLOT_WAIT_SECONDS)
+            except TimeoutError:
+                raise RateLimited(f"too many concurrent requests from this client: at most {limit} run at once",
+                                  code="too-many-requests") from None
+            try:
+                yield
+            finally:
+                semaphore.release()
+        finally:
+            users[0] -= 1
+            if users[0] == 0 and self._by_client.get(key) is entry:
+                del self._by_client[key]
+
+
+SLOTS = _Slots()
 
 
 @dataclass
@@ -21,6 +68,61 @@ class Context:
     # Per-operation scratch space (e.g. statement counts for tests, request id for logs).
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def session(self) -> AbstractAsyncContextManager[Session]:
+    def client_key(self) -> str | None:
+        """Whose share of the pool this request uses: the user, else the peer address."""
+        if self.claims.user_id is not None:
+            return f"user:{self.claims.user_id}"
+        client = self.connection.client if self.connection is not None else None
+        return f"addr:{client.host}" if client is not None else None
+
+    def statement_timeout_ms(self) -> int:
+        settings = self.runtime.settings
+        return settings.admin_statement_timeout_ms if self.claims.is_admin else settings.statement_timeout_ms
+
+    @contextlib.asynccontextmanager
+    async def session(self) -> AsyncIterator[Session]:
         """A transaction as the caller: the only way resolvers reach data."""
-        return self.runtime.database.session(self.claims)
+        database = self.runtime.database
+        timeout = self.statement_timeout_ms()
+        client = self.client_key()
+        limit = self.runtime.settings.db_sessions_per_client
+        if client is None or limit <= 0:
+            async with database.session(self.claims, statement_timeout_ms=timeout) as session:
+                yield session
+            return
+        async with SLOTS.hold(client, limit), database.session(self.claims, statement_timeout_ms=timeout) as session:
+            yield session
+
+
+class SharedSession:
+    """One transaction for the table root fields of one query document, opened on first use.
+
+    Root fields resolve concurrently; they take turns on the one connection (asyncpg runs one
+    statement at a time per connection), which also bounds a document's hold on the pool to one.
+    """
+
+    def __init__(self, ctx: Context) -> None:
+        self._ctx = ctx
+        self._lock = asyncio.Lock()
+        self._stack: contextlib.AsyncExitStack | None = None
+        self._session: Session | None = None
+
+    @contextlib.asynccontextmanager
+    async def use(self) -> AsyncIterator[Session]:
+        async with self._lock:
+            if self._session is None:
+                stack = contextlib.AsyncExitStack()
+                self._session = await stack.enter_async_context(self._ctx.session())
+                self._stack = stack
+            yield self._session
+
+    async def close(self, error: BaseException | None) -> None:
+        """Commit (no error) or roll back the transaction, if one was opened."""
+        stack, self._stack, self._session = self._stack, None, None
+        if stack is None:
+            return
+        if error is None:
+            await stack.aclose()
+        else:
+            with contextlib.suppress(Exception):
+                await stack.__aexit__(type(error), error, error.__traceback__)

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections import OrderedDict
@@ -35,14 +36,16 @@ from graphql import (
 
 from ..errors import NchatError, Unavailable
 from ..resolvers.hasura.selection import RAW_VARIABLES
-from .context import Context
+from .context import QUERY_SESSION, Context, SharedSession
 from .hasura_resolvers import MUTATION_SESSION
+from .limits import DocumentLimits, check_cost, check_syntax, refusal
 
 log = logging.getLogger(__name__)
 
 Response = dict[str, Any]
 _CACHE_SIZE = 512
-_documents: OrderedDict[tuple[int, str, bool], tuple[DocumentNode | None, list[Response]]] = OrderedDict()
+_Key = tuple[int, str, bool, DocumentLimits]
+_documents: OrderedDict[_Key, tuple[DocumentNode | None, list[Response]]] = OrderedDict()
 _UNKNOWN_FIELD = re.compile(r"^Cannot query field '([^']+)' on type '([^']+)'\.")
 
 
@@ -178,20 +181,32 @@ def format_result(result: ExecutionResult) -> Response:
     return {"data": result.data}
 
 
-def prepare(ctx: Context, query: Any) -> Prepared | Response:
-    """Parse and validate `query` against the caller's schema (cached), or the errors to answer."""
+def prepare(ctx: Context, query: Any, operation_name: Any = None, variables: Any = None) -> Prepared | Response:
+    """The one front door of every transport: parse and validate `query` for the caller, or the errors.
+
+    In order, each step bounded by the one before: the request's shape, a brace-depth guard, parsing
+    with a token cap, alias and root-field caps, the depth limit, graphql-core's validation (with
+    the introspection switch) - cached per (schema, document, introspection, limits) - then the
+    operation and its cost estimate, which depend on the request's operation name and variables.
+    """
     registry = getattr(ctx.runtime, "graphql", None)
     if registry is None:
         raise Unavailable("the GraphQL schema is not built yet")
     schema = registry.for_role(ctx.claims.role)
+    schema = getattr(schema, "_schema", schema)
     if not isinstance(query, str) or not query.strip():
         return error("the request has no \"query\" (a GraphQL document string)", path="$.query")
+    if variables is not None and not isinstance(variables, dict):
+        return error("\"variables\" must be a JSON object", path="$.variables")
+    if operation_name is not None and not isinstance(operation_name, str):
+        return error("\"operationName\" must be a string", path="$.operationName")
     settings = ctx.runtime.settings
+    limits = DocumentLimits.of(settings)
     introspection = settings.introspection_for_all or ctx.claims.is_admin
-    key = (id(schema), query, introspection)
+    key = (id(schema), query, introspection, limits)
     cached = _documents.get(key)
     if cached is None:
-        cached = _parse_and_validate(schema, query, introspection, settings.max_query_depth)
+        cached = _parse_and_validate(schema, query, introspection, limits)
         _documents[key] = cached
         if len(_documents) > _CACHE_SIZE:
             _documents.popitem(last=False)
@@ -200,23 +215,36 @@ def prepare(ctx: Context, query: Any) -> Prepared | Response:
     document, errors = cached
     if document is None:
         return {"errors": errors}
-    return Prepared(schema, document, None)
+    operation = graphql.get_operation_ast(document, operation_name)
+    if operation is None:
+        return error("no operation with that name in the document" if operation_name
+                     else "the document needs exactly one operation, or an operationName")
+    cost = check_cost(schema, document.definitions, operation, variables, limits)
+    if cost:
+        return {"errors": cost}
+    return Prepared(schema, document, operation)
 
 
 def _parse_and_validate(
-    schema: GraphQLSchema, query: str, introspection: bool, max_depth: int
+    schema: GraphQLSchema, query: str, introspection: bool, limits: DocumentLimits
 ) -> tuple[DocumentNode | None, list[Response]]:
+    max_depth = limits.max_depth
     limit_message = f"the query is nested deeper than the maximum depth of {max_depth}"
     if _brace_depth(query) > max_depth * 2 + 32:
-        return None, error(limit_message)["errors"]
+        return None, [refusal(limit_message, "depth")]
     try:
-        document = graphql.parse(query)
+        document = graphql.parse(query, max_tokens=limits.max_tokens)
     except GraphQLError as exc:
+        if "tokens" in exc.message and "Parsing aborted" in exc.message:
+            return None, [refusal(f"the query has more than {limits.max_tokens} tokens, the limit", "tokens")]
         return None, error(f"not a valid graphql query: {exc.message}", path="$.query")["errors"]
+    refused = check_syntax(document.definitions, limits)
+    if refused:
+        return None, refused
     fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
     for definition in document.definitions:
         if isinstance(definition, OperationDefinitionNode) and _depth(definition.selection_set, fragments) > max_depth:
-            return None, error(limit_message)["errors"]
+            return None, [refusal(limit_message, "depth")]
     rules = list(specified_rules)
     if not introspection:
         rules.append(NoSchemaIntrospectionCustomRule)
@@ -230,22 +258,58 @@ def _parse_and_validate(
 async def execute(
     ctx: Context, query: Any, variables: Any = None, operation_name: str | None = None
 ) -> Response:
-    """Run a query or mutation as `ctx.claims`; the JSON to send back."""
+    """Run a query or mutation as `ctx.claims` (HTTP); the JSON to send back."""
     try:
-        prepared = prepare(ctx, query)
+        prepared = prepare(ctx, query, operation_name, variables)
     except NchatError as exc:
         return error(exc.message, exc.code)
     if not isinstance(prepared, Prepared):
         return prepared
-    if variables is not None and not isinstance(variables, dict):
-        return error("\"variables\" must be a JSON object", path="$.variables")
-    if operation_name is not None and not isinstance(operation_name, str):
-        return error("\"operationName\" must be a string", path="$.operationName")
-    operation = graphql.get_operation_ast(prepared.document, operation_name)
-    if operation is not None and operation.operation == OperationType.SUBSCRIPTION:
+    if prepared.operation is not None and prepared.operation.operation == OperationType.SUBSCRIPTION:
         return error("subscriptions are served over a websocket (graphql-transport-ws or graphql-ws)")
+    return await run(ctx, prepared, variables, operation_name)
+
+
+async def run(ctx: Context, prepared: Prepared, variables: Any, operation_name: str | None, *,
+              positions: bool = False) -> Response:
+    """A prepared query or mutation, on any transport, under the request deadline.
+
+    A mutation document is one transaction (any error rolls every root field back); the table
+    root fields of a query document share one transaction, opened when the first needs it.
+    """
+    deadline = ctx.runtime.settings.request_timeout_seconds
+    try:
+        async with asyncio.timeout(deadline if deadline > 0 else None):
+            return await _run_operation(ctx, prepared, variables, operation_name, positions)
+    except TimeoutError:
+        return error(f"the request ran longer than its deadline of {deadline:g} s", code="timeout")
+
+
+def _errors(result: ExecutionResult, positions: bool) -> Response:
+    # A failed statement aborts the transaction; the fields after it fail with "current
+    # transaction is aborted", which says nothing the first error did not.
+    errors = [e for e in result.errors or [] if "25P02" not in _sqlstate(e)] or result.errors or []
+    return {"errors": [format_error(e, positions=positions) for e in errors]}
+
+
+async def _run_operation(ctx: Context, prepared: Prepared, variables: Any, operation_name: str | None,
+                         positions: bool) -> Response:
+    operation = prepared.operation
     if operation is None or operation.operation != OperationType.MUTATION:
-        return format_result(await _run(prepared, ctx, variables, operation_name))
+        shared = SharedSession(ctx)
+        ctx.extra[QUERY_SESSION] = shared
+        failed: BaseException | None = None
+        try:
+            result = await _run(prepared, ctx, variables, operation_name)
+            if result.errors:
+                failed = _Rollback(result)
+        except BaseException as exc:
+            failed = exc
+            raise
+        finally:
+            ctx.extra.pop(QUERY_SESSION, None)
+            await shared.close(failed)
+        return _errors(result, positions) if result.errors else {"data": result.data}
     # Every mutation root field of the request in one transaction: any error rolls all back.
     try:
         async with ctx.session() as session:
@@ -254,15 +318,12 @@ async def execute(
             if result.errors:
                 raise _Rollback(result)
     except _Rollback as rollback:
-        # A failed statement aborts the transaction; the fields after it fail with "current
-        # transaction is aborted", which says nothing the first error did not.
-        errors = [e for e in rollback.result.errors or [] if "25P02" not in _sqlstate(e)]
-        return {"errors": [format_error(e) for e in errors or rollback.result.errors or []]}
+        return _errors(rollback.result, positions)
     except NchatError as exc:  # failed at commit (e.g. a deferred constraint)
         return error(exc.message, exc.code)
     finally:
         ctx.extra.pop(MUTATION_SESSION, None)
-    return format_result(result)
+    return {"data": result.data}
 
 
 def _sqlstate(err: GraphQLError) -> str:
@@ -293,13 +354,11 @@ async def subscribe(
     The iterator's `aclose()` ends the underlying subscription (and its live query).
     """
     try:
-        prepared = prepare(ctx, query)
+        prepared = prepare(ctx, query, operation_name, variables)
     except NchatError as exc:
         return error(exc.message, exc.code)
     if not isinstance(prepared, Prepared):
         return prepared
-    if variables is not None and not isinstance(variables, dict):
-        return error("\"variables\" must be a JSON object", path="$.variables")
     ctx.extra[RAW_VARIABLES] = variables
     stream = graphql.subscribe(prepared.schema, prepared.document, context_value=ctx, variable_values=variables,
                                operation_name=operation_name)
@@ -321,4 +380,4 @@ async def subscribe(
     return responses()
 
 
-__all__ = ["Prepared", "error", "execute", "format_error", "prepare", "subscribe"]
+__all__ = ["Prepared", "error", "execute", "format_error", "prepare", "run", "subscribe"]

@@ -1,8 +1,9 @@
 """Root-field resolvers of the generated schema: compile the field, run ONE statement, return JSON.
 
-Queries open a session per root field (they run concurrently); mutations share the operation's
-single transaction (`execution.MUTATION_SESSION` in the context), as Hasura runs a request's
-mutations in one transaction.
+The table root fields of a query document share one transaction (`context.QUERY_SESSION`, opened
+by the first that needs it, so a document holds one pooled connection whatever its width);
+mutations share the operation's single transaction (`execution.MUTATION_SESSION` in the context),
+as Hasura runs a request's mutations in one transaction.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from ..resolvers.hasura.compiler import Compiler, RootField
 from ..resolvers.hasura.mutations import UPDATE_OPERATORS, CompiledMutation, MutationCompiler
 from ..resolvers.hasura.nested import NestedInsert, has_nested
 from ..resolvers.hasura.selection import Reader, Selected
-from .context import Context
+from .context import QUERY_SESSION, Context, SharedSession
 from .live import LiveQuery
 
 MUTATION_SESSION = "nchat.mutation_session"
@@ -63,7 +64,14 @@ def _count(ctx: Context, session: Session, before: int = 0) -> None:
 
 async def run_json(ctx: Context, sql: str, params: list[Any], session: Session | None = None) -> Any:
     """Run one compiled statement as the caller and decode its JSON (None for no row)."""
-    if session is None:
+    shared: SharedSession | None = ctx.extra.get(QUERY_SESSION) if session is None else None
+    if shared is not None:
+        # The query document's one transaction (execution.run): root fields take turns on it.
+        async with shared.use() as s:
+            before = s.statements
+            raw = await _guarded(s.fetchval(sql, *params))
+            _count(ctx, s, before)
+    elif session is None:
         async with ctx.session() as s:
             raw = await s.fetchval(sql, *params)
             _count(ctx, s)

@@ -1,7 +1,8 @@
 """HTTP endpoints: POST /v1/graphql (Hasura's path) and /graphql; GraphiQL on GET.
 
 Errors keep Hasura's shape and its HTTP 200 (authentication failures included), except a body
-over the size limit (413) and a body that is not JSON (400), which never reach GraphQL.
+over the size limit (413), a body that is not JSON (400) and a batch over NCHAT_MAX_BATCH_SIZE (400),
+which never reach GraphQL.
 """
 
 from __future__ import annotations
@@ -86,7 +87,12 @@ async def graphql_endpoint(request: Request) -> Response:
         claims = runtime.auth.authenticate(request.headers)
     except NchatError as exc:
         return JSONResponse(error(exc.message, exc.code))
-    if isinstance(payload, list):  # a batch, as Apollo's batch link sends
+    if isinstance(payload, list):  # a batch, as Apollo's batch link sends (one at a time)
+        cap = runtime.settings.max_batch_size
+        if len(payload) > cap:
+            refused = error(f"a batch of {len(payload)} operations; the limit is {cap}")
+            refused["errors"][0]["extensions"]["limit"] = "batch"
+            return JSONResponse(refused, status_code=400)
         return JSONResponse([await _one(runtime, claims, request, item) for item in payload])
     return JSONResponse(await _one(runtime, claims, request, payload))
 

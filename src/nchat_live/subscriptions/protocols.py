@@ -63,6 +63,8 @@ class Close:
     INTERNAL = 4500
     NORMAL = 1000
     GOING_AWAY = 1001
+    # A limit of the server's policy (e.g. connections per client address).
+    POLICY = 1008
     TOO_BIG = 1009
     # The client reads too slowly; its queue overflowed (RFC 6455 "try again later").
     SLOW = 1013

@@ -28,18 +28,14 @@ from graphql import (
     GraphQLSchema,
     OperationDefinitionNode,
     OperationType,
-    execute,
-    get_operation_ast,
-    parse,
     subscribe,
-    validate,
 )
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from ..auth import Claims
 from ..errors import NchatError
 from ..graphql.context import Context
-from ..graphql.execution import format_error
+from ..graphql.execution import Prepared, format_error, prepare, run
 from ..runtime import Runtime
 from .fanout import FEED_READY, SHAREABLE_FIELDS, Member
 from .protocols import LEGACY_WS, TRANSPORT_WS, Close, Protocol, choose
@@ -58,31 +54,6 @@ def format_result(result: ExecutionResult) -> dict[str, Any]:
     if result.errors:
         payload["errors"] = [format_error(e, positions=True) for e in result.errors]
     return payload
-
-
-_fallback: GraphQLSchema | None = None
-
-
-def schema_for(runtime: Runtime, claims: Claims) -> GraphQLSchema:
-    """The role's schema from the GraphQL engine's registry; the event subscriptions alone without it."""
-    registry = getattr(runtime, "graphql", None)
-    if registry is not None and hasattr(registry, "for_role"):
-        schema = registry.for_role(claims.role)
-        return getattr(schema, "_schema", schema)
-    global _fallback
-    if _fallback is None:
-        import strawberry
-
-        from ..graphql.events import Subscription
-
-        @strawberry.type
-        class Query:
-            @strawberry.field
-            def ping(self) -> str:
-                return "pong"
-
-        _fallback = strawberry.Schema(query=Query, subscription=Subscription)._schema
-    return _fallback
 
 
 class ProtocolViolation(Exception):
@@ -104,6 +75,8 @@ class Connection:
         self.claims: Claims | None = None
         self.init_received = False
         self.operations: dict[str, asyncio.Task[None] | Member] = {}
+        self.live_queries: set[str] = set()
+        self.limits_live = runtime.settings.ws_max_live_queries
         self.outbox: asyncio.Queue[str] = asyncio.Queue(self.limits.send_queue)
         self.done = asyncio.Event()
         self.close_code: int | None = None
@@ -343,58 +316,54 @@ class Connection:
                                             extensions={"code": "validation-failed"})])
             return
         claims = self.claims
-        schema = schema_for(self.runtime, claims)
-        query: str = payload["query"]
-        # Subscribers with equal keys receive equal results: a running group is joined without
-        # parsing or validating the document again (it was validated against this very schema).
+        context = Context(self.runtime, claims, self.ws)
+        # The one GraphQL front door (graphql/execution.py): caps, cached validation, depth, cost,
+        # the introspection switch and Hasura's error shape, as over HTTP.
+        try:
+            prepared = prepare(context, payload["query"], operation_name, variables)
+        except NchatError as exc:
+            prepared = {"errors": [{"message": exc.message, "extensions": {"path": "$", "code": exc.code}}]}
+        if not isinstance(prepared, Prepared):
+            self.send(self.protocol.error(op_id, prepared["errors"]))
+            return
+        operation = prepared.operation
+        assert operation is not None
+        live = _live_query(prepared.schema, operation)
+        if live:
+            self.live_queries &= self.operations.keys()
+            if len(self.live_queries) >= self.limits_live:
+                self.send(self.protocol.error(op_id, [{
+                    "message": f"too many live queries on this connection: the limit is {self.limits_live}",
+                    "extensions": {"path": "$", "code": "too-many-operations", "limit": "live_queries"},
+                }]))
+                return
+        schema, document, query = prepared.schema, prepared.document, payload["query"]
+        # Subscribers with equal keys receive equal results: a running group is joined.
         key = (id(schema), query, operation_name, json.dumps(variables, sort_keys=True), claims.visibility_key())
         handle: asyncio.Task[None] | Member | None = self.realtime.feeds.join(key, self, op_id)
         if handle is None:
-            prepared = self._prepare(op_id, schema, query, operation_name)
-            if prepared is None:
-                return
-            document, operation = prepared
             if _shareable(operation):
-                context = Context(self.runtime, claims)
+                shared_context = Context(self.runtime, claims)
 
                 def opener(ready: Callable[[], None]) -> Awaitable[Any]:
-                    context.extra[FEED_READY] = ready
-                    return _open(schema, document, variables, operation_name, context)
+                    shared_context.extra[FEED_READY] = ready
+                    return _open(schema, document, variables, operation_name, shared_context)
 
                 handle = self.realtime.feeds.start(key, opener, self, op_id)
             else:
                 handle = asyncio.get_running_loop().create_task(
-                    self._operation(op_id, schema, document, operation, variables, operation_name, claims))
+                    self._operation(op_id, prepared, variables, operation_name, context))
         self.operations[op_id] = handle
+        if live:
+            self.live_queries.add(op_id)
         self._count_subscription(1)
 
-    def _prepare(self, op_id: str, schema: GraphQLSchema, query: str, operation_name: str | None
-                 ) -> tuple[DocumentNode, OperationDefinitionNode] | None:
-        """Parse and validate; None once the errors have been sent."""
-        try:
-            document = parse(query, max_tokens=20_000)
-        except GraphQLError as exc:
-            self._fail(op_id, [GraphQLError(f"not a valid graphql query: {exc.message}",
-                                            extensions={"code": "validation-failed"})])
-            return None
-        problems = validate(schema, document)
-        if problems:
-            self._fail(op_id, list(problems))
-            return None
-        operation = get_operation_ast(document, operation_name)
-        if operation is None:
-            self._fail(op_id, [GraphQLError("no operation with that name in the document"
-                                            if operation_name else "the document needs exactly one operation",
-                                            extensions={"code": "validation-failed"})])
-            return None
-        return document, operation
-
-    async def _operation(self, op_id: str, schema: GraphQLSchema, document: DocumentNode,
-                         operation: OperationDefinitionNode, variables: dict[str, Any] | None,
-                         operation_name: str | None, claims: Claims) -> None:
+    async def _operation(self, op_id: str, prepared: Prepared, variables: dict[str, Any] | None,
+                         operation_name: str | None, context: Context) -> None:
         completed = False
-        context = Context(self.runtime, claims, self.ws)
         listening = False
+        operation = prepared.operation
+        assert operation is not None
 
         def ready() -> None:
             nonlocal listening
@@ -405,15 +374,13 @@ class Connection:
         context.extra[FEED_READY] = ready
         try:
             if operation.operation is not OperationType.SUBSCRIPTION:
-                result = execute(schema, document, variable_values=variables, operation_name=operation_name,
-                                 context_value=context)
-                if isawaitable(result):
-                    result = await result
-                assert isinstance(result, ExecutionResult)
-                self.send(self.protocol.next(op_id, format_result(result)))
+                # Queries and mutations run as over HTTP: one transaction per mutation document,
+                # the request deadline, the same error shape.
+                response = await run(context, prepared, variables, operation_name, positions=True)
+                self.send(self.protocol.next(op_id, response))
                 completed = True
             else:
-                stream = await _open(schema, document, variables, operation_name, context)
+                stream = await _open(prepared.schema, prepared.document, variables, operation_name, context)
                 if isinstance(stream, ExecutionResult):
                     if stream.errors:
                         self._fail(op_id, list(stream.errors))
@@ -456,6 +423,19 @@ def _shareable(operation: OperationDefinitionNode) -> bool:
             and selections[0].name.value in SHAREABLE_FIELDS)
 
 
+def _live_query(schema: GraphQLSchema, operation: OperationDefinitionNode) -> bool:
+    """A subscription on a table (a live query or stream, re-run on change), not an event feed."""
+    root = schema.subscription_type
+    if operation.operation is not OperationType.SUBSCRIPTION or root is None:
+        return False
+    for sel in operation.selection_set.selections:
+        if isinstance(sel, FieldNode):
+            field = root.fields.get(sel.name.value)
+            if field is not None and (field.extensions or {}).get("nchat") is not None:
+                return True
+    return False
+
+
 async def _open(schema: GraphQLSchema, document: DocumentNode, variables: dict[str, Any] | None,
                 operation_name: str | None, context: Context) -> AsyncIterator[ExecutionResult] | ExecutionResult:
     stream = subscribe(schema, document, variable_values=variables, operation_name=operation_name,
@@ -477,4 +457,21 @@ async def graphql_websocket(websocket: WebSocket) -> None:
                               reason=f"unsupported subprotocol(s) {offered}; use graphql-transport-ws or graphql-ws")
         return
     protocol, subprotocol = chosen
-    await Connection(websocket, runtime, protocol, subprotocol).serve()
+    client = websocket.client.host if websocket.client is not None else ""
+    cap = runtime.settings.ws_max_connections_per_client
+    if cap > 0 and _connections.get(client, 0) >= cap:
+        # Accepted so that the client reads why (a close before accept is a bare HTTP 403).
+        await websocket.accept(subprotocol=subprotocol)
+        await websocket.close(code=Close.POLICY, reason=f"too many connections from this address: the limit is {cap}")
+        return
+    _connections[client] = _connections.get(client, 0) + 1
+    try:
+        await Connection(websocket, runtime, protocol, subprotocol).serve()
+    finally:
+        _connections[client] -= 1
+        if _connections[client] <= 0:
+            del _connections[client]
+
+
+# Open sockets per client address in this process (NCHAT_WS_MAX_CONNECTIONS_PER_CLIENT).
+_connections: dict[str, int] = {}

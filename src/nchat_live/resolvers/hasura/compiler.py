@@ -188,7 +188,7 @@ class Compiler:
                 raise ValidationFailed(f"\"{name}\" must be a non-negative integer, got {value}")
         if root:
             # The row cap of the deployment: a larger or missing limit is clamped, as Hasura's
-            # per-role row limit does.
+            # per-role row limit does (array_json asks for it on nested lists as well).
             limit = self.max_rows if limit is None else min(limit, self.max_rows)
         if limit is not None:
             tail += f" LIMIT {self.params.add(limit)}"
@@ -197,7 +197,9 @@ class Compiler:
         return a, prefix, tail
 
     def array_json(self, table: Table, selected: Selected, args: dict[str, Any], join: Join | None, root: bool) -> str:
-        a, prefix, tail = self.rows_source(table, args, join, root)
+        # Every list of rows, nested array relationships too, gets the row cap as its default limit
+        # (and a larger limit is clamped): nesting cannot multiply unbounded lists.
+        a, prefix, tail = self.rows_source(table, args, join, True)
         obj = self.object_json(table, a, self.reader.child_fields(selected))
         s = self.alias("_s")
         return f"(SELECT coalesce(json_agg({s}.j), '[]') FROM (SELECT {prefix}{obj} AS j {tail}) {s})"
