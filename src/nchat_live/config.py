@@ -100,6 +100,20 @@ class Settings(BaseSettings):
     max_rows: int = Field(default=1000, validation_alias="NCHAT_MAX_ROWS")
     max_body_bytes: int = Field(default=1_000_000, validation_alias="NCHAT_MAX_BODY_BYTES")
     introspection_for_all: bool = Field(default=True, validation_alias="NCHAT_INTROSPECTION_FOR_ALL")
+    # GraphQL cost limits (graphql/limits.py), checked before validation or any database work, on
+    # HTTP and websockets alike: lexer tokens, aliases, root fields, operations in one HTTP batch, and
+    # the estimated worst-case rows (each list field counts its `limit`, or max_rows without one).
+    max_query_tokens: int = Field(default=10_000, validation_alias="NCHAT_MAX_QUERY_TOKENS")
+    max_query_aliases: int = Field(default=100, validation_alias="NCHAT_MAX_QUERY_ALIASES")
+    max_root_fields: int = Field(default=50, validation_alias="NCHAT_MAX_ROOT_FIELDS")
+    max_batch_size: int = Field(default=20, validation_alias="NCHAT_MAX_BATCH_SIZE")
+    max_query_cost: int = Field(default=5_000_000, validation_alias="NCHAT_MAX_QUERY_COST")
+    # Server-side time: Postgres statement_timeout per request (admin has its own), a deadline for a
+    # whole GraphQL request, and database sessions one client (user, else address) may hold at once.
+    statement_timeout_ms: int = Field(default=10_000, validation_alias="NCHAT_STATEMENT_TIMEOUT_MS")
+    admin_statement_timeout_ms: int = Field(default=60_000, validation_alias="NCHAT_ADMIN_STATEMENT_TIMEOUT_MS")
+    request_timeout_seconds: float = Field(default=30.0, validation_alias="NCHAT_REQUEST_TIMEOUT_SECONDS")
+    db_sessions_per_client: int = Field(default=5, validation_alias="NCHAT_DB_SESSIONS_PER_CLIENT")
     # Ingest limits (media/rtmp/, media/whip.py, media/throttle.py). RTMP binds rtmp_host (unset: the
     # --host of `serve`, else 127.0.0.1); a connection must publish with a valid key within
     # rtmp_publish_timeout_seconds and is dropped after rtmp_idle_timeout_seconds without media.
@@ -135,6 +149,8 @@ class Settings(BaseSettings):
     # socket, largest client message, and frames queued for a slow client before it is dropped.
     ws_keepalive_seconds: float = Field(default=10.0, validation_alias="NCHAT_WS_KEEPALIVE_SECONDS")
     ws_max_operations: int = Field(default=200, validation_alias="NCHAT_WS_MAX_OPERATIONS")
+    ws_max_live_queries: int = Field(default=50, validation_alias="NCHAT_WS_MAX_LIVE_QUERIES")
+    ws_max_connections_per_client: int = Field(default=500, validation_alias="NCHAT_WS_MAX_CONNECTIONS_PER_CLIENT")
     ws_max_message_bytes: int = Field(default=256 * 1024, validation_alias="NCHAT_WS_MAX_MESSAGE_BYTES")
     ws_send_queue: int = Field(default=512, validation_alias="NCHAT_WS_SEND_QUEUE")
     # Chat frames are small, so compressing each one per subscriber costs more CPU than it saves bytes.
