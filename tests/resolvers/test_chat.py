@@ -166,7 +166,12 @@ async def test_delete_is_soft_and_for_author_or_moderator(db: Database, world: W
     assert deleted["is_deleted"] is True and deleted["content"] == ""
     assert events.of("chat.deleted")[0] == {"stream_id": world.public_stream, "channel_id": world.public_channel,
                                             "id": first["id"]}
-    assert await stored(db, world.public_stream) == ["secret", "other"]  # soft: the row stays
+    # Soft: the rows stay; their text is kept server-side only and blank on every read path (issue 12).
+    assert await stored(db, world.public_stream) == ["", ""]
+    async with db.session(Claims.service()) as s:
+        kept = await s.fetch("SELECT content FROM nchat.chat_removed_content WHERE message_id = ANY($1::uuid[]) "
+                             "ORDER BY content DESC", [first["id"], second["id"]])
+    assert [r["content"] for r in kept] == ["secret", "other"]
     async with db.session(Claims.user(world.carol)) as s:
         page = await chat.chat_history(s, world.public_stream)
     assert [(m["content"], m["is_deleted"]) for m in page["messages"]] == [("", True), ("", True)]

@@ -334,6 +334,8 @@ CREATE TABLE nchat.chat_removed_content (
   content text NOT NULL,
   removed_at timestamptz NOT NULL DEFAULT now()
 );
+-- The server (admin) may read removed text (e.g. for an appeal); request roles never.
+GRANT SELECT ON nchat.chat_removed_content TO nchat_admin;
 
 ALTER TABLE nchat_stream_chat_messages DROP CONSTRAINT nchat_stream_chat_messages_content_check;
 ALTER TABLE nchat_stream_chat_messages ADD CONSTRAINT nchat_stream_chat_messages_content_check
