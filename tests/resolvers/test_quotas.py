@@ -58,12 +58,14 @@ class Table:
     async def insert_stream(self, channel: str, user: str, **extra: Any) -> str | None:
         """The new id, or the error code."""
         result = await self("mutation ($o: nchat_streams_insert_input!) { "
-                            "insert_nchat_streams_one(object: $o) { id } }", o={"channel_id": channel, "broadcaster_id": user, "title": "t", **extra})
+                            "insert_nchat_streams_one(object: $o) { id } }",
+                            o={"channel_id": channel, "broadcaster_id": user, "title": "t", **extra})
         return _code(result)
 
     async def insert_channel(self, user: str, slug: str) -> str | None:
         result = await self("mutation ($o: nchat_channels_insert_input!) { "
-                            "insert_nchat_channels_one(object: $o) { id } }", o={"name": "c", "slug": slug, "owner_id": user})
+                            "insert_nchat_channels_one(object: $o) { id } }",
+                            o={"name": "c", "slug": slug, "owner_id": user})
         return _code(result)
 
 
