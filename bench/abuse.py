@@ -20,8 +20,9 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -190,8 +191,28 @@ async def attack_ws_connections(target: Target, stop: asyncio.Event) -> str:
     return f"sockets held {len(opened)}, refused {refused}"
 
 
+async def attack_rest_body(target: Target, stop: asyncio.Event) -> str:
+    """Anonymous 200 MB chunked POSTs to a REST route (the server must answer 413 at its limit)."""
+    answers: list[object] = []
+    chunk = b"x" * (1024 * 1024)
+
+    async def body() -> AsyncIterator[bytes]:
+        for _ in range(200):
+            if stop.is_set():
+                return
+            yield chunk
+
+    async with httpx.AsyncClient(base_url=target.base, timeout=60) as client:
+        while not stop.is_set():
+            try:
+                answers.append(await client.post(f"/api/streams/{uuid.uuid4()}/chat", content=body()))
+            except httpx.HTTPError as exc:
+                answers.append(exc)
+    return _codes(answers)
+
+
 ATTACKS: list[Attack] = [attack_aliases, attack_wide, attack_nesting, attack_batch, attack_ws_deep, attack_ws_live,
-                         attack_ws_connections]
+                         attack_ws_connections, attack_rest_body]
 
 
 async def phase(target: Target, seconds: float, attack: Attack | None) -> tuple[float, float, str]:
