@@ -46,7 +46,7 @@ async def test_update_where_and_many(gql: GQL, cast: World) -> None:
     assert data(await gql(q, {"s": cast.public_stream}, as_="alice")) == {"update_nchat_streams": {"affected_rows": 1}}
     many = """mutation($s: uuid!) { update_nchat_streams_many(updates: [
         {where: {id: {_eq: $s}}, _append: {metadata: {b: 2}}},
-        {where: {id: {_eq: $s}}, _delete_key: {metadata: "a"}, _inc: {total_views: 1}}]) {
+        {where: {id: {_eq: $s}}, _delete_key: {metadata: "a"}, _inc: {slow_mode_seconds: 1}}]) {
       affected_rows returning { metadata } } }"""
     got = data(await gql(many, {"s": cast.public_stream}, as_="alice"))["update_nchat_streams_many"]
     assert got == [{"affected_rows": 1, "returning": [{"metadata": {"a": 1, "b": 2}}]},

@@ -82,8 +82,9 @@ async def test_on_conflict_inside_nested_inserts(gql: GQL, cast: World) -> None:
     upsert = {"constraint": "nchat_channel_members_channel_id_user_id_key", "update_columns": ["role"]}
     again = """mutation($o: nchat_channel_members_insert_input!, $c: nchat_channel_members_on_conflict) {
       insert_nchat_channel_members_one(object: $o, on_conflict: $c) { role channel { name } } }"""
-    got = data(await gql(again, {"o": member("v2", "admin"), "c": upsert}, as_="carol"))
-    assert got["insert_nchat_channel_members_one"] == {"role": "admin", "channel": {"name": "v2"}}
+    # The owner stays owner (issue 12: an owner is demoted only by transferring ownership).
+    got = data(await gql(again, {"o": member("v2", "owner"), "c": upsert}, as_="carol"))
+    assert got["insert_nchat_channel_members_one"] == {"role": "owner", "channel": {"name": "v2"}}
     assert await channel_count(gql, s) == 1
 
 

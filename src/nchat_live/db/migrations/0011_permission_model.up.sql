@@ -300,7 +300,7 @@ BEGIN
     RETURN OLD;
   END IF;
   IF TG_OP = 'INSERT' THEN
-    IF NEW.role = 'owner' AND NOT (NEW.user_id = nchat.user_id() AND mine IS NULL AND EXISTS (
+    IF NEW.role = 'owner' AND NOT (NEW.user_id = nchat.user_id() AND EXISTS (
         SELECT 1 FROM nchat_channels c WHERE c.id = NEW.channel_id AND c.owner_id = nchat.user_id())) THEN
       PERFORM nchat.refuse(403, 'permission-error', 'only the channel''s owner can make someone owner, by transferring ownership');
     END IF;
