@@ -59,7 +59,8 @@ async def join_stream(
     count = await _count(session, stream["id"])
     session.emit("viewer.joined", {**event_base(stream), "user_id": viewer["user_id"], "quality": quality})
     session.emit("viewer.count", {**event_base(stream), "count": count})
-    return {**viewer, "session_id": token, "current_viewers": count}
+    # A repeated join shares the viewer's open session (migration 0011): its token, not the new one.
+    return {**viewer, "session_id": viewer["viewer_session_id"], "current_viewers": count}
 
 
 async def _touch(

@@ -34,6 +34,11 @@ BEGIN
   END LOOP;
 END $$;
 DROP FUNCTION IF EXISTS nchat.preset_caller();
+CREATE OR REPLACE FUNCTION nchat.stream_key(stream uuid) RETURNS text
+LANGUAGE sql STABLE SECURITY DEFINER AS $$
+  SELECT s.stream_key FROM public.nchat_streams s
+  WHERE s.id = stream AND (s.broadcaster_id = nchat.user_id() OR nchat.is_admin())
+$$;
 
 CREATE OR REPLACE FUNCTION nchat.check_not_banned(p_stream uuid, p_channel uuid, p_user uuid, p_at timestamptz)
 RETURNS void LANGUAGE plpgsql STABLE AS $$

@@ -180,7 +180,11 @@ BEGIN
     RETURN NEW;
   END IF;
   CASE TG_TABLE_NAME
-    WHEN 'nchat_streams' THEN NEW.broadcaster_id := coalesce(NEW.broadcaster_id, nchat.user_id());
+    WHEN 'nchat_streams' THEN
+      NEW.broadcaster_id := coalesce(NEW.broadcaster_id, nchat.user_id());
+      -- The inserting broadcaster reads her key back in the same statement (a Hasura client's
+      -- insert_nchat_streams_one { stream_key }), before the row is visible to nchat.stream_key's lookup.
+      PERFORM set_config('nchat.new_stream_key_' || replace(NEW.id::text, '-', ''), NEW.stream_key, true);
     WHEN 'nchat_channels' THEN NEW.owner_id := coalesce(NEW.owner_id, nchat.user_id());
     WHEN 'nchat_user_follows' THEN NEW.follower_id := coalesce(NEW.follower_id, nchat.user_id());
     WHEN 'nchat_stream_bans' THEN NEW.banned_by := nchat.user_id();
@@ -204,6 +208,14 @@ BEGIN
     EXECUTE format('CREATE TRIGGER a0_preset_caller BEFORE INSERT ON %I FOR EACH ROW EXECUTE FUNCTION nchat.preset_caller()', t);
   END LOOP;
 END $$;
+
+CREATE OR REPLACE FUNCTION nchat.stream_key(stream uuid) RETURNS text
+LANGUAGE sql STABLE SECURITY DEFINER AS $$
+  SELECT coalesce(
+    (SELECT s.stream_key FROM public.nchat_streams s
+      WHERE s.id = stream AND (s.broadcaster_id = nchat.user_id() OR nchat.is_admin())),
+    nullif(current_setting('nchat.new_stream_key_' || replace(stream::text, '-', ''), true), ''))
+$$;
 
 -- =============================================================================================
 -- 4. Bans: the channel is the stream's; the broadcaster and the channel's owner cannot be banned there.
