@@ -7,7 +7,8 @@ read. A request with a Content-Length within the limit, or with no body at all (
 through untouched: the server never delivers more than the declared length.
 
 Limits per path: the REST routes (/api/...) `NCHAT_MAX_REST_BODY_BYTES`; GraphQL and every other
-route `NCHAT_MAX_BODY_BYTES` (WHIP applies its own, smaller limit for SDP offers inside its route).
+route `NCHAT_MAX_BODY_BYTES`. WHIP is left to its route, which streams the offer against its own, smaller
+limit (`NCHAT_WHIP_MAX_SDP_BYTES`) and answers `sdp-too-large`: one code per route for one refusal.
 The 413 closes the connection: the rest of the body is never buffered (a bounded lingering close
 drops what is already in flight, so the client can read the answer; see `_reject`).
 """
@@ -31,12 +32,18 @@ LINGER_SECONDS = 1.0
 LINGER_BYTES = 4 * 1024 * 1024
 
 
-def limit_for_path(settings: Settings) -> Callable[[str], int]:
-    """The body limit (bytes) of a request path."""
+# Routes that read their bodies through a bounded reader of their own.
+OWN_LIMIT_PREFIXES = ("/whip/",)
+
+
+def limit_for_path(settings: Settings) -> Callable[[str], int | None]:
+    """The body limit (bytes) of a request path; None where the route enforces its own."""
     rest = settings.max_rest_body_bytes
     other = settings.max_body_bytes
 
-    def limit(path: str) -> int:
+    def limit(path: str) -> int | None:
+        if path.startswith(OWN_LIMIT_PREFIXES):
+            return None
         return rest if path.startswith("/api/") else other
 
     return limit
@@ -53,7 +60,7 @@ def _too_large_body(path: str, limit: int) -> bytes:
 
 
 class BodyLimitMiddleware:
-    def __init__(self, app: ASGIApp, limit_for: Callable[[str], int]) -> None:
+    def __init__(self, app: ASGIApp, limit_for: Callable[[str], int | None]) -> None:
         self.app = app
         self.limit_for = limit_for
 
@@ -73,6 +80,9 @@ class BodyLimitMiddleware:
             return
         path: str = scope["path"]
         limit = self.limit_for(path)
+        if limit is None:
+            await self.app(scope, receive, send)
+            return
         if declared is not None and declared > limit:
             await self._reject(send, receive, path, limit)
             return

@@ -72,7 +72,11 @@ async def _offer() -> str:
 @pytest.fixture(scope="module")
 async def server(settings: Settings, db: Database, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Server]:
     media = tmp_path_factory.mktemp("fuzz-media")
-    runtime = Runtime(settings.model_copy(update={"media_dir": media / "live", "recording_dir": media / "rec"}))
+    # The fuzzer sends thousands of wrong stream keys from one address; the key throttle (tested on its own in
+    # tests/media/test_ingest_limits.py) would otherwise lock that address out of the health checks here.
+    runtime = Runtime(settings.model_copy(update={"media_dir": media / "live", "recording_dir": media / "rec",
+                                                  "ingest_key_failures": 1_000_000,
+                                                  "ingest_key_failure_delay_seconds": 0.0}))
     await runtime.start()
     try:
         app = create_app(runtime=runtime)
