@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ..auth import Claims
 from ..errors import Conflict, NchatError, NotFound, Unavailable
+from ..ids import is_canonical_uuid
 from ..resolvers import lifecycle
 from . import leases
 from .packager import PackagingConfig, StreamPackager
@@ -69,14 +70,6 @@ class StreamInfo:
     max_resolution: str
     is_recorded: bool
     stream_key: str
-
-
-def is_uuid(value: str) -> bool:
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True
 
 
 @dataclass
@@ -194,7 +187,7 @@ class MediaManager:
         return f"{self.settings.public_url.rstrip('/')}/hls/{stream_id}/master.m3u8"
 
     async def stream_info(self, stream_id: str) -> StreamInfo:
-        if not is_uuid(stream_id):
+        if not is_canonical_uuid(stream_id):
             raise NotFound(f"stream '{stream_id}' not found", code="stream-not-found")
         async with self.runtime.database.session(Claims.service()) as session:
             row = await session.fetchrow(
