@@ -101,11 +101,14 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1_000_000, validation_alias="NCHAT_MAX_BODY_BYTES")
     introspection_for_all: bool = Field(default=True, validation_alias="NCHAT_INTROSPECTION_FOR_ALL")
     # GraphQL cost limits (graphql/limits.py), checked before validation or any database work, on
-    # HTTP and websockets alike: lexer tokens, aliases, root fields, operations in one HTTP batch, and
+    # HTTP and websockets alike: lexer tokens, aliases, root fields, fields, operations in one HTTP batch, and
     # the estimated worst-case rows (each list field counts its `limit`, or max_rows without one).
     max_query_tokens: int = Field(default=10_000, validation_alias="NCHAT_MAX_QUERY_TOKENS")
     max_query_aliases: int = Field(default=100, validation_alias="NCHAT_MAX_QUERY_ALIASES")
     max_root_fields: int = Field(default=50, validation_alias="NCHAT_MAX_ROOT_FIELDS")
+    # Field selections per document (fragments counted at each spread): bounds graphql-core's
+    # quadratic same-name field comparison (the worst document at 300 validates in about 60 ms).
+    max_query_fields: int = Field(default=300, validation_alias="NCHAT_MAX_QUERY_FIELDS")
     max_batch_size: int = Field(default=20, validation_alias="NCHAT_MAX_BATCH_SIZE")
     max_query_cost: int = Field(default=5_000_000, validation_alias="NCHAT_MAX_QUERY_COST")
     # Server-side time: Postgres statement_timeout per request (admin has its own), a deadline for a
@@ -122,7 +125,11 @@ class Settings(BaseSettings):
     rtmp_idle_timeout_seconds: float = Field(default=30.0, validation_alias="NCHAT_RTMP_IDLE_TIMEOUT_SECONDS")
     rtmp_max_chunk_size: int = Field(default=1024 * 1024, validation_alias="NCHAT_RTMP_MAX_CHUNK_SIZE")
     rtmp_max_message_bytes: int = Field(default=8 * 1024 * 1024, validation_alias="NCHAT_RTMP_MAX_MESSAGE_BYTES")
-    rtmp_max_buffered_bytes: int = Field(default=16 * 1024 * 1024, validation_alias="NCHAT_RTMP_MAX_BUFFERED_BYTES")
+    # Bytes of unfinished messages: per connection (one whole message of the largest size), and over
+    # all connections (past it, the connection holding the most before publishing is dropped).
+    rtmp_max_buffered_bytes: int = Field(default=8 * 1024 * 1024, validation_alias="NCHAT_RTMP_MAX_BUFFERED_BYTES")
+    rtmp_max_total_buffered_bytes: int = Field(
+        default=32 * 1024 * 1024, validation_alias="NCHAT_RTMP_MAX_TOTAL_BUFFERED_BYTES")
     rtmp_max_chunk_streams: int = Field(default=32, validation_alias="NCHAT_RTMP_MAX_CHUNK_STREAMS")
     # A WHIP session must connect and send media this soon after its 201, or it is closed.
     whip_connect_timeout_seconds: float = Field(default=15.0, validation_alias="NCHAT_WHIP_CONNECT_TIMEOUT_SECONDS")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -16,7 +17,8 @@ from nchat_live.config import Settings
 from nchat_live.db import Database
 from nchat_live.errors import NchatError
 from nchat_live.graphql.context import Context
-from nchat_live.graphql.execution import execute
+from nchat_live.graphql.execution import _parse_and_validate, execute
+from nchat_live.graphql.limits import DocumentLimits
 from tests.support import ADMIN_SECRET, World
 
 LIMITS = {
@@ -24,12 +26,14 @@ LIMITS = {
     "max_query_tokens": 400,
     "max_query_aliases": 10,
     "max_root_fields": 5,
+    "max_query_fields": 40,
     "max_batch_size": 3,
     "max_query_depth": 8,
     "max_rows": 2,
     "max_query_cost": 30,
     "introspection_for_all": False,
 }
+LIMITS_FIELDS = 40
 
 
 @pytest.fixture(scope="module")
@@ -169,3 +173,45 @@ async def test_refusals_are_cheap(client: httpx.AsyncClient) -> None:
     response = await client.post("/v1/graphql", json={"query": query})
     assert time.monotonic() - started < 1.0
     assert response.json()["errors"][0]["extensions"]["limit"] == "tokens"
+
+
+async def test_field_cap_counts_unaliased_fields_and_fragment_spreads(client: httpx.AsyncClient) -> None:
+    app_fields = LIMITS_FIELDS
+    same = "{ nchat_streams(limit: 1) { " + "id " * (app_fields + 1) + "} }"
+    assert f"more than {app_fields} fields" in refused(await post(client, {"query": same}), "fields")
+    # Within the cap: answered.
+    fits = "{ nchat_streams(limit: 1) { " + "id " * (app_fields - 1) + "} }"
+    assert "errors" not in await post(client, {"query": fits})
+    # A fragment counts at each spread, as validation expands it.
+    spread = ("fragment F on nchat_streams { id title status } "
+              "{ nchat_streams(limit: 1) { " + "...F " * (app_fields // 4 + 1) + "} }")
+    refused(await post(client, {"query": spread}), "fields")
+
+
+def worst_documents(limits: DocumentLimits) -> dict[str, str]:
+    """Documents at the default caps that make graphql-core's validation work hardest."""
+    n = limits.max_fields - 3
+    return {
+        "same scalar": "{ nchat_streams(limit: 1) { " + "id " * n + "} }",
+        "same object": "{ nchat_streams(limit: 1) { " + "channel { id } " * (n // 2) + "} }",
+        "differing args": "{ nchat_channels(limit: 1) { " + " ".join(
+            f"streams(limit: {i % 2 + 1}) {{ id }}" for i in range(n // 2)) + " } }",
+        "fragments": "fragment F on nchat_channels { id name slug } { nchat_streams(limit: 1) { "
+                     + "channel { ...F } " * (n // 5) + "} }",
+    }
+
+
+def test_worst_case_validation_under_the_default_caps_is_short(app: Starlette) -> None:
+    schema = app.state.runtime.graphql.for_role("anonymous")
+    schema = getattr(schema, "_schema", schema)
+    defaults = {name: info.default for name, info in Settings.model_fields.items()}
+    limits = DocumentLimits.of(SimpleNamespace(**defaults))
+    for name, query in worst_documents(limits).items():
+        elapsed = float("inf")
+        for _ in range(3):
+            started = time.perf_counter()
+            _parse_and_validate(schema, query, True, limits)
+            elapsed = min(elapsed, time.perf_counter() - started)
+        print(f"validation of the worst '{name}' document: {elapsed * 1000:.0f} ms")
+        # The bench figure on a developer machine is well under 100 ms; this bound is for slow CI.
+        assert elapsed < 1.0, (name, elapsed)

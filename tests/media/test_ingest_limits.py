@@ -111,6 +111,48 @@ async def test_rtmp_partial_messages_are_bounded_in_bytes_and_streams() -> None:
         await client.close()
 
 
+async def test_rtmp_buffers_are_capped_over_all_connections() -> None:
+    """Past the server-wide cap, the connection holding the most before publishing is dropped; a
+    publishing one keeps its data and the unauthenticated asker is refused instead."""
+    mib = 1024 * 1024
+    body = bytes(mib)
+
+    async def holding(server: RtmpServer, mebibytes: int, *, publish: bool = False) -> RtmpTestClient:
+        client = await RtmpTestClient.connect(server.bound_port)
+        if publish:
+            assert (await client.start_publish("any-key"))[3]["code"] == "NetStream.Publish.Start"
+        await client.send(SET_CHUNK_SIZE, struct.pack(">I", mib), csid=2)
+        before = server.budget.used
+        for csid in range(10, 10 + mebibytes):
+            assert await write(client, chunk(csid, 2 * mib, body))
+        assert await until(lambda: server.budget.used >= before + mebibytes * mib, 5.0)
+        return client
+
+    async with rtmp_server(max_buffered=4 * mib, max_total_buffered=5 * mib, max_chunk_size=mib) as server:
+        # Two unauthenticated connections: the larger holder is dropped to make room for the other.
+        big = await holding(server, 3)
+        small = await holding(server, 2)
+        assert server.budget.used == 5 * mib
+        assert await write(small, chunk(20, 2 * mib, body))
+        assert await big.closed_by_server(3.0)
+        assert await until(lambda: server.budget.used == 3 * mib, 3.0)
+        assert not await small.closed_by_server(0.5)
+        await small.close()
+        await big.close()
+        assert await until(lambda: server.budget.used == 0, 3.0), "a closed connection gives its bytes back"
+
+        # A publisher holds data; an unauthenticated connection past the cap is the one refused.
+        publisher = await holding(server, 4, publish=True)
+        asker = await holding(server, 1)
+        assert await write(asker, chunk(20, 2 * mib, body))
+        assert await asker.closed_by_server(3.0)
+        assert not await publisher.closed_by_server(0.5)
+        assert server.budget.used == 4 * mib
+        await asker.close()
+        await publisher.close()
+        assert await until(lambda: server.budget.used == 0, 3.0)
+
+
 async def pinged_until_closed(client: RtmpTestClient, seconds: float) -> float | None:
     """Send a ping every 0.2 s (a message, but no progress); seconds until the server dropped us."""
     started = time.monotonic()
@@ -301,4 +343,19 @@ async def test_whip_offer_larger_than_the_limit_is_413_before_it_is_read(
 
         chunked = await http.post(f"/whip/{stream_id}", content=endless(), headers=auth)
         assert chunked.status_code == 413
+        assert stream_id not in media_of(runtime).streams
+
+
+async def test_whip_answers_404_for_non_canonical_stream_ids(
+    settings: Settings, tmp_path: Path, world: World
+) -> None:
+    """Only the canonical lowercase form names a stream (nchat_live.ids), even with its real key."""
+    async with media_stack(settings, tmp_path) as (runtime, http):
+        stream_id, key = await new_stream(runtime.database, world)
+        auth = {"Authorization": f"Bearer {key}"} | SDP
+        for variant in (f"{{{stream_id}}}", stream_id.upper(), stream_id.replace("-", ""),
+                        f"urn:uuid:{stream_id}"):
+            response = await http.post(f"/whip/{variant}", content=b"v=0\r\n", headers=auth)
+            assert response.status_code == 404, variant
+            assert response.json()["error"]["code"] == "stream-not-found"
         assert stream_id not in media_of(runtime).streams

@@ -3,7 +3,8 @@
 Every check here is one linear walk of the parsed document (fragments expanded once per spread,
 cycles cut), so a refused document costs the server no more than reading it: graphql-core's full
 validation (OverlappingFieldsCanBeMerged grows quadratically with the fields of a selection) runs
-only on documents within the token, alias and root-field caps.
+only on documents within the token, alias, root-field and field caps (the field cap bounds the
+pairs of same-named unaliased fields that rule compares).
 
 The cost is an estimate of the rows the worst case touches: each list-typed field multiplies the
 cost of its selection by its `limit` argument (or `NCHAT_MAX_ROWS` without one, which the compiler
@@ -40,6 +41,7 @@ class DocumentLimits:
     max_tokens: int
     max_aliases: int
     max_root_fields: int
+    max_fields: int
     max_depth: int
     max_cost: int
     max_rows: int
@@ -47,7 +49,7 @@ class DocumentLimits:
     @classmethod
     def of(cls, settings: Any) -> DocumentLimits:
         return cls(settings.max_query_tokens, settings.max_query_aliases, settings.max_root_fields,
-                   settings.max_query_depth, settings.max_query_cost, settings.max_rows)
+                   settings.max_query_fields, settings.max_query_depth, settings.max_query_cost, settings.max_rows)
 
 
 def refusal(message: str, limit: str, path: str = "$") -> Response:
@@ -77,6 +79,32 @@ def count_aliases(definitions: Any) -> int:
     return total
 
 
+def count_fields(definitions: Any, cap: int) -> int:
+    """Field selections of the document's operations, each fragment counted at every spread (as
+    validation sees them); spreads and inline fragments count too, so nested spreads of empty
+    fragments cannot multiply the walk. Stops once past `cap` (the answer is then cap + 1)."""
+    fragments = _fragments(definitions)
+    total = 0
+    stack: list[tuple[SelectionSetNode, frozenset[str]]] = [
+        (d.selection_set, frozenset()) for d in definitions if isinstance(d, OperationDefinitionNode)]
+    while stack:
+        selection_set, seen = stack.pop()
+        for sel in selection_set.selections:
+            total += 1
+            if total > cap:
+                return total
+            if isinstance(sel, FieldNode):
+                if sel.selection_set is not None:
+                    stack.append((sel.selection_set, seen))
+            elif isinstance(sel, InlineFragmentNode):
+                stack.append((sel.selection_set, seen))
+            elif isinstance(sel, FragmentSpreadNode):
+                name = sel.name.value
+                if name in fragments and name not in seen:
+                    stack.append((fragments[name].selection_set, seen | {name}))
+    return total
+
+
 def root_fields(selection_set: SelectionSetNode, fragments: dict[str, FragmentDefinitionNode],
                 seen: frozenset[str] = frozenset()) -> int:
     count = 0
@@ -91,10 +119,13 @@ def root_fields(selection_set: SelectionSetNode, fragments: dict[str, FragmentDe
 
 
 def check_syntax(definitions: Any, limits: DocumentLimits) -> list[Response]:
-    """Alias and root-field caps: cheap checks that must pass before validation runs."""
+    """Alias, field and root-field caps: cheap checks that must pass before validation runs."""
     aliases = count_aliases(definitions)
     if aliases > limits.max_aliases:
         return [refusal(f"the query has {aliases} aliases; the limit is {limits.max_aliases}", "aliases")]
+    if count_fields(definitions, limits.max_fields) > limits.max_fields:
+        return [refusal(f"the query selects more than {limits.max_fields} fields (fragments counted at each "
+                        f"spread), the limit", "fields")]
     fragments = _fragments(definitions)
     for definition in definitions:
         if isinstance(definition, OperationDefinitionNode):
@@ -185,5 +216,5 @@ def check_cost(schema: GraphQLSchema, definitions: Any, operation: OperationDefi
     return []
 
 
-__all__ = ["DocumentLimits", "check_cost", "check_syntax", "count_aliases", "estimate_cost", "refusal",
-           "root_fields"]
+__all__ = ["DocumentLimits", "check_cost", "check_syntax", "count_aliases", "count_fields", "estimate_cost",
+           "refusal", "root_fields"]

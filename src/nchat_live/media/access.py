@@ -16,7 +16,6 @@ stream id that is not a canonical uuid gets that 404 before any lookup.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -25,8 +24,8 @@ from starlette.responses import JSONResponse
 
 from ..auth import Claims, MediaTokens, media_tokens
 from ..errors import InvalidJWT, NchatError, Unavailable
+from ..ids import is_canonical_uuid
 
-_CANONICAL_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 _CORS = {"Access-Control-Allow-Origin": "*"}
 # Refusals depend on the credential: never stored, and keyed on it by any cache that looks.
 REFUSAL_HEADERS = {"Cache-Control": "no-store", "Vary": "Authorization"}
@@ -36,7 +35,7 @@ PRIVATE_FILE = "private, max-age=3600"
 
 def is_media_id(value: str) -> bool:
     """Only the canonical (lowercase, hyphenated) form names a stream's media: braces, urn: or bare hex do not."""
-    return bool(_CANONICAL_UUID.match(value))
+    return is_canonical_uuid(value)
 
 
 def not_found(stream_id: str) -> JSONResponse:

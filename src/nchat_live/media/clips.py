@@ -11,6 +11,7 @@ from typing import Any
 from ..config import Settings
 from ..db import Session
 from ..errors import NotFound, PermissionDenied, ValidationFailed
+from ..ids import is_canonical_uuid
 from .features import MediaUrls
 from .recording import INDEX, RecordedSegment, _write, remove_tree, render_master, render_vod
 
@@ -72,10 +73,8 @@ async def create_clip(
             f"clip range {start:g}..{end:g} s is invalid; need 0 <= from < to and at most {MAX_CLIP_SECONDS:g} s",
             code="invalid-clip-range",
         )
-    try:
-        uuid.UUID(stream_id)
-    except ValueError as exc:
-        raise NotFound(f"stream '{stream_id}' not found", code="stream-not-found") from exc
+    if not is_canonical_uuid(stream_id):
+        raise NotFound(f"stream '{stream_id}' not found", code="stream-not-found")
     if await session.fetchval("SELECT id FROM nchat_streams WHERE id = $1", stream_id) is None:
         raise NotFound(f"stream '{stream_id}' not found", code="stream-not-found")
     if not await session.fetchval("SELECT nchat.can_manage_stream($1) OR nchat.is_admin()", stream_id):
@@ -101,28 +100,29 @@ async def create_clip(
     first = next(iter(chosen.values()))
     url = MediaUrls(settings.public_url).recording(stream_id, f"clips/{clip_id}/master.m3u8")
     try:
+        # The URL is the server's (migration 0013): request roles cannot insert it; nchat.clip_set_url
+        # stores this clip's own recordings path.
         row = await session.fetchrow(
-            "INSERT INTO nchat_stream_recordings (id, stream_id, kind, status, url, duration_seconds, size_bytes, "
+            "INSERT INTO nchat_stream_recordings (id, stream_id, kind, status, duration_seconds, size_bytes, "
             "renditions, clip_start_seconds, clip_end_seconds, created_by, metadata) "
-            "VALUES ($1, $2, 'clip', 'ready', $3, $4, $5, $6, $7, $8, $9, $10::jsonb) "
+            "VALUES ($1, $2, 'clip', 'ready', $3, $4, $5, $6, $7, $8, $9::jsonb) "
             "RETURNING id, stream_id, kind, status, url, duration_seconds, size_bytes, renditions, "
             "clip_start_seconds, clip_end_seconds, created_at",
-            clip_id, stream_id, url, round(sum(s.duration for s in first), 3), size, list(chosen),
+            clip_id, stream_id, round(sum(s.duration for s in first), 3), size, list(chosen),
             start, end, session.claims.user_id, json.dumps({"covers_from_seconds": round(first_start, 3)}),
         )
+        stored = await session.fetchval("SELECT nchat.clip_set_url($1, $2)", clip_id, url)
     except BaseException:
         await asyncio.to_thread(remove_tree, clip_dir)
         raise
     assert row is not None
-    return dict(row)
+    return {**dict(row), "url": stored}
 
 
 async def delete_recording(session: Session, settings: Settings, recording_id: str) -> dict[str, Any]:
     """Delete a recording (or clip): row under the caller's RLS, files once the transaction commits."""
-    try:
-        uuid.UUID(recording_id)
-    except ValueError as exc:
-        raise NotFound(f"recording '{recording_id}' not found", code="recording-not-found") from exc
+    if not is_canonical_uuid(recording_id):
+        raise NotFound(f"recording '{recording_id}' not found", code="recording-not-found")
     row = await session.fetchrow(
         "SELECT id, stream_id, kind FROM nchat_stream_recordings WHERE id = $1", recording_id
     )

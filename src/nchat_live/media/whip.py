@@ -27,6 +27,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ..errors import NchatError
+from ..ids import is_canonical_uuid
 from .placement import lease_holder_url, worker_for_stream
 
 if TYPE_CHECKING:
@@ -336,11 +337,9 @@ class WhipEndpoint:
 
     async def _redirect(self, request: Request) -> Response:
         """An API process (no media here): send the publisher on to a media worker with 307."""
-        from .manager import is_uuid
-
         runtime = request.app.state.runtime
         stream_id = request.path_params["stream_id"]
-        if not is_uuid(stream_id):
+        if not is_canonical_uuid(stream_id):
             return _error(404, "stream-not-found", f"stream '{stream_id}' not found")
         ttl = runtime.settings.lease_ttl_seconds
         try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 # Message type ids (RTMP 1.0 §5.4, §7.1).
@@ -21,9 +22,12 @@ DEFAULT_CHUNK_SIZE = 128
 # Larger than any sane video frame of a live stream; bounds what a peer can make us buffer.
 MAX_MESSAGE_SIZE = 8 * 1024 * 1024
 MAX_CHUNK_SIZE = 16 * 1024 * 1024
-# What one connection may hold in partial messages, and how many chunk streams it may open
-# (OBS and FFmpeg use fewer than ten); the server passes its settings (NCHAT_RTMP_MAX_*).
-MAX_BUFFERED = 4 * MAX_MESSAGE_SIZE
+# What one connection may hold in partial messages (one whole message of the largest size: an OBS
+# keyframe is under 2 MiB even at high bitrates), what all connections of a process may hold
+# together, and how many chunk streams one may open (OBS and FFmpeg use fewer than ten); the
+# server passes its settings (NCHAT_RTMP_MAX_*).
+MAX_BUFFERED = MAX_MESSAGE_SIZE
+MAX_TOTAL_BUFFERED = 4 * MAX_MESSAGE_SIZE
 MAX_CHUNK_STREAMS = 64
 _EXTENDED = 0xFFFFFF
 
@@ -52,6 +56,43 @@ class _ChunkStream:
     partial: bytearray = field(default_factory=bytearray)
 
 
+class BufferBudget:
+    """Bytes held in unfinished messages over all connections of a server, capped at `limit`.
+
+    A connection whose next chunk would pass the cap makes room by dropping the connection that
+    holds the most among those that have not published yet (unauthenticated data goes first);
+    when that is the asking connection itself, or only publishing connections hold data, the
+    asking connection is refused (its reader raises ProtocolError and the connection closes).
+    """
+
+    def __init__(self, limit: int = MAX_TOTAL_BUFFERED) -> None:
+        self.limit = limit
+        self.used = 0
+        self._readers: set[ChunkReader] = set()
+        self.evicted = 0
+
+    def take(self, reader: ChunkReader, size: int) -> bool:
+        """Count `size` more bytes for `reader`; False when they cannot fit (the caller refuses)."""
+        while self.used + size > self.limit:
+            victims = [r for r in self._readers if not r.published and r.buffered > 0]
+            if not reader.published:
+                victims.append(reader)
+            victim = max(victims, key=lambda r: r.buffered, default=None)
+            if victim is None or victim is reader:
+                return False
+            victim.evict()
+            self.evicted += 1
+        self.used += size
+        if size:
+            self._readers.add(reader)
+        return True
+
+    def give(self, reader: ChunkReader, size: int) -> None:
+        self.used -= size
+        if reader.buffered <= 0:
+            self._readers.discard(reader)
+
+
 class ChunkReader:
     """Reads whole messages from an asyncio stream, across interleaved chunk streams."""
 
@@ -63,6 +104,8 @@ class ChunkReader:
         max_message_size: int = MAX_MESSAGE_SIZE,
         max_buffered: int = MAX_BUFFERED,
         max_chunk_streams: int = MAX_CHUNK_STREAMS,
+        budget: BufferBudget | None = None,
+        on_evict: Callable[[], None] | None = None,
     ) -> None:
         self._reader = reader
         self._streams: dict[int, _ChunkStream] = {}
@@ -74,6 +117,30 @@ class ChunkReader:
         self.max_chunk_streams = max_chunk_streams
         # Bytes held in partial (unfinished) messages over all chunk streams.
         self.buffered = 0
+        # The server-wide budget this reader's partial bytes count against, and whether the
+        # connection has published (it is then the last to be dropped for room; see BufferBudget).
+        self.budget = budget
+        self.published = False
+        self.evicted = False
+        self._on_evict = on_evict
+
+    def evict(self) -> None:
+        """Dropped to make room for another connection: free the partial messages, close."""
+        self.evicted = True
+        self.release()
+        if self._on_evict is not None:
+            self._on_evict()
+
+    def release(self) -> None:
+        """Give every buffered byte back (the connection is closing or was evicted)."""
+        for stream in self._streams.values():
+            stream.partial = bytearray()
+        self._give(self.buffered)
+
+    def _give(self, size: int) -> None:
+        self.buffered -= size
+        if self.budget is not None and size:
+            self.budget.give(self, size)
 
     async def _read(self, size: int) -> bytes:
         data = await self._reader.readexactly(size)
@@ -89,8 +156,9 @@ class ChunkReader:
     def abort(self, csid: int) -> None:
         stream = self._streams.get(csid)
         if stream is not None:
-            self.buffered -= len(stream.partial)
+            size = len(stream.partial)
             stream.partial = bytearray()
+            self._give(size)
 
     async def read_message(self) -> Message:
         """The next complete message. Raises ProtocolError, or IncompleteReadError at EOF."""
@@ -152,16 +220,31 @@ class ChunkReader:
             raise ProtocolError(f"message of {stream.length} bytes exceeds the limit of {self.max_message_size}")
         want = min(self.chunk_size, stream.length - len(stream.partial))
         if want > 0:
-            if self.buffered + want > self.max_buffered and len(stream.partial) + want < stream.length:
-                raise ProtocolError(f"more than {self.max_buffered} bytes of unfinished messages on one connection")
-            stream.partial += await self._read(want)
-            self.buffered += want
-        if len(stream.partial) < stream.length:
+            if len(stream.partial) + want < stream.length:
+                # An unfinished message: its bytes count against the connection's cap and the
+                # server's budget. A chunk that completes its message is handed on at once.
+                if self.buffered + want > self.max_buffered:
+                    raise ProtocolError(f"more than {self.max_buffered} bytes of unfinished messages on one connection")
+                data = await self._read(want)
+                if self.evicted:
+                    raise ProtocolError("dropped to free the server's buffers for unfinished RTMP messages")
+                if self.budget is not None and not self.budget.take(self, want):
+                    raise ProtocolError(f"the server holds {self.budget.limit} bytes of unfinished RTMP messages, "
+                                        "its limit over all connections")
+                stream.partial += data
+                self.buffered += want
+                return None
+            data = await self._read(want)
+            if self.evicted:
+                raise ProtocolError("dropped to free the server's buffers for unfinished RTMP messages")
+            stream.partial += data
+        elif len(stream.partial) < stream.length:
             return None
         payload = bytes(stream.partial)
-        self.buffered -= len(stream.partial)
+        held = len(stream.partial) - want
         # A new buffer: clear() would keep the old one's capacity (up to a whole message) per stream.
         stream.partial = bytearray()
+        self._give(held)
         return Message(stream.type_id, stream.stream_id, stream.timestamp, payload)
 
 

@@ -126,6 +126,7 @@ class RtmpIngest:
             max_chunk_size=settings.rtmp_max_chunk_size,
             max_message_size=settings.rtmp_max_message_bytes,
             max_buffered=settings.rtmp_max_buffered_bytes,
+            max_total_buffered=settings.rtmp_max_total_buffered_bytes,
             max_chunk_streams=settings.rtmp_max_chunk_streams,
             admit=lambda address: manager.key_throttle.retry_after(address) is None,
         )

@@ -9,7 +9,9 @@ One task per connection; whatever goes wrong in one closes that connection with 
 Limits: a connection must publish within `publish_timeout` of its arrival, send its first media
 within `media_timeout` of the publish, and then media at least every `idle_timeout` (only audio
 and video of the publish count as progress, not control messages); the chunk size it may set,
-the bytes it may hold in unfinished messages and its chunk streams are capped (see chunks.py);
+the bytes it may hold in unfinished messages and its chunk streams are capped, and so are the bytes
+all connections hold in unfinished messages together (`max_total_buffered`: past it, the connection
+holding the most before a publish is dropped first; see chunks.BufferBudget);
 `admit(peer host)` may refuse a connection before the handshake (a throttled address).
 """
 
@@ -35,11 +37,13 @@ from .chunks import (
     MAX_BUFFERED,
     MAX_CHUNK_STREAMS,
     MAX_MESSAGE_SIZE,
+    MAX_TOTAL_BUFFERED,
     SET_CHUNK_SIZE,
     SET_PEER_BANDWIDTH,
     USER_CONTROL,
     VIDEO,
     WINDOW_ACK_SIZE,
+    BufferBudget,
     ChunkReader,
     Message,
     ProtocolError,
@@ -126,6 +130,7 @@ class RtmpServer:
         max_chunk_size: int = 1024 * 1024,
         max_message_size: int = MAX_MESSAGE_SIZE,
         max_buffered: int = MAX_BUFFERED,
+        max_total_buffered: int = MAX_TOTAL_BUFFERED,
         max_chunk_streams: int = MAX_CHUNK_STREAMS,
         admit: Callable[[str], bool] | None = None,
     ) -> None:
@@ -141,6 +146,7 @@ class RtmpServer:
         self.max_message_size = max_message_size
         self.max_buffered = max_buffered
         self.max_chunk_streams = max_chunk_streams
+        self.budget = BufferBudget(max_total_buffered)
         self.admit = admit
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -199,6 +205,7 @@ class _Connection:
         self.reader = ChunkReader(
             reader, max_chunk_size=server.max_chunk_size, max_message_size=server.max_message_size,
             max_buffered=server.max_buffered, max_chunk_streams=server.max_chunk_streams,
+            budget=server.budget, on_evict=self._evicted,
         )
         self.raw_reader = reader
         self.writer = writer
@@ -253,11 +260,17 @@ class _Connection:
         finally:
             await self._finish(reason)
 
+    def _evicted(self) -> None:
+        log.warning("rtmp %s (key %s): dropped: the server's buffers for unfinished messages are full and "
+                    "this connection held the most before publishing", self.peer, _mask(self.key))
+        self._disconnect()
+
     def _disconnect(self) -> None:
         if not self.writer.is_closing():
             self.writer.transport.abort()
 
     async def _finish(self, reason: str | None) -> None:
+        self.reader.release()
         sink, self.sink = self.sink, None
         if sink is not None:
             try:
@@ -409,6 +422,7 @@ class _Connection:
             await self._status("error", refused.code, refused.description)
             raise _Closing(f"publish refused: {refused.description}") from refused
         self.sink = sink
+        self.reader.published = True
         self._extend(self.server.media_timeout, f"no media within {self.server.media_timeout:g} s")
         await self._send(_CS_CONTROL, USER_CONTROL, 0, struct.pack(">HI", _STREAM_BEGIN, _STREAM_ID))
         await self._status("status", "NetStream.Publish.Start", f"publishing {_mask(key)}")
