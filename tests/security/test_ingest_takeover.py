@@ -21,7 +21,7 @@ from nchat_live.auth import Claims
 from nchat_live.config import Settings
 from nchat_live.db import Database
 from nchat_live.media.manager import LiveStream, MediaManager
-from nchat_live.resolvers import streams
+from nchat_live.resolvers import moderation, streams
 from nchat_live.runtime import Runtime
 from tests.media.media_client import SyntheticVideo, WhipClient
 from tests.media.rtmp_client import RtmpTestClient, run_publisher
@@ -134,20 +134,34 @@ async def test_rotating_the_key_disconnects_the_whip_hijacker_and_the_new_key_co
 
 
 async def test_banning_the_broadcaster_disconnects_her_publisher(stack: Stack, world: World) -> None:
-    stream_id, key = await new_stream(stack.runtime.database, world)
+    """bob, a member of alice's channel, broadcasts there; alice (its owner) bans him channel-wide with
+    the domain operation banUser, as herself. His publisher is disconnected at once (the ban's bus
+    event), and his key no longer publishes (WHIP 403 broadcaster-banned), so the ban stops ingest."""
+    db = stack.runtime.database
+    async with db.session(Claims.service()) as s:
+        row = await s.fetchrow(
+            "INSERT INTO nchat_streams (channel_id, broadcaster_id, title) VALUES ($1, $2, 'guest show') "
+            "RETURNING id, stream_key", world.public_channel, world.bob,
+        )
+    assert row is not None
+    stream_id, key = str(row["id"]), row["stream_key"]
     client = WhipClient(stack.http, stream_id, key, SyntheticVideo(320, 240, 15), audio=False)
     try:
         assert (await client.start()).status_code == 201
         live = live_of(stack, stream_id)
         assert live.publisher is not None
-        async with stack.runtime.database.session(Claims.service()) as s:
-            await s.fetchval(
-                "INSERT INTO nchat_stream_bans (stream_id, channel_id, user_id, reason) "
-                "VALUES ($1, $2, $3, 'test') RETURNING id", stream_id, world.public_channel, world.alice,
-            )
-            s.emit("chat.banned", {"stream_id": stream_id, "channel_id": world.public_channel,
-                                   "user_id": world.alice})
-        assert await until(lambda: live.publisher is None, 5.0)
+        async with db.session(Claims.user(world.alice)) as s:
+            ban = await moderation.ban_user(s, world.public_stream, world.bob, "off-topic", channel_wide=True)
+        assert ban["channel_id"] == world.public_channel and ban["stream_id"] is None
+        assert await until(lambda: live.publisher is None, 5.0), "the banned broadcaster is still publishing"
+        retry = WhipClient(stack.http, stream_id, key, SyntheticVideo(320, 240, 15), audio=False)
+        try:
+            response = await retry.start()
+            assert response.status_code == 403, response.text
+            assert response.json()["error"]["code"] == "broadcaster-banned"
+        finally:
+            await retry.stop()
+        assert live.publisher is None
     finally:
         await client.stop()
 

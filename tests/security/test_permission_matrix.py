@@ -30,6 +30,8 @@ OPS = ("select", "insert", "update")
 ADMIN_ONLY: dict[str, frozenset[str]] = {
     "nchat_stream_viewers": VIEWER_ADMIN_ONLY,
     "nchat_streams": frozenset(),
+    # Yours through nchat.my_email() (GraphQL myEmail); admins read all (migration 0013).
+    "nchat_users": frozenset({"email"}),
     "nchat_stream_reminders_sent": frozenset({"stream_id", "lead_minutes", "recipients", "sent_at"}),
     "nchat_media_workers": frozenset({"worker_id", "url", "started_at", "heartbeat_at", "streams", "capacity"}),
     "nchat_media_leases": frozenset({"stream_id", "worker_id", "generation", "acquired_at", "heartbeat_at",

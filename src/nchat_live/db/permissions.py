@@ -67,8 +67,8 @@ _CHANNEL_READ = cols("id, name, slug, description, is_private, owner_id, metadat
 
 SIGNED_IN_MODEL: dict[str, TableRule] = {
     "nchat_users": TableRule(
-        select=_USERS_PUBLIC | cols("email, metadata"), update=cols("display_name, avatar_url, status, metadata"),
-        check="read all; update yourself"),
+        select=_USERS_PUBLIC | cols("metadata"), update=cols("display_name, avatar_url, status, metadata"),
+        check="read all but email (yours through nchat.my_email() / myEmail; admins read all); update yourself"),
     "nchat_channels": TableRule(
         select=_CHANNEL_READ, insert=cols("id, name, slug, description, is_private, owner_id, metadata"),
         update=cols("name, description, is_private, metadata"),
@@ -105,9 +105,10 @@ SIGNED_IN_MODEL: dict[str, TableRule] = {
         presets={"user_id": "caller"}),
     "nchat_stream_recordings": TableRule(
         select=RECORDING_READ,
-        insert=cols("id, stream_id, kind, status, url, thumbnail_url, duration_seconds, size_bytes, renditions, "
+        insert=cols("id, stream_id, kind, status, duration_seconds, size_bytes, renditions, "
                     "clip_start_seconds, clip_end_seconds, created_by, metadata"),
-        delete=True, check="managers add clips (kind = 'clip') and delete", presets={"created_by": "caller"}),
+        delete=True, check="managers add clips (kind = 'clip') and delete; url and thumbnail_url are the "
+                           "server's (nchat.clip_set_url)", presets={"created_by": "caller"}),
     "nchat_stream_questions": TableRule(
         select=QUESTION_READ, insert=cols("stream_id, user_id, content"),
         update=cols("status, answer, answered_at, answered_by"),

@@ -213,6 +213,9 @@ class MediaManager:
         if info.status in lifecycle.TERMINAL:
             raise Conflict(f"stream '{info.stream_id}' is {info.status}; create a new stream to go live again",
                            code="stream-ended")
+        # A banned broadcaster, or one at her live-stream quota, is refused before any media (migration 0013).
+        async with self.runtime.database.session(Claims.service()) as session:
+            await session.fetchval("SELECT nchat.publish_admission($1)", info.stream_id)
         async with self._lock:
             live = self.streams.get(info.stream_id)
             if live is not None and live.publisher is not None:
@@ -411,6 +414,9 @@ class MediaManager:
                     await lifecycle.transition(session, live.stream_id, lifecycle.LIVE, reason=kind)
         except NchatError as exc:
             log.warning("stream %s: could not go live: %s", live.stream_id, exc.message)
+            if exc.code == "quota-exceeded":
+                # Admitted, then another stream of hers went live first: no half-started stream.
+                await self.revoke(live.stream_id, exc.message)
 
     async def _set_manifest(self, stream_id: str) -> None:
         async with self.runtime.database.session(Claims.service()) as session:

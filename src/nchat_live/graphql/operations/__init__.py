@@ -104,6 +104,11 @@ def _analytics(data: dict[str, Any]) -> StreamAnalytics:
 
 @strawberry.type
 class Query:
+    @strawberry.field(description="Your own email address (null when not signed in); nobody else's is readable.")
+    async def my_email(self, info: Info[Context, None]) -> str | None:
+        value = await run(info, lambda s: s.fetchval("SELECT nchat.my_email()"))
+        return None if value is None else str(value)
+
     @strawberry.field(description="A stream you can see.")
     async def stream(self, info: Info[Context, None], id: strawberry.ID) -> LiveStream:
         return _stream(info, await run(info, lambda s: streams.get_stream(s, str(id))))
