@@ -257,9 +257,10 @@ async def test_worker_lost_without_publisher_ends_stream_and_finalises_recording
 
     async def ended() -> dict[str, Any] | None:
         row = await stream_row(db, stream_id)
-        return row if row["status"] == "ended" and row["recording_url"] else None
+        # The lease is released in its own statement after the end commits: wait for both.
+        return row if row["status"] == "ended" and row["recording_url"] and row["worker_id"] is None else None
 
-    row = await wait_until(ended, LEASE_TTL + GRACE + 20, "the stream to end with its recording")
+    row = await wait_until(ended, LEASE_TTL + GRACE + 20, "the stream to end with its recording and lease released")
     print(f"\nworker lost: stream ended and recording finalised {time.monotonic() - killed_at:.2f}s after "
           f"SIGKILL (lease TTL {LEASE_TTL:.0f}s, grace {GRACE:.0f}s)")
     assert row["end_reason"] == "worker-lost"
