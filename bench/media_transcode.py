@@ -23,7 +23,7 @@ import av
 from nchat_live.media.ladder import select_ladder
 from nchat_live.media.packager import PackagingConfig
 from nchat_live.media.pipeline import StreamPipeline
-from nchat_live.media.storage import LocalStorage
+from nchat_live.media.storage.local import LocalStorage
 
 
 def make_clip(path: Path, seconds: int) -> None:

@@ -12,7 +12,7 @@ import av
 
 from nchat_live.media.packager import SegmentInfo
 from nchat_live.media.pipeline import PipelineObserver, StreamPipeline
-from nchat_live.media.storage import LocalStorage
+from nchat_live.media.storage.local import LocalStorage
 
 
 def frames(width: int, height: int, count: int, fps: int = 30) -> list[av.VideoFrame]:

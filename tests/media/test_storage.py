@@ -13,8 +13,8 @@ from pathlib import Path
 import boto3
 import pytest
 
-from nchat_live.media.storage import LocalStorage, MediaStorage
-from nchat_live.media.storage_s3 import S3Storage
+from nchat_live.media.storage.local import LocalStorage, MediaStorage
+from nchat_live.media.storage.s3 import S3Storage
 
 
 def _free_port() -> int:

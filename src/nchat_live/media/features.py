@@ -22,7 +22,7 @@ from .dvr import DvrPlaylists
 from .packager import SegmentInfo
 from .pipeline import ObserverGroup, PipelineObserver
 from .recording import Recorder
-from .storage import MediaStorage
+from .storage.local import MediaStorage
 from .thumbnails import Thumbnailer
 
 if TYPE_CHECKING:

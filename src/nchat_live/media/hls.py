@@ -24,8 +24,8 @@ from starlette.routing import Route
 from .access import PRIVATE_FILE, PRIVATE_PLAYLIST, MediaGrant, authorize_media
 from .held import client_address, held_requests, too_many
 from .packager import PackagingConfig, PlaylistRequestError, StreamPackager
-from .storage import MediaStorage
-from .storage_select import open_storage, public_url
+from .storage.local import MediaStorage
+from .storage.select import open_storage, public_url
 
 if TYPE_CHECKING:
     from .manager import MediaManager

@@ -38,8 +38,8 @@ from . import leases
 from .packager import PackagingConfig, StreamPackager
 from .pipeline import ObserverGroup, PipelineObserver, StreamPipeline
 from .resume import ResumeState, end_playlists, read_resume
-from .storage import MediaStorage
-from .storage_select import open_storage
+from .storage.local import MediaStorage
+from .storage.select import open_storage
 from .throttle import KeyThrottle
 
 if TYPE_CHECKING:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from .fmp4 import FragmentInfo
 from .ladder import Rendition
-from .storage import MediaStorage
+from .storage.local import MediaStorage
 
 if TYPE_CHECKING:
     from .resume import ResumeState

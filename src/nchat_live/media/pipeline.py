@@ -37,7 +37,7 @@ import av
 from .fmp4 import BoxSplitter, FragmentInfo, avc_codec_string, parse_moof
 from .ladder import Rendition, select_ladder
 from .packager import PackagingConfig, RenditionPackager, SegmentInfo, StreamPackager
-from .storage import MediaStorage
+from .storage.local import MediaStorage
 
 if TYPE_CHECKING:
     from .resume import ResumeState

@@ -10,9 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-from ..config import Settings
-from ..errors import ConfigError
-from .storage import LocalStorage, MediaStorage
+from ...config import Settings
+from ...errors import ConfigError
+from .local import LocalStorage, MediaStorage
 
 
 def open_storage(settings: Settings) -> MediaStorage:
@@ -26,7 +26,7 @@ def open_storage(settings: Settings) -> MediaStorage:
         if not parts.netloc:
             raise ConfigError(f"NCHAT_STORAGE_URL '{raw}' names no bucket (s3://bucket/prefix)")
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-        from .storage_s3 import S3Storage
+        from .s3 import S3Storage
 
         extra = {"region_name": query["region"]} if "region" in query else {}
         return S3Storage(

@@ -1,1 +1,0 @@
-"""The Hasura-style compiler: catalog, selections, and SQL for queries and mutations."""
