@@ -20,10 +20,10 @@ from pathlib import Path
 
 import av
 
-from nchat_live.media.ladder import select_ladder
 from nchat_live.media.packager import PackagingConfig
-from nchat_live.media.pipeline import StreamPipeline
 from nchat_live.media.storage.local import LocalStorage
+from nchat_live.media.transcode.ladder import select_ladder
+from nchat_live.media.transcode.pipeline import StreamPipeline
 
 
 def make_clip(path: Path, seconds: int) -> None:

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from nchat_live.media.fmp4 import FragmentInfo
-from nchat_live.media.ladder import Rendition
 from nchat_live.media.packager import PackagingConfig, PlaylistRequestError, RenditionPackager, StreamPackager
 from nchat_live.media.storage.local import LocalStorage
+from nchat_live.media.transcode.ladder import Rendition
 
 LOW = Rendition("360p", 640, 360, 24, 400)
 HIGH = Rendition("720p", 1280, 720, 30, 1500)

@@ -11,8 +11,8 @@ from pathlib import Path
 import av
 
 from nchat_live.media.packager import SegmentInfo
-from nchat_live.media.pipeline import PipelineObserver, StreamPipeline
 from nchat_live.media.storage.local import LocalStorage
+from nchat_live.media.transcode.pipeline import PipelineObserver, StreamPipeline
 
 
 def frames(width: int, height: int, count: int, fps: int = 30) -> list[av.VideoFrame]:

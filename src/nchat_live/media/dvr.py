@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from .packager import SegmentInfo
-from .pipeline import PipelineObserver
+from .transcode.pipeline import PipelineObserver
 
 if TYPE_CHECKING:
     from .features import MediaFeatures

@@ -20,10 +20,10 @@ from ..errors import NchatError
 from ..resolvers import lifecycle
 from .dvr import DvrPlaylists
 from .packager import SegmentInfo
-from .pipeline import ObserverGroup, PipelineObserver
 from .recording import Recorder
 from .storage.local import MediaStorage
 from .thumbnails import Thumbnailer
+from .transcode.pipeline import ObserverGroup, PipelineObserver
 
 if TYPE_CHECKING:
     from ..db import Database

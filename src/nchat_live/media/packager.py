@@ -21,8 +21,8 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from .fmp4 import FragmentInfo
-from .ladder import Rendition
 from .storage.local import MediaStorage
+from .transcode.ladder import Rendition
 
 if TYPE_CHECKING:
     from .resume import ResumeState

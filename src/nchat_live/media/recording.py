@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..auth import Claims
 from .packager import SegmentInfo
-from .pipeline import PipelineObserver
+from .transcode.pipeline import PipelineObserver
 
 if TYPE_CHECKING:
     from .features import MediaFeatures

@@ -34,13 +34,13 @@ from typing import TYPE_CHECKING, Any
 
 import av
 
-from .fmp4 import BoxSplitter, FragmentInfo, avc_codec_string, parse_moof
+from ..fmp4 import BoxSplitter, FragmentInfo, avc_codec_string, parse_moof
+from ..packager import PackagingConfig, RenditionPackager, SegmentInfo, StreamPackager
+from ..storage.local import MediaStorage
 from .ladder import Rendition, select_ladder
-from .packager import PackagingConfig, RenditionPackager, SegmentInfo, StreamPackager
-from .storage.local import MediaStorage
 
 if TYPE_CHECKING:
-    from .resume import ResumeState
+    from ..resume import ResumeState
 
 log = logging.getLogger(__name__)
 
