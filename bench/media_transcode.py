@@ -20,7 +20,7 @@ from pathlib import Path
 
 import av
 
-from nchat_live.media.packager import PackagingConfig
+from nchat_live.media.hls.packager import PackagingConfig
 from nchat_live.media.storage.local import LocalStorage
 from nchat_live.media.transcode.ladder import select_ladder
 from nchat_live.media.transcode.pipeline import StreamPipeline

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from nchat_live.media.fmp4 import FragmentInfo
-from nchat_live.media.packager import PackagingConfig, PlaylistRequestError, RenditionPackager, StreamPackager
+from nchat_live.media.hls.fmp4 import FragmentInfo
+from nchat_live.media.hls.packager import PackagingConfig, PlaylistRequestError, RenditionPackager, StreamPackager
 from nchat_live.media.storage.local import LocalStorage
 from nchat_live.media.transcode.ladder import Rendition
 

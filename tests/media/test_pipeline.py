@@ -10,7 +10,7 @@ from pathlib import Path
 
 import av
 
-from nchat_live.media.packager import SegmentInfo
+from nchat_live.media.hls.packager import SegmentInfo
 from nchat_live.media.storage.local import LocalStorage
 from nchat_live.media.transcode.pipeline import PipelineObserver, StreamPipeline
 

@@ -8,8 +8,8 @@ import pytest
 
 from nchat_live.config import Settings
 from nchat_live.errors import ConfigError
-from nchat_live.media.fmp4 import FragmentInfo
-from nchat_live.media.packager import PackagingConfig, StreamPackager
+from nchat_live.media.hls.fmp4 import FragmentInfo
+from nchat_live.media.hls.packager import PackagingConfig, StreamPackager
 from nchat_live.media.resume import end_playlists, parse_media_playlist, read_resume
 from nchat_live.media.storage.local import LocalStorage
 from nchat_live.media.storage.s3 import S3Storage

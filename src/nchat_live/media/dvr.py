@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from .packager import SegmentInfo
+from .hls.packager import SegmentInfo
 from .transcode.pipeline import PipelineObserver
 
 if TYPE_CHECKING:

@@ -19,7 +19,7 @@ from ..auth import Claims
 from ..errors import NchatError
 from ..resolvers import lifecycle
 from .dvr import DvrPlaylists
-from .packager import SegmentInfo
+from .hls.packager import SegmentInfo
 from .recording import Recorder
 from .storage.local import MediaStorage
 from .thumbnails import Thumbnailer

@@ -35,7 +35,7 @@ from ..errors import Conflict, NchatError, NotFound, Unavailable
 from ..ids import is_canonical_uuid
 from ..resolvers import lifecycle
 from . import leases
-from .packager import PackagingConfig, StreamPackager
+from .hls.packager import PackagingConfig, StreamPackager
 from .resume import ResumeState, end_playlists, read_resume
 from .storage.local import MediaStorage
 from .storage.select import open_storage

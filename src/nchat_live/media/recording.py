@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..auth import Claims
-from .packager import SegmentInfo
+from .hls.packager import SegmentInfo
 from .transcode.pipeline import PipelineObserver
 
 if TYPE_CHECKING:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from starlette.routing import Route
 
-from .hls import hls_routes
-from .replay_routes import replay_routes
+from .hls.replay_routes import replay_routes
+from .hls.routes import hls_routes
 from .whip import whip_routes
 
 

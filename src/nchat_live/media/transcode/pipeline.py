@@ -34,8 +34,8 @@ from typing import TYPE_CHECKING, Any
 
 import av
 
-from ..fmp4 import BoxSplitter, FragmentInfo, avc_codec_string, parse_moof
-from ..packager import PackagingConfig, RenditionPackager, SegmentInfo, StreamPackager
+from ..hls.fmp4 import BoxSplitter, FragmentInfo, avc_codec_string, parse_moof
+from ..hls.packager import PackagingConfig, RenditionPackager, SegmentInfo, StreamPackager
 from ..storage.local import MediaStorage
 from .ladder import Rendition, select_ladder
 

@@ -20,12 +20,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
+from ..storage.local import MediaStorage
+from ..transcode.ladder import Rendition
 from .fmp4 import FragmentInfo
-from .storage.local import MediaStorage
-from .transcode.ladder import Rendition
 
 if TYPE_CHECKING:
-    from .resume import ResumeState
+    from ..resume import ResumeState
 
 log = logging.getLogger(__name__)
 

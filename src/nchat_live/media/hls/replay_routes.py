@@ -10,7 +10,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from .access import PRIVATE_FILE, PRIVATE_PLAYLIST, MediaGrant, authorize_media
-from .hls import CORS, IMMUTABLE, NO_CACHE, PLAYLIST_TYPE
+from .routes import CORS, IMMUTABLE, NO_CACHE, PLAYLIST_TYPE
 
 _RECORDING_PATH = re.compile(
     r"^(?:clips/[0-9a-f-]{36}/)?(?:master\.m3u8|\d{3,4}p/(?:index\.m3u8|init\.mp4|seg\d+\.m4s))$|^thumbnail\.jpg$"

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from ..auth import Claims, MediaTokens, media_tokens
-from ..errors import InvalidJWT, NchatError, Unavailable
-from ..ids import is_canonical_uuid
+from ...auth import Claims, MediaTokens, media_tokens
+from ...errors import InvalidJWT, NchatError, Unavailable
+from ...ids import is_canonical_uuid
 
 _CORS = {"Access-Control-Allow-Origin": "*"}
 # Refusals depend on the credential: never stored, and keyed on it by any cache that looks.
