@@ -133,7 +133,7 @@ async def measure(n: int, messages: int, publish: Callable[[float], Awaitable[No
 
 async def bench_nchat(n: int, messages: int, port: int, stream_id: str, channel_id: str, deflate: bool = True
                       ) -> dict[str, float]:
-    from nchat_live.subscriptions import EventBus
+    from nchat_live.subscriptions.bus import EventBus
 
     tally = Tally()
     query = "subscription($s: ID!) { chatEvents(streamId: $s) { id content createdAt } }"

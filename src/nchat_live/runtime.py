@@ -17,11 +17,13 @@ from .db import Database
 from .db.embedded import EmbeddedPostgres
 
 if TYPE_CHECKING:
+    from .graphql.hasura.live_queries import LiveQueries
     from .graphql.registry import SchemaRegistry
     from .media.features import MediaFeatures
     from .media.manager import MediaManager
     from .resolvers.scheduler import StreamScheduler
-    from .subscriptions import BusStats, EventBus, LiveQueries, Realtime
+    from .subscriptions.bus import BusStats, EventBus
+    from .subscriptions.realtime import Realtime
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +115,7 @@ class Runtime:
 
                 self.graphql = await SchemaRegistry.build(self)
             # Media workers publish events too (stream started, quality), so every role has the bus.
-            from .subscriptions import start_realtime
+            from .subscriptions.realtime import start_realtime
 
             self.realtime = await start_realtime(self)
             if self.settings.media_enabled and role in ("all", "media"):
@@ -159,7 +161,7 @@ class Runtime:
         self.media_features = None
         self.media = None
         if self.realtime is not None:
-            from .subscriptions import stop_realtime
+            from .subscriptions.realtime import stop_realtime
 
             async with _timed("realtime"):
                 await stop_realtime(self, self.realtime)

@@ -11,7 +11,7 @@ import pytest
 from nchat_live.auth import Claims
 from nchat_live.config import Settings
 from nchat_live.runtime import Runtime
-from nchat_live.subscriptions import EventBus, SlowSubscriber
+from nchat_live.subscriptions.bus import EventBus, SlowSubscriber
 from tests.support import NEEDS_REDIS, REDIS_URL, World
 
 BACKENDS = ["memory://", "postgres://", pytest.param(REDIS_URL, marks=NEEDS_REDIS)]
@@ -138,7 +138,7 @@ async def test_delivery_observes_the_time_since_publishing(buses: tuple[EventBus
 
 
 def test_websocket_limits_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    from nchat_live.subscriptions import Limits
+    from nchat_live.subscriptions.realtime import Limits
 
     assert Limits.from_settings(Settings()) == Limits()
     monkeypatch.setenv("NCHAT_WS_KEEPALIVE_SECONDS", "2.5")

@@ -7,7 +7,7 @@ import asyncio
 
 import asyncpg
 
-from nchat_live.subscriptions import EventBus
+from nchat_live.subscriptions.bus import EventBus
 
 
 async def test_events_sent_while_listen_is_down_are_replayed_once(database_url: str) -> None:

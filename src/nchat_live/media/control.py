@@ -16,7 +16,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
-from ..subscriptions import SlowSubscriber
+from ..subscriptions.bus import SlowSubscriber
 
 if TYPE_CHECKING:
     from ..runtime import Runtime

@@ -1,10 +1,2 @@
-"""Realtime: the event bus, GraphQL over websockets, live queries, presence."""
-
-from .bus import BusEvent, BusStats, EventBus, Listener, SlowSubscriber
-from .live import LiveQueries
-from .realtime import Limits, Realtime, start_realtime, stop_realtime
-
-__all__ = [
-    "BusEvent", "BusStats", "EventBus", "Limits", "Listener", "LiveQueries", "Realtime", "SlowSubscriber",
-    "start_realtime", "stop_realtime",
-]
+"""Realtime delivery: the event bus (`bus/`), the websocket transport (`transport/`), and the
+per-subscriber feeds, presence and access checks between them."""

@@ -26,14 +26,12 @@ from urllib.parse import urlsplit
 
 from broadcaster import Broadcast
 
-from ..errors import ConfigError, NchatError
+from ...errors import NchatError
+from ...observability import BUS_LAG
+from .backends import backend_for
 
 log = logging.getLogger(__name__)
 
-try:  # metrics are optional, as in websocket.py
-    from ..observability import BUS_LAG
-except ImportError:  # pragma: no cover
-    BUS_LAG = None
 
 CHANNEL = "nchat_events"
 # Keys that never leave the server inside an event, whatever the emitter put in the payload.
@@ -182,7 +180,7 @@ class EventBus:
         self.origin = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.stats = BusStats()
         self.listener_queue = listener_queue
-        self._broadcast = Broadcast(backend=_backend_for(url, database_url))
+        self._broadcast = Broadcast(backend=backend_for(url, database_url))
         self._by_stream: dict[str, set[Listener]] = {}
         self._everything: set[Listener] = set()
         self._pump: asyncio.Task[None] | None = None
@@ -236,7 +234,7 @@ class EventBus:
                     self.dispatch(event)
 
     def dispatch(self, event: BusEvent) -> None:
-        if event.published_at is not None and BUS_LAG is not None:
+        if event.published_at is not None:
             BUS_LAG.observe(max(0.0, time.time() - event.published_at))
         for listener in self._everything:
             listener.offer(event)
@@ -271,24 +269,3 @@ class EventBus:
                         group.discard(listener)
                         if not group:
                             del self._by_stream[stream_id]
-
-
-def _backend_for(url: str, database_url: str | None) -> Any:
-    scheme = urlsplit(url).scheme
-    if scheme in ("postgres", "postgresql"):
-        from ._pg_backend import PostgresBackend
-
-        # "postgres://" alone means the application's own database.
-        target = url if urlsplit(url).hostname else database_url
-        if not target:
-            raise ConfigError(f"BUS_URL '{url}' names no host and there is no DATABASE_URL to fall back on")
-        return PostgresBackend(target)
-    if scheme in ("redis", "rediss"):
-        from ._redis_backend import RedisBackend
-
-        return RedisBackend(url)
-    if scheme == "memory":
-        from broadcaster._backends.memory import MemoryBackend
-
-        return MemoryBackend(url)
-    raise ConfigError(f"BUS_URL '{url}' has an unsupported scheme; expected memory://, postgres:// or redis://")

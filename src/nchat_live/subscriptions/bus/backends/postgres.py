@@ -21,8 +21,7 @@ from collections import deque
 from typing import Any
 
 import asyncpg
-from broadcaster._backends.base import BroadcastBackend
-from broadcaster._base import Event
+from broadcaster import BroadcastBackend, Event
 
 log = logging.getLogger(__name__)
 
