@@ -35,8 +35,8 @@ import httpx
 import websockets
 
 from nchat_live.auth import mint_token
-from nchat_live.media.rtmp import amf0
-from nchat_live.media.rtmp.chunks import COMMAND_AMF0, SET_CHUNK_SIZE, USER_CONTROL, Message, encode_message
+from nchat_live.media.ingest.rtmp import amf0
+from nchat_live.media.ingest.rtmp.chunks import COMMAND_AMF0, SET_CHUNK_SIZE, USER_CONTROL, Message, encode_message
 
 JWT_SECRET = '{"type": "HS256", "key": "nchat-live-abuse-bench-secret-0123456789abcdef"}'
 

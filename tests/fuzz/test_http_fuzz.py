@@ -390,7 +390,7 @@ C1 = (bytes(8) + bytes(range(256)) * 6)[:1536]
 async def test_rtmp_port_survives_random_bytes_and_truncated_handshakes(
     prefix: bytes, payload: bytes, server: Server, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.ERROR, logger="nchat_live.media.rtmp"):
+    with caplog.at_level(logging.ERROR, logger="nchat_live.media.ingest.rtmp"):
         await _send_and_hang_up(server.rtmp_port, prefix, payload)
     internal = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     caplog.clear()

@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from nchat_live.media.rtmp import amf0
-from nchat_live.media.rtmp.chunks import COMMAND_AMF0, SET_CHUNK_SIZE, ChunkReader, Message, encode_message
+from nchat_live.media.ingest.rtmp import amf0
+from nchat_live.media.ingest.rtmp.chunks import COMMAND_AMF0, SET_CHUNK_SIZE, ChunkReader, Message, encode_message
 
 _ROOT = str(Path(__file__).resolve().parents[2])
 

@@ -19,9 +19,9 @@ from nchat_live.app import create_app
 from nchat_live.auth import Claims
 from nchat_live.config import Settings
 from nchat_live.db import Database
+from nchat_live.media.ingest.rtmp.chunks import SET_CHUNK_SIZE, USER_CONTROL, VIDEO
+from nchat_live.media.ingest.rtmp.server import PublishRequest, RtmpServer
 from nchat_live.media.manager import MediaManager
-from nchat_live.media.rtmp.chunks import SET_CHUNK_SIZE, USER_CONTROL, VIDEO
-from nchat_live.media.rtmp.server import PublishRequest, RtmpServer
 from nchat_live.runtime import Runtime
 from tests.support import World
 

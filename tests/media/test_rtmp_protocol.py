@@ -7,8 +7,8 @@ import struct
 
 import pytest
 
-from nchat_live.media.rtmp import amf0
-from nchat_live.media.rtmp.chunks import (
+from nchat_live.media.ingest.rtmp import amf0
+from nchat_live.media.ingest.rtmp.chunks import (
     AUDIO,
     COMMAND_AMF0,
     VIDEO,
@@ -17,7 +17,7 @@ from nchat_live.media.rtmp.chunks import (
     ProtocolError,
     encode_message,
 )
-from nchat_live.media.rtmp.flv import UnsupportedMedia, parse_audio, parse_video
+from nchat_live.media.ingest.rtmp.flv import UnsupportedMedia, parse_audio, parse_video
 
 
 def _reader(data: bytes) -> ChunkReader:

@@ -10,9 +10,9 @@ from typing import Any
 import av
 import pytest
 
-from nchat_live.media.rtmp import PublishRefused, PublishRequest, RtmpServer
-from nchat_live.media.rtmp.chunks import VIDEO
-from nchat_live.media.rtmp.decode import FlvDecoder
+from nchat_live.media.ingest.rtmp import PublishRefused, PublishRequest, RtmpServer
+from nchat_live.media.ingest.rtmp.chunks import VIDEO
+from nchat_live.media.ingest.rtmp.decode import FlvDecoder
 
 from .rtmp_client import RtmpTestClient, run_publisher
 
@@ -123,7 +123,7 @@ async def test_garbage_bytes_close_only_that_connection(
     ingest: tuple[Ingest, RtmpServer], caplog: pytest.LogCaptureFixture
 ) -> None:
     target, server = ingest
-    caplog.set_level(logging.WARNING, "nchat_live.media.rtmp")
+    caplog.set_level(logging.WARNING, "nchat_live.media.ingest.rtmp")
     healthy = await RtmpTestClient.connect(server.bound_port)
     assert (await healthy.start_publish("good-healthy"))[3]["code"] == "NetStream.Publish.Start"
     reader, writer = await asyncio.open_connection("127.0.0.1", server.bound_port)
@@ -149,7 +149,7 @@ async def test_garbage_bytes_close_only_that_connection(
 
 async def test_half_handshake_times_out(ingest: tuple[Ingest, RtmpServer], caplog: pytest.LogCaptureFixture) -> None:
     _, server = ingest
-    caplog.set_level(logging.WARNING, "nchat_live.media.rtmp")
+    caplog.set_level(logging.WARNING, "nchat_live.media.ingest.rtmp")
     reader, writer = await asyncio.open_connection("127.0.0.1", server.bound_port)
     writer.write(b"\x03" + bytes(700))  # C0 and half of C1
     await writer.drain()
@@ -163,7 +163,7 @@ async def test_publisher_that_sends_no_media_is_closed(
     ingest: tuple[Ingest, RtmpServer], caplog: pytest.LogCaptureFixture
 ) -> None:
     target, server = ingest
-    caplog.set_level(logging.WARNING, "nchat_live.media.rtmp")
+    caplog.set_level(logging.WARNING, "nchat_live.media.ingest.rtmp")
     client = await RtmpTestClient.connect(server.bound_port)
     assert (await client.start_publish("good-silent"))[3]["code"] == "NetStream.Publish.Start"
     assert await client.closed_by_server(within=5)
@@ -178,7 +178,7 @@ async def test_codec_the_decoder_cannot_read_closes_the_publish(
     ingest: tuple[Ingest, RtmpServer], caplog: pytest.LogCaptureFixture
 ) -> None:
     target, server = ingest
-    caplog.set_level(logging.WARNING, "nchat_live.media.rtmp")
+    caplog.set_level(logging.WARNING, "nchat_live.media.ingest.rtmp")
     await run_publisher(server.bound_port, "good-flv1", "--seconds", "0.5", "--video-codec", "flv")
     sink = target.sinks["good-flv1"]
     await asyncio.wait_for(sink.closed.wait(), 5)

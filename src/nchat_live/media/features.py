@@ -27,8 +27,8 @@ from .transcode.pipeline import ObserverGroup, PipelineObserver
 
 if TYPE_CHECKING:
     from ..db import Database
+    from .ingest.rtmp.ingest import RtmpIngest
     from .manager import MediaManager, StreamInfo
-    from .rtmp.ingest import RtmpIngest
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +115,7 @@ class MediaFeatures:
         self.manager.keep_segments = self.settings.dvr_window_seconds > 0
         self.manager.observer_factories.append(self._observers)
         if self.settings.rtmp_enabled:
-            from .rtmp.ingest import RtmpIngest
+            from .ingest.rtmp.ingest import RtmpIngest
 
             self.rtmp = RtmpIngest(
                 self.manager, port=self._rtmp_port, media_timeout=self.settings.rtmp_media_timeout_seconds

@@ -36,10 +36,10 @@ from ..ids import is_canonical_uuid
 from ..resolvers import lifecycle
 from . import leases
 from .hls.packager import PackagingConfig, StreamPackager
+from .ingest.throttle import KeyThrottle
 from .resume import ResumeState, end_playlists, read_resume
 from .storage.local import MediaStorage
 from .storage.select import open_storage
-from .throttle import KeyThrottle
 from .transcode.pipeline import ObserverGroup, PipelineObserver, StreamPipeline
 
 if TYPE_CHECKING:

@@ -6,7 +6,7 @@ from starlette.routing import Route
 
 from .hls.replay_routes import replay_routes
 from .hls.routes import hls_routes
-from .whip import whip_routes
+from .ingest.whip import whip_routes
 
 
 def media_routes() -> list[Route]:

@@ -15,13 +15,13 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from ...auth import Claims
-from ...errors import Conflict, NchatError
+from ....auth import Claims
+from ....errors import Conflict, NchatError
 from .decode import FlvDecoder
 from .server import PublishEnded, PublishRefused, PublishRequest, RtmpServer
 
 if TYPE_CHECKING:
-    from ..manager import LiveStream, MediaManager
+    from ...manager import LiveStream, MediaManager
 
 log = logging.getLogger(__name__)
 

@@ -26,12 +26,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ..errors import NchatError
-from ..ids import is_canonical_uuid
-from .placement import lease_holder_url, worker_for_stream
+from ...errors import NchatError
+from ...ids import is_canonical_uuid
+from ..placement import lease_holder_url, worker_for_stream
 
 if TYPE_CHECKING:
-    from .manager import LiveStream, MediaManager
+    from ..manager import LiveStream, MediaManager
 
 log = logging.getLogger(__name__)
 
