@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from .graphql.hasura.live_queries import LiveQueries
     from .graphql.registry import SchemaRegistry
     from .media.features import MediaFeatures
-    from .media.manager import MediaManager
+    from .media.worker.manager import MediaManager
     from .resolvers.scheduler import StreamScheduler
     from .subscriptions.bus import BusStats, EventBus
     from .subscriptions.realtime import Realtime
@@ -119,7 +119,7 @@ class Runtime:
 
             self.realtime = await start_realtime(self)
             if self.settings.media_enabled and role in ("all", "media"):
-                from .media.manager import MediaManager
+                from .media.worker.manager import MediaManager
 
                 self.media = MediaManager(self)
                 await self.media.start()
@@ -127,7 +127,7 @@ class Runtime:
 
                 self.media_features = MediaFeatures(self.media)
                 await self.media_features.start()
-                from .media.control import follow_status
+                from .media.worker.control import follow_status
 
                 self._media_follower = asyncio.create_task(follow_status(self))
             if role in ("all", "api"):

@@ -21,7 +21,7 @@ from nchat_live.config import Settings
 from nchat_live.db import Database
 from nchat_live.media.ingest.rtmp.chunks import SET_CHUNK_SIZE, USER_CONTROL, VIDEO
 from nchat_live.media.ingest.rtmp.server import PublishRequest, RtmpServer
-from nchat_live.media.manager import MediaManager
+from nchat_live.media.worker.manager import MediaManager
 from nchat_live.runtime import Runtime
 from tests.support import World
 

@@ -6,7 +6,7 @@ import asyncio
 
 from nchat_live.auth import Claims
 from nchat_live.db import Database
-from nchat_live.media import leases
+from nchat_live.media.worker import leases
 from tests.support import World
 
 

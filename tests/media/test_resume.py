@@ -10,11 +10,11 @@ from nchat_live.config import Settings
 from nchat_live.errors import ConfigError
 from nchat_live.media.hls.fmp4 import FragmentInfo
 from nchat_live.media.hls.packager import PackagingConfig, StreamPackager
-from nchat_live.media.resume import end_playlists, parse_media_playlist, read_resume
 from nchat_live.media.storage.local import LocalStorage
 from nchat_live.media.storage.s3 import S3Storage
 from nchat_live.media.storage.select import open_storage, public_url
 from nchat_live.media.transcode.ladder import select_ladder
+from nchat_live.media.worker.resume import end_playlists, parse_media_playlist, read_resume
 
 OLD = """#EXTM3U
 #EXT-X-VERSION:9

@@ -20,7 +20,7 @@ from nchat_live.app import create_app
 from nchat_live.auth import Claims
 from nchat_live.config import Settings
 from nchat_live.db import Database
-from nchat_live.media.manager import LiveStream, MediaManager
+from nchat_live.media.worker.manager import LiveStream, MediaManager
 from nchat_live.resolvers import moderation, streams
 from nchat_live.runtime import Runtime
 from tests.media.media_client import SyntheticVideo, WhipClient

@@ -28,7 +28,7 @@ from .transcode.pipeline import ObserverGroup, PipelineObserver
 if TYPE_CHECKING:
     from ..db import Database
     from .ingest.rtmp.ingest import RtmpIngest
-    from .manager import MediaManager, StreamInfo
+    from .worker.manager import MediaManager, StreamInfo
 
 log = logging.getLogger(__name__)
 

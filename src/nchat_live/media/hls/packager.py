@@ -25,7 +25,7 @@ from ..transcode.ladder import Rendition
 from .fmp4 import FragmentInfo
 
 if TYPE_CHECKING:
-    from ..resume import ResumeState
+    from ..worker.resume import ResumeState
 
 log = logging.getLogger(__name__)
 

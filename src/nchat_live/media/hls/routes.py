@@ -28,7 +28,7 @@ from .held import client_address, held_requests, too_many
 from .packager import PackagingConfig, PlaylistRequestError, StreamPackager
 
 if TYPE_CHECKING:
-    from ..manager import MediaManager
+    from ..worker.manager import MediaManager
 
 PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
 CORS = {

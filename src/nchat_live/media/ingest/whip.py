@@ -28,10 +28,10 @@ from starlette.routing import Route
 
 from ...errors import NchatError
 from ...ids import is_canonical_uuid
-from ..placement import lease_holder_url, worker_for_stream
+from ..worker.placement import lease_holder_url, worker_for_stream
 
 if TYPE_CHECKING:
-    from ..manager import LiveStream, MediaManager
+    from ..worker.manager import LiveStream, MediaManager
 
 log = logging.getLogger(__name__)
 

@@ -40,7 +40,7 @@ from ..storage.local import MediaStorage
 from .ladder import Rendition, select_ladder
 
 if TYPE_CHECKING:
-    from ..resume import ResumeState
+    from ..worker.resume import ResumeState
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from .decode import FlvDecoder
 from .server import PublishEnded, PublishRefused, PublishRequest, RtmpServer
 
 if TYPE_CHECKING:
-    from ...manager import LiveStream, MediaManager
+    from ...worker.manager import LiveStream, MediaManager
 
 log = logging.getLogger(__name__)
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ..auth import Claims
-from ..db import Database
+from ...auth import Claims
+from ...db import Database
 from . import leases
 
 

@@ -30,20 +30,20 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..auth import Claims
-from ..errors import Conflict, NchatError, NotFound, Unavailable
-from ..ids import is_canonical_uuid
-from ..resolvers import lifecycle
+from ...auth import Claims
+from ...errors import Conflict, NchatError, NotFound, Unavailable
+from ...ids import is_canonical_uuid
+from ...resolvers import lifecycle
+from ..hls.packager import PackagingConfig, StreamPackager
+from ..ingest.throttle import KeyThrottle
+from ..storage.local import MediaStorage
+from ..storage.select import open_storage
+from ..transcode.pipeline import ObserverGroup, PipelineObserver, StreamPipeline
 from . import leases
-from .hls.packager import PackagingConfig, StreamPackager
-from .ingest.throttle import KeyThrottle
 from .resume import ResumeState, end_playlists, read_resume
-from .storage.local import MediaStorage
-from .storage.select import open_storage
-from .transcode.pipeline import ObserverGroup, PipelineObserver, StreamPipeline
 
 if TYPE_CHECKING:
-    from ..runtime import Runtime
+    from ...runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -506,7 +506,7 @@ class MediaManager:
         features = self.runtime.media_features
         if features is not None:
             if info.is_recorded and self.settings.recording_enabled:
-                from .recording import Recorder
+                from ..recording import Recorder
 
                 try:
                     await Recorder(features, stream_id).finalize()
@@ -529,7 +529,7 @@ class MediaManager:
     # -- metrics --------------------------------------------------------------------------------
 
     async def _metrics_loop(self, live: LiveStream) -> None:
-        from .metrics import collect_and_store
+        from ..metrics import collect_and_store
 
         interval = self.settings.media_metrics_seconds
         previous: dict[str, Any] = {"at": time.monotonic(), "frames": 0, "dropped": 0}

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from .storage.local import MediaStorage
+from ..storage.local import MediaStorage
 
 _PART_URI = re.compile(r'URI="seg(\d+)\.\d+\.m4s"')
 _SEGMENT_URI = re.compile(r"^seg(\d+)\.m4s$")

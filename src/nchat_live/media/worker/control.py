@@ -16,10 +16,10 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
-from ..subscriptions.bus import SlowSubscriber
+from ...subscriptions.bus import SlowSubscriber
 
 if TYPE_CHECKING:
-    from ..runtime import Runtime
+    from ...runtime import Runtime
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..auth import Claims
-from ..db import Database
+from ...auth import Claims
+from ...db import Database
 
 
 @dataclass(frozen=True)
