@@ -35,9 +35,9 @@ from graphql import (
 )
 
 from ..errors import NchatError, Unavailable
-from ..resolvers.hasura.selection import RAW_VARIABLES
 from .context import QUERY_SESSION, Context, SharedSession
-from .hasura_resolvers import MUTATION_SESSION
+from .hasura.compiler.selection import RAW_VARIABLES
+from .hasura.resolvers import MUTATION_SESSION
 from .limits import DocumentLimits, check_cost, check_syntax, refusal
 
 log = logging.getLogger(__name__)

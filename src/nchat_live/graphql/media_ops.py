@@ -14,7 +14,7 @@ from strawberry.types import Info
 
 from ..auth import media_tokens
 from ..errors import NotFound
-from ..media.clips import create_clip, delete_recording
+from ..media.extras.clips import create_clip, delete_recording
 from ..media.hls.access import is_media_id
 from .context import Context
 from .operations import run

@@ -28,9 +28,9 @@ from graphql import (
 
 from ..auth import ROLES, Claims
 from ..errors import AccessDenied
-from ..resolvers.hasura.catalog import Catalog, load_catalog
-from .hasura_resolvers import resolve_root, subscribe_root
-from .hasura_schema import RoleTypes
+from .hasura.catalog import Catalog, load_catalog
+from .hasura.resolvers import resolve_root, subscribe_root
+from .hasura.schema import RoleTypes
 
 if TYPE_CHECKING:
     from ..runtime import Runtime

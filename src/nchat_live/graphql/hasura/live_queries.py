@@ -1,40 +1,56 @@
-"""What the live-query engine (runtime.live) receives for a Hasura-style subscription root field.
+"""Live queries: Hasura-style subscription root fields, re-run when their data may have changed.
 
-A subscription `X`, `X_by_pk`, `X_aggregate` is a live query: the engine re-runs `LiveQuery.run()`
-(one SQL statement, under the subscriber's claims) when the data may have changed, and yields the
-result when it differs from the last one sent. `X_stream` is a cursor stream: each `run()` returns
-the next batch after the cursor (possibly empty) and advances the cursor; the engine yields
-non-empty batches.
+`LiveQuery` is one compiled subscription root field. A subscription `X`, `X_by_pk`, `X_aggregate`
+is a live query: the engine re-runs `LiveQuery.run()` (one SQL statement, under the subscriber's
+claims) when the data may have changed, and yields the result when it differs from the last one
+sent. `X_stream` is a cursor stream: each `run()` returns the next batch after the cursor (possibly
+empty) and advances the cursor; the engine yields non-empty batches.
 
 Grouping: subscribers whose `LiveQuery.group_key` is equal run the same statement with the same
 parameters under claims of the same visibility, so one execution may serve them all (the
 statement is compiled per subscriber; equal keys guarantee equal results). Streams never share a
 key (each has its own cursor).
+
+`LiveQueryEngine` (`runtime.live`) re-runs a live query under its subscriber's claims whenever a table
+it reads, or one the row policies consult, changes (a statement-level trigger per nchat_ table NOTIFYs
+`nchat_table_changes` at commit; migration 0004), and at least every `refetch_s` as a safety net. The
+result goes out only when its JSON differs from the last one. Subscribers with the same group key (same
+statement, same parameters, same visibility key) share one execution; a group never mixes visibility
+keys. A slow subscriber only ever holds the latest result, so it cannot make a group wait. `X_stream`
+subscriptions run their own cursor and yield each non-empty batch.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import contextlib
+import json
+import logging
+import re
+from collections.abc import AsyncIterator, Hashable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal
 
+import asyncpg
 from graphql import GraphQLResolveInfo
 
-from ..db import Session
-from ..resolvers.hasura.compiler import Compiler, RootField
-from ..resolvers.hasura.selection import Reader, Selected
-from ..resolvers.hasura.sql import as_text
+from ...auth import Claims
+from ...db import Database, Session
+from .compiler.compiler import Compiler, RootField
+from .compiler.selection import Reader, Selected
+from .compiler.sql import as_text
+from .statements import compile_query, run_json
 
 if TYPE_CHECKING:
-    from .context import Context
+    from ..context import Context
 
+log = logging.getLogger(__name__)
 
-class LiveQueryEngine(Protocol):
-    """Provided on `runtime.live` by the realtime subsystem."""
-
-    def subscribe(self, ctx: Context, field_name: str, query: LiveQuery) -> AsyncIterator[Any]:
-        """Yield the field's value each time it should be sent to this subscriber."""
-        ...
+CHANNEL = "nchat_table_changes"
+_TABLE = re.compile(r"\bnchat_[a-z0-9_]+\b")
+# The row policies consult these through nchat.can_read_stream / can_read_channel: a membership
+# or privacy change alters what a query returns without touching its own tables.
+POLICY_TABLES = frozenset({"nchat_channels", "nchat_channel_members", "nchat_streams"})
 
 
 @dataclass
@@ -55,8 +71,6 @@ class LiveQuery:
     def compile(
         cls, ctx: Context, info: GraphQLResolveInfo, args: dict[str, Any], selected: Selected, meta: RootField
     ) -> LiveQuery:
-        from .hasura_resolvers import compile_query
-
         if meta.kind == "stream":
             query = cls(ctx, info.field_name, meta.table, "stream", "", [], info, args, selected)
             query._recompile()
@@ -97,8 +111,6 @@ class LiveQuery:
 
     async def run(self, session: Session | None = None) -> Any:
         """Execute once as the subscriber (or in `session`, which must carry the same visibility)."""
-        from .hasura_resolvers import run_json
-
         if self.kind == "stream" and self.cursor is None:
             await self._pin_initial(session)
         result = await run_json(self.ctx, self.sql, self.params, session)
@@ -106,3 +118,183 @@ class LiveQuery:
             self.cursor = result[-1].get("__cursor")
             self._recompile()
         return result
+
+
+
+def tables_of(query: LiveQuery) -> frozenset[str]:
+    return frozenset(_TABLE.findall(query.sql)) | {query.table} | POLICY_TABLES
+
+
+class _Latest:
+    """A one-item mailbox: a new result replaces one the subscriber has not taken yet."""
+
+    def __init__(self) -> None:
+        self.item: Any = None
+        self.has = asyncio.Event()
+
+    def put(self, item: Any) -> None:
+        self.item = item
+        self.has.set()
+
+    async def get(self) -> Any:
+        await self.has.wait()
+        self.has.clear()
+        item, self.item = self.item, None
+        return item
+
+
+@dataclass(eq=False)
+class _Group:
+    key: Hashable
+    query: LiveQuery
+    claims: Claims
+    tables: frozenset[str]
+    subscribers: set[_Latest] = field(default_factory=set)
+    dirty: asyncio.Event = field(default_factory=asyncio.Event)
+    last_json: str | None = None
+    last_value: Any = None
+    task: asyncio.Task[None] | None = None
+    runs: int = 0
+
+
+class _Failed:
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+class LiveQueryEngine:
+    """Runs the live queries of a process (`runtime.live`): one LISTEN connection, one task per group."""
+
+    def __init__(self, database: Database, *, refetch_s: float = 5.0, min_interval_s: float = 0.1) -> None:
+        self.database = database
+        self.refetch_s = refetch_s
+        self.min_interval_s = min_interval_s
+        self.groups: dict[Hashable, _Group] = {}
+        self._streams: set[_Group] = set()
+        self._listen_task: asyncio.Task[None] | None = None
+        self._listening = asyncio.Event()
+        self.executions = 0
+
+    async def start(self) -> None:
+        conn = await self.database.connect_raw()
+        try:
+            await conn.execute("SELECT nchat.ensure_change_triggers()")
+        finally:
+            await conn.close()
+        self._listen_task = asyncio.create_task(self._listen(), name="nchat-live-listen")
+        await asyncio.wait_for(self._listening.wait(), 10)
+
+    async def stop(self) -> None:
+        for group in [*self.groups.values(), *self._streams]:
+            if group.task is not None:
+                group.task.cancel()
+        if self._listen_task is not None:
+            self._listen_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._listen_task
+
+    async def _listen(self) -> None:
+        delay = 0.2
+        while True:
+            lost = asyncio.Event()
+            try:
+                conn = await asyncpg.connect(self.database.url, timeout=5)
+            except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
+                log.warning("live-query LISTEN failed (%s); retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            try:
+                conn.add_termination_listener(lambda _c, lost=lost: lost.set())
+                await conn.add_listener(CHANNEL, lambda _c, _p, _ch, table: self.changed(table))
+                delay = 0.2
+                if self._listening.is_set():
+                    # Changes may have been missed while reconnecting.
+                    self.changed(None)
+                self._listening.set()
+                await lost.wait()
+                log.warning("live-query LISTEN connection lost; reconnecting")
+            finally:
+                with contextlib.suppress(Exception):
+                    await conn.close()
+
+    def changed(self, table: str | None) -> None:
+        """Wake every query that reads `table` (None: every query)."""
+        for group in [*self.groups.values(), *self._streams]:
+            if table is None or table in group.tables:
+                group.dirty.set()
+
+    # -- the engine protocol ----------------------------------------------------------------------
+
+    async def subscribe(self, ctx: Context, field_name: str, query: LiveQuery) -> AsyncIterator[Any]:
+        if query.kind == "stream":
+            async for batch in self._stream(ctx, query):
+                yield batch
+            return
+        # The engine's key already holds the visibility key; adding it keeps that true whatever
+        # the key is made of.
+        key = (query.group_key, ctx.claims.visibility_key())
+        group = self.groups.get(key)
+        if group is None:
+            group = _Group(key, query, ctx.claims, tables_of(query))
+            self.groups[key] = group
+            group.task = asyncio.create_task(self._run_group(group), name=f"nchat-live-{field_name}")
+        mailbox = _Latest()
+        group.subscribers.add(mailbox)
+        if group.last_json is not None:
+            mailbox.put(group.last_value)
+        try:
+            while True:
+                item = await mailbox.get()
+                if isinstance(item, _Failed):
+                    raise item.error
+                yield item
+        finally:
+            group.subscribers.discard(mailbox)
+            if not group.subscribers and self.groups.get(key) is group:
+                del self.groups[key]
+                if group.task is not None:
+                    group.task.cancel()
+
+    async def _execute(self, group: _Group) -> Any:
+        self.executions += 1
+        group.runs += 1
+        async with self.database.session(group.claims) as session:
+            return await group.query.run(session)
+
+    async def _run_group(self, group: _Group) -> None:
+        while True:
+            group.dirty.clear()
+            try:
+                value = await self._execute(group)
+            except Exception as exc:
+                for mailbox in group.subscribers:
+                    mailbox.put(_Failed(exc))
+                if self.groups.get(group.key) is group:
+                    del self.groups[group.key]
+                return
+            text = json.dumps(value, sort_keys=True, default=str)
+            if text != group.last_json:
+                group.last_json, group.last_value = text, value
+                for mailbox in group.subscribers:
+                    mailbox.put(value)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(group.dirty.wait(), self.refetch_s)
+            # Bursts of writes coalesce into one re-run.
+            await asyncio.sleep(self.min_interval_s)
+
+    async def _stream(self, ctx: Context, query: LiveQuery) -> AsyncIterator[Any]:
+        group = _Group(("stream", id(query)), query, ctx.claims, tables_of(query))
+        self._streams.add(group)
+        try:
+            while True:
+                group.dirty.clear()
+                batch = await self._execute(group)
+                if batch:
+                    yield batch
+                    continue  # there may be more after the new cursor
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(group.dirty.wait(), self.refetch_s)
+                await asyncio.sleep(self.min_interval_s)
+        finally:
+            self._streams.discard(group)

@@ -8,95 +8,28 @@ as Hasura runs a request's mutations in one transaction.
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-import asyncpg
 from graphql import GraphQLResolveInfo
 
-from ..db import Session
-from ..db import errors as db_errors
-from ..errors import NchatError, Unavailable
-from ..resolvers.hasura.catalog import Catalog, Table
-from ..resolvers.hasura.compiler import Compiler, RootField
-from ..resolvers.hasura.mutations import UPDATE_OPERATORS, CompiledMutation, MutationCompiler
-from ..resolvers.hasura.nested import NestedInsert, has_nested
-from ..resolvers.hasura.selection import Reader, Selected
-from .context import QUERY_SESSION, Context, SharedSession
-from .live import LiveQuery
+from ...db import Session
+from ...errors import NchatError, Unavailable
+from ..context import Context
+from .catalog import Table
+from .compiler.compiler import RootField
+from .compiler.mutations import UPDATE_OPERATORS, CompiledMutation, MutationCompiler
+from .compiler.nested import NestedInsert, has_nested
+from .compiler.selection import Reader, Selected
+from .live_queries import LiveQuery
+from .statements import QUERY_KINDS, catalog_of, compile_query, count_statements, guarded, run_json, selected_of
 
 MUTATION_SESSION = "nchat.mutation_session"
-STATEMENTS = "statements"
-QUERY_KINDS = ("select", "by_pk", "aggregate")
-
-
-def _catalog(info: GraphQLResolveInfo) -> Catalog:
-    return info.schema.extensions["nchat_catalog"]
-
-
-def _selected(info: GraphQLResolveInfo) -> tuple[Selected, RootField]:
-    field = info.parent_type.fields[info.field_name]
-    meta: RootField = field.extensions["nchat"]
-    return Selected(str(info.path.key), field, tuple(info.field_nodes), meta), meta
-
-
-def compile_query(info: GraphQLResolveInfo, args: dict[str, Any], max_rows: int) -> tuple[str, list[Any]]:
-    """SQL and parameters of a query (or live-query) root field: select, by_pk or aggregate."""
-    selected, meta = _selected(info)
-    catalog = _catalog(info)
-    table = catalog.tables[meta.table]
-    reader = Reader.of(info)
-    args = reader.in_document_order(selected, args)
-    compiler = Compiler(catalog, reader, max_rows)
-    if meta.kind == "select":
-        sql = compiler.select(table, selected, args)
-    elif meta.kind == "by_pk":
-        sql = compiler.by_pk(table, selected, args)
-    else:
-        sql = compiler.aggregate(table, selected, args)
-    return sql, compiler.params.values
-
-
-def _count(ctx: Context, session: Session, before: int = 0) -> None:
-    ctx.extra[STATEMENTS] = ctx.extra.get(STATEMENTS, 0) + session.statements - before
-
-
-async def run_json(ctx: Context, sql: str, params: list[Any], session: Session | None = None) -> Any:
-    """Run one compiled statement as the caller and decode its JSON (None for no row)."""
-    shared: SharedSession | None = ctx.extra.get(QUERY_SESSION) if session is None else None
-    if shared is not None:
-        # The query document's one transaction (execution.run): root fields take turns on it.
-        async with shared.use() as s:
-            before = s.statements
-            raw = await _guarded(s.fetchval(sql, *params))
-            _count(ctx, s, before)
-    elif session is None:
-        async with ctx.session() as s:
-            raw = await s.fetchval(sql, *params)
-            _count(ctx, s)
-    else:
-        before = session.statements
-        raw = await _guarded(session.fetchval(sql, *params))
-        _count(ctx, session, before)
-    # The pool may decode json itself (a type codec); text is decoded here.
-    return json.loads(raw) if isinstance(raw, (str, bytes)) else raw
-
-
-async def _guarded(awaitable: Any) -> Any:
-    """Postgres errors inside a shared transaction, mapped as the session would map them."""
-    try:
-        return await awaitable
-    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
-        mapped = db_errors.translate(exc)
-        if mapped is None:
-            raise
-        raise mapped from exc
 
 
 async def resolve_root(_source: Any, info: GraphQLResolveInfo, **args: Any) -> Any:
     ctx: Context = info.context
-    _, meta = _selected(info)
+    _, meta = selected_of(info)
     max_rows = ctx.runtime.settings.max_rows
     if meta.kind in QUERY_KINDS:
         sql, params = compile_query(info, args, max_rows)
@@ -112,8 +45,8 @@ async def resolve_root(_source: Any, info: GraphQLResolveInfo, **args: Any) -> A
 async def _mutate(
     ctx: Context, info: GraphQLResolveInfo, meta: RootField, args: dict[str, Any], session: Session
 ) -> Any:
-    selected, _ = _selected(info)
-    catalog = _catalog(info)
+    selected, _ = selected_of(info)
+    catalog = catalog_of(info)
     table = catalog.tables[meta.table]
     role_perms = catalog.permissions[ctx.claims.role][table.name]
     reader = Reader.of(info)
@@ -161,8 +94,8 @@ async def _nested_insert(
 
     async def fetch_rows(sql: str, params: list[Any]) -> list[Any]:
         before = session.statements
-        rows: list[Any] = await _guarded(session.fetch(sql, *params))
-        _count(ctx, session, before)
+        rows: list[Any] = await guarded(session.fetch(sql, *params))
+        count_statements(ctx, session, before)
         return rows
 
     async def execute(sql: str, params: list[Any]) -> int:
@@ -189,8 +122,8 @@ async def _run_mutation(ctx: Context, session: Session, compiled: CompiledMutati
     if compiled.affected_keys is None:
         return await run_json(ctx, compiled.sql, compiled.params, session)
     session.statements += 1
-    status: str = await _guarded(session.raw.execute(compiled.sql, *compiled.params))
-    _count(ctx, session, session.statements - 1)
+    status: str = await guarded(session.raw.execute(compiled.sql, *compiled.params))
+    count_statements(ctx, session, session.statements - 1)
     affected = int(status.rsplit(" ", 1)[-1])
     return dict.fromkeys(compiled.affected_keys, affected)
 
@@ -201,7 +134,7 @@ async def subscribe_root(_source: Any, info: GraphQLResolveInfo, **args: Any) ->
     live = getattr(ctx.runtime, "live", None)
     if live is None:
         raise Unavailable("live queries are not available: no live-query engine is running (runtime.live)")
-    selected, meta = _selected(info)
+    selected, meta = selected_of(info)
     query = LiveQuery.compile(ctx, info, args, selected, meta)
     async for payload in live.subscribe(ctx, info.field_name, query):
         yield payload

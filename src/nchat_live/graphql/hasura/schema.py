@@ -28,8 +28,8 @@ from graphql import (
     GraphQLString,
 )
 
-from ..resolvers.hasura.catalog import Catalog, Column, Table, TablePermissions
-from ..resolvers.hasura.compiler import (
+from .catalog import Catalog, Column, Table, TablePermissions
+from .compiler.compiler import (
     AGGREGATE_COUNT,
     BOOL_AGGREGATES,
     NUMERIC_AGGREGATES,

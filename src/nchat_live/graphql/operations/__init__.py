@@ -22,7 +22,7 @@ from ...resolvers import analytics, chat, moderation, qa, quality, reactions, sc
 from ...resolvers.quality import QualityReport
 from ...resolvers.streams import StreamInput
 from ..context import Context
-from ..hasura_resolvers import MUTATION_SESSION
+from ..hasura.resolvers import MUTATION_SESSION
 from .types import (
     ChatBan,
     ChatMessage,

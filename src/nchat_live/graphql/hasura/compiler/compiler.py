@@ -12,8 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ...errors import ValidationFailed
-from .catalog import Catalog, Column, Relationship, Table
+from ....errors import ValidationFailed
+from ..catalog import Catalog, Column, Relationship, Table
 from .selection import Reader, Selected
 from .sql import Params, as_text, ident, json_object
 

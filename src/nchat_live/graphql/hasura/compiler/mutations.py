@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ...errors import ValidationFailed
-from .catalog import Catalog, Table
+from ....errors import ValidationFailed
+from ..catalog import Catalog, Table
 from .compiler import Compiler
 from .selection import Reader, Selected
 from .sql import ident, json_object

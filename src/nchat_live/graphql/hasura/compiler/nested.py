@@ -19,8 +19,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ...errors import ValidationFailed
-from .catalog import Catalog, Relationship, Table
+from ....errors import ValidationFailed
+from ..catalog import Catalog, Relationship, Table
 from .mutations import MutationCompiler
 from .selection import Reader
 from .sql import ident

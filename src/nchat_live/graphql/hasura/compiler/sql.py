@@ -6,8 +6,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from ...errors import ValidationFailed
-from .catalog import Column
+from ....errors import ValidationFailed
+from ..catalog import Column
 
 # Postgres functions take at most 100 arguments, so json_build_object holds 50 pairs; wider
 # objects are built in chunks and concatenated as jsonb (key order does not matter: GraphQL
