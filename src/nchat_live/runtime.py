@@ -19,7 +19,7 @@ from .db.embedded import EmbeddedPostgres
 if TYPE_CHECKING:
     from .graphql.hasura.live_queries import LiveQueries
     from .graphql.registry import SchemaRegistry
-    from .media.features import MediaFeatures
+    from .media.extras.features import MediaFeatures
     from .media.worker.manager import MediaManager
     from .resolvers.scheduler import StreamScheduler
     from .subscriptions.bus import BusStats, EventBus
@@ -123,7 +123,7 @@ class Runtime:
 
                 self.media = MediaManager(self)
                 await self.media.start()
-                from .media.features import MediaFeatures
+                from .media.extras.features import MediaFeatures
 
                 self.media_features = MediaFeatures(self.media)
                 await self.media_features.start()

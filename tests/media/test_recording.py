@@ -20,7 +20,7 @@ from nchat_live.app import create_app
 from nchat_live.auth import Claims
 from nchat_live.config import Settings
 from nchat_live.db import Database
-from nchat_live.media.clips import create_clip, delete_recording
+from nchat_live.media.extras.clips import create_clip, delete_recording
 from nchat_live.media.hls.packager import PackagingConfig
 from nchat_live.runtime import Runtime
 from tests.support import World

@@ -506,7 +506,7 @@ class MediaManager:
         features = self.runtime.media_features
         if features is not None:
             if info.is_recorded and self.settings.recording_enabled:
-                from ..recording import Recorder
+                from ..extras.recording import Recorder
 
                 try:
                     await Recorder(features, stream_id).finalize()
@@ -529,7 +529,7 @@ class MediaManager:
     # -- metrics --------------------------------------------------------------------------------
 
     async def _metrics_loop(self, live: LiveStream) -> None:
-        from ..metrics import collect_and_store
+        from ..extras.metrics import collect_and_store
 
         interval = self.settings.media_metrics_seconds
         previous: dict[str, Any] = {"at": time.monotonic(), "frames": 0, "dropped": 0}

@@ -24,9 +24,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..auth import Claims
-from .hls.packager import SegmentInfo
-from .transcode.pipeline import PipelineObserver
+from ...auth import Claims
+from ..hls.packager import SegmentInfo
+from ..transcode.pipeline import PipelineObserver
 
 if TYPE_CHECKING:
     from .features import MediaFeatures

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from .hls.packager import SegmentInfo
-from .transcode.pipeline import PipelineObserver
+from ..hls.packager import SegmentInfo
+from ..transcode.pipeline import PipelineObserver
 
 if TYPE_CHECKING:
     from .features import MediaFeatures

@@ -15,20 +15,20 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..auth import Claims
-from ..errors import NchatError
-from ..resolvers import lifecycle
+from ...auth import Claims
+from ...errors import NchatError
+from ...resolvers import lifecycle
+from ..hls.packager import SegmentInfo
+from ..storage.local import MediaStorage
+from ..transcode.pipeline import ObserverGroup, PipelineObserver
 from .dvr import DvrPlaylists
-from .hls.packager import SegmentInfo
 from .recording import Recorder
-from .storage.local import MediaStorage
 from .thumbnails import Thumbnailer
-from .transcode.pipeline import ObserverGroup, PipelineObserver
 
 if TYPE_CHECKING:
-    from ..db import Database
-    from .ingest.rtmp.ingest import RtmpIngest
-    from .worker.manager import MediaManager, StreamInfo
+    from ...db import Database
+    from ..ingest.rtmp.ingest import RtmpIngest
+    from ..worker.manager import MediaManager, StreamInfo
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +115,7 @@ class MediaFeatures:
         self.manager.keep_segments = self.settings.dvr_window_seconds > 0
         self.manager.observer_factories.append(self._observers)
         if self.settings.rtmp_enabled:
-            from .ingest.rtmp.ingest import RtmpIngest
+            from ..ingest.rtmp.ingest import RtmpIngest
 
             self.rtmp = RtmpIngest(
                 self.manager, port=self._rtmp_port, media_timeout=self.settings.rtmp_media_timeout_seconds

@@ -8,10 +8,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from ..config import Settings
-from ..db import Session
-from ..errors import NotFound, PermissionDenied, ValidationFailed
-from ..ids import is_canonical_uuid
+from ...config import Settings
+from ...db import Session
+from ...errors import NotFound, PermissionDenied, ValidationFailed
+from ...ids import is_canonical_uuid
 from .features import MediaUrls
 from .recording import INDEX, RecordedSegment, _write, remove_tree, render_master, render_vod
 

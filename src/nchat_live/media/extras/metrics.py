@@ -6,10 +6,10 @@ import json
 import time
 from typing import TYPE_CHECKING, Any
 
-from ..auth import Claims
+from ...auth import Claims
 
 if TYPE_CHECKING:
-    from .worker.manager import LiveStream, MediaManager
+    from ..worker.manager import LiveStream, MediaManager
 
 
 def health_score(fps: float | None, target_fps: float, loss: float | None, speed: float | None,

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import av
 
-from .transcode.pipeline import PipelineObserver
+from ..transcode.pipeline import PipelineObserver
 
 if TYPE_CHECKING:
     from .features import MediaFeatures
