@@ -18,7 +18,7 @@ from .media.routes import media_routes
 from .observability import RequestIdMiddleware, metrics, readyz
 from .rest import rest_routes
 from .runtime import Runtime
-from .subscriptions.routes import websocket_routes
+from .subscriptions.transport.routes import websocket_routes
 from .web import web_routes
 
 

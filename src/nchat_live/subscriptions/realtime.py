@@ -6,11 +6,11 @@ import contextlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from ..graphql.hasura.live_queries import LiveQueryEngine
 from .access import StreamAccess
 from .bus import EventBus
-from .fanout import SharedFeeds
-from .live import LiveQueries
 from .presence import Presence
+from .transport.fanout import SharedFeeds
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -39,7 +39,7 @@ class Limits:
 class Realtime:
     bus: EventBus
     access: StreamAccess
-    live: LiveQueries
+    live: LiveQueryEngine
     limits: Limits = field(default_factory=Limits)
     presence: Presence = field(default_factory=Presence)
     feeds: SharedFeeds = field(init=False)
@@ -62,7 +62,7 @@ async def start_realtime(runtime: Runtime) -> Realtime:
     database = runtime.database
     bus = EventBus(runtime.settings.bus_url, database_url=database.url)
     await bus.start()
-    live = LiveQueries(database)
+    live = LiveQueryEngine(database)
     try:
         await live.start()
     except BaseException:

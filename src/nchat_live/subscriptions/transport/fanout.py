@@ -26,9 +26,9 @@ from typing import Protocol as TypingProtocol
 
 from graphql import ExecutionResult
 
-from ..graphql.execution import format_error
-from .bus import BusStats
-from .feeds import FEED_READY
+from ...graphql.execution import format_error
+from ..bus import BusStats
+from ..feeds import FEED_READY
 from .protocols import Protocol
 
 log = logging.getLogger(__name__)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute, WebSocketRoute
 
+from .websocket import graphql_websocket
+
 
 def websocket_routes() -> list[BaseRoute]:
-    from .websocket import graphql_websocket
-
     return [WebSocketRoute("/v1/graphql", graphql_websocket), WebSocketRoute("/graphql", graphql_websocket)]

@@ -32,21 +32,17 @@ from graphql import (
 )
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from ..auth import Claims
-from ..errors import NchatError
-from ..graphql.context import Context
-from ..graphql.execution import Prepared, format_error, prepare, run
-from ..runtime import Runtime
+from ...auth import Claims
+from ...errors import NchatError
+from ...graphql.context import Context
+from ...graphql.execution import Prepared, format_error, prepare, run
+from ...observability import DROPPED_SUBSCRIBERS, SUBSCRIPTIONS, WEBSOCKETS
+from ...runtime import Runtime
+from ..realtime import Limits
 from .fanout import FEED_READY, SHAREABLE_FIELDS, Member
 from .protocols import LEGACY_WS, TRANSPORT_WS, Close, Protocol, choose
-from .realtime import Limits
 
 log = logging.getLogger(__name__)
-
-try:  # metrics are optional: the observability module may not be present in every build
-    from ..observability import DROPPED_SUBSCRIBERS, SUBSCRIPTIONS, WEBSOCKETS
-except ImportError:  # pragma: no cover
-    DROPPED_SUBSCRIBERS = SUBSCRIPTIONS = WEBSOCKETS = None
 
 
 def format_result(result: ExecutionResult) -> dict[str, Any]:
@@ -88,8 +84,7 @@ class Connection:
 
     async def serve(self) -> None:
         await self.ws.accept(subprotocol=self.subprotocol)
-        if WEBSOCKETS is not None:
-            WEBSOCKETS.inc()
+        WEBSOCKETS.inc()
         self.realtime.bus.stats.connections += 1
         self._spawn(self._send_loop())
         self._spawn(self._receive_loop())
@@ -99,8 +94,7 @@ class Connection:
         finally:
             await self._teardown()
             self.realtime.bus.stats.connections -= 1
-            if WEBSOCKETS is not None:
-                WEBSOCKETS.dec()
+            WEBSOCKETS.dec()
 
     def _spawn(self, coro: Any) -> None:
         self._tasks.append(asyncio.get_running_loop().create_task(coro))
@@ -139,8 +133,7 @@ class Connection:
             self.outbox.put_nowait(text)
         except asyncio.QueueFull:
             self.realtime.bus.stats.dropped["slow_consumer"] += 1
-            if DROPPED_SUBSCRIBERS is not None:
-                DROPPED_SUBSCRIBERS.labels("slow_consumer").inc()
+            DROPPED_SUBSCRIBERS.labels("slow_consumer").inc()
             self.shutdown(Close.SLOW, f"client too slow: {self.outbox.qsize()} messages unread")
 
     async def _send_loop(self) -> None:
@@ -274,8 +267,7 @@ class Connection:
     # -- operations -----------------------------------------------------------------------------
 
     def _count_subscription(self, delta: int) -> None:
-        if SUBSCRIPTIONS is not None:
-            SUBSCRIPTIONS.inc(delta)
+        SUBSCRIPTIONS.inc(delta)
 
     def operation_ended(self, op_id: str, handle: object) -> None:
         """An operation finished on its own (not stopped by the client): forget it."""
