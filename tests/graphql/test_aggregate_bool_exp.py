@@ -56,7 +56,7 @@ async def test_literal_nested_and_one_statement(app: Starlette, cast: World) -> 
     ctx = Context(app.state.runtime, Claims.user(cast.alice))
     got = data(await execute(ctx, q))["nchat_channels"]
     assert got == [{"id": cast.public_channel, "streams": []}]
-    assert ctx.extra["statements"] == 1
+    assert ctx.statements == 1
 
 
 async def test_rls_decides_what_is_counted(gql: GQL, cast: World) -> None:

@@ -22,7 +22,7 @@ async def test_each_operator_by_pk_in_one_statement(app: Starlette, cast: World)
     async def run(**variables: object) -> object:
         ctx = Context(app.state.runtime, Claims.user(cast.bob))
         result = await execute(ctx, BY_PK, {"id": cast.bob, **variables})
-        assert ctx.extra["statements"] == 1
+        assert ctx.statements == 1
         return data(result)["update_nchat_users_by_pk"]["metadata"]
 
     assert await run(set={"metadata": {"x": 1, "k": [1, 2, 3], "gone": True}}) == {

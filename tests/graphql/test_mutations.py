@@ -37,7 +37,7 @@ async def test_insert_with_nested_returning_is_one_statement(app: Starlette, cas
     assert result["returning"] == [
         {"content": c, "user": {"display_name": "Bob"}, "stream": {"title": "public stream"}} for c in ("m1", "m2")
     ]
-    assert ctx.extra["statements"] == 1
+    assert ctx.statements == 1
 
 
 async def test_insert_as_someone_else_is_a_permission_error(gql: GQL, cast: World) -> None:

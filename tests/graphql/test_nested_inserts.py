@@ -47,7 +47,7 @@ async def test_three_levels_as_a_user_one_statement_per_level(app: Starlette, ca
     assert got == {"slug": s, "members": [{"role": "owner", "user": {"display_name": "Carol"}}],
                    "streams": [{"title": t, "reminders": [{"user_id": cast.carol}]} for t in ("first", "second")]}
     # channels, members, streams, reminders, then the response: not one per row.
-    assert ctx.extra["statements"] == 5
+    assert ctx.statements == 5
 
 
 async def test_object_relationship_and_affected_rows(gql: GQL, cast: World) -> None:

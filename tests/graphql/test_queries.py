@@ -109,14 +109,14 @@ async def test_nested_relationships_with_arguments_in_one_statement(app: Starlet
     assert stream["chat_messages_aggregate"] == {"aggregate": {"count": 3}}
     assert stream["reactions_aggregate"]["aggregate"] == {"count": 3, "max": {"position_x": 30}}
     assert len(stream["reactions_aggregate"]["nodes"]) == 3
-    assert ctx.extra["statements"] == 1
+    assert ctx.statements == 1
 
 
 async def test_two_root_fields_are_two_statements(app: Starlette, cast: World) -> None:
     ctx = Context(app.state.runtime, Claims.anonymous())
     result = data(await execute(ctx, "{ a: nchat_streams(limit: 1) { id } b: nchat_users(limit: 1) { username } }"))
     assert set(result) == {"a", "b"}
-    assert ctx.extra["statements"] == 2
+    assert ctx.statements == 2
 
 
 async def test_ordering_directions_relationships_and_aggregates(gql: GQL, cast: World) -> None:

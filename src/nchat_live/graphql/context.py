@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.requests import HTTPConnection
@@ -21,8 +21,6 @@ from ..db import Session
 from ..errors import RateLimited
 from ..runtime import Runtime
 
-# ctx.extra key: the query document's shared transaction (execution.run sets it).
-QUERY_SESSION = "nchat.query_session"
 # How long a request waits for its client's share of the pool before it is refused.
 SLOT_WAIT_SECONDS = 10.0
 
@@ -65,8 +63,18 @@ class Context:
     runtime: Runtime
     claims: Claims
     connection: HTTPConnection | None = None
-    # Per-operation scratch space (e.g. statement counts for tests, request id for logs).
-    extra: dict[str, Any] = field(default_factory=dict)
+    # Set by execution.run for the operation it runs: the query document's one transaction
+    # (opened on first use), or the mutation document's transaction.
+    query_session: SharedSession | None = None
+    mutation_session: Session | None = None
+    # The request's variables as the client sent them (before coercion): the compiler keeps the
+    # key order of `order_by` objects from them.
+    raw_variables: dict[str, Any] | None = None
+    # Statements the generated root fields ran for this context (tests count round trips).
+    statements: int = 0
+    # Called by an event feed once its bus listener is registered and access allowed
+    # (the websocket transport waits for it before it acknowledges a subscription).
+    feed_ready: Callable[[], None] | None = None
 
     def client_key(self) -> str | None:
         """Whose share of the pool this request uses: the user, else the peer address."""

@@ -35,9 +35,7 @@ from graphql import (
 )
 
 from ..errors import NchatError, Unavailable
-from .context import QUERY_SESSION, Context, SharedSession
-from .hasura.compiler.selection import RAW_VARIABLES
-from .hasura.resolvers import MUTATION_SESSION
+from .context import Context, SharedSession
 from .limits import DocumentLimits, check_cost, check_syntax, refusal
 
 log = logging.getLogger(__name__)
@@ -297,7 +295,7 @@ async def _run_operation(ctx: Context, prepared: Prepared, variables: Any, opera
     operation = prepared.operation
     if operation is None or operation.operation != OperationType.MUTATION:
         shared = SharedSession(ctx)
-        ctx.extra[QUERY_SESSION] = shared
+        ctx.query_session = shared
         failed: BaseException | None = None
         try:
             result = await _run(prepared, ctx, variables, operation_name)
@@ -307,13 +305,13 @@ async def _run_operation(ctx: Context, prepared: Prepared, variables: Any, opera
             failed = exc
             raise
         finally:
-            ctx.extra.pop(QUERY_SESSION, None)
+            ctx.query_session = None
             await shared.close(failed)
         return _errors(result, positions) if result.errors else {"data": result.data}
     # Every mutation root field of the request in one transaction: any error rolls all back.
     try:
         async with ctx.session() as session:
-            ctx.extra[MUTATION_SESSION] = session
+            ctx.mutation_session = session
             result = await _run(prepared, ctx, variables, operation_name)
             if result.errors:
                 raise _Rollback(result)
@@ -322,7 +320,7 @@ async def _run_operation(ctx: Context, prepared: Prepared, variables: Any, opera
     except NchatError as exc:  # failed at commit (e.g. a deferred constraint)
         return error(exc.message, exc.code)
     finally:
-        ctx.extra.pop(MUTATION_SESSION, None)
+        ctx.mutation_session = None
     return {"data": result.data}
 
 
@@ -337,7 +335,7 @@ def _sqlstate(err: GraphQLError) -> str:
 
 
 async def _run(prepared: Prepared, ctx: Context, variables: Any, operation_name: str | None) -> ExecutionResult:
-    ctx.extra[RAW_VARIABLES] = variables
+    ctx.raw_variables = variables if isinstance(variables, dict) else None
     result = graphql.execute(prepared.schema, prepared.document, context_value=ctx, variable_values=variables,
                              operation_name=operation_name)
     if isawaitable(result):
@@ -359,7 +357,7 @@ async def subscribe(
         return error(exc.message, exc.code)
     if not isinstance(prepared, Prepared):
         return prepared
-    ctx.extra[RAW_VARIABLES] = variables
+    ctx.raw_variables = variables if isinstance(variables, dict) else None
     stream = graphql.subscribe(prepared.schema, prepared.document, context_value=ctx, variable_values=variables,
                                operation_name=operation_name)
     if isawaitable(stream):

@@ -75,7 +75,7 @@ class LiveQuery:
             query = cls(ctx, info.field_name, meta.table, "stream", "", [], info, args, selected)
             query._recompile()
             return query
-        sql, params = compile_query(info, args, ctx.runtime.settings.max_rows)
+        sql, params = compile_query(ctx, info, args)
         return cls(ctx, info.field_name, meta.table, "live", sql, params)
 
     @property
@@ -87,7 +87,7 @@ class LiveQuery:
     def _recompile(self) -> None:
         assert self._info is not None and self._selected is not None
         catalog = self._info.schema.extensions["nchat_catalog"]
-        compiler = Compiler(catalog, Reader.of(self._info), self.ctx.runtime.settings.max_rows)
+        compiler = Compiler(catalog, Reader.of(self._info, self.ctx.raw_variables), self.ctx.runtime.settings.max_rows)
         self.sql, _ = compiler.stream(catalog.tables[self.table], self._selected, self._args,
                                                         self.cursor)
         self.params = compiler.params.values

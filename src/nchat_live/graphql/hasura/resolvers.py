@@ -1,8 +1,8 @@
 """Root-field resolvers of the generated schema: compile the field, run ONE statement, return JSON.
 
-The table root fields of a query document share one transaction (`context.QUERY_SESSION`, opened
+The table root fields of a query document share one transaction (`Context.query_session`, opened
 by the first that needs it, so a document holds one pooled connection whatever its width);
-mutations share the operation's single transaction (`execution.MUTATION_SESSION` in the context),
+mutations share the operation's single transaction (`Context.mutation_session`),
 as Hasura runs a request's mutations in one transaction.
 """
 
@@ -24,17 +24,14 @@ from .compiler.selection import Reader, Selected
 from .live_queries import LiveQuery
 from .statements import QUERY_KINDS, catalog_of, compile_query, count_statements, guarded, run_json, selected_of
 
-MUTATION_SESSION = "nchat.mutation_session"
-
 
 async def resolve_root(_source: Any, info: GraphQLResolveInfo, **args: Any) -> Any:
     ctx: Context = info.context
     _, meta = selected_of(info)
-    max_rows = ctx.runtime.settings.max_rows
     if meta.kind in QUERY_KINDS:
-        sql, params = compile_query(info, args, max_rows)
+        sql, params = compile_query(ctx, info, args)
         return await run_json(ctx, sql, params)
-    session: Session | None = ctx.extra.get(MUTATION_SESSION)
+    session = ctx.mutation_session
     if session is None:
         # Called outside `execute` (e.g. by a test driving graphql-core directly): own transaction.
         async with ctx.session() as own:
@@ -49,7 +46,7 @@ async def _mutate(
     catalog = catalog_of(info)
     table = catalog.tables[meta.table]
     role_perms = catalog.permissions[ctx.claims.role][table.name]
-    reader = Reader.of(info)
+    reader = Reader.of(info, ctx.raw_variables)
 
     def compiler() -> MutationCompiler:
         return MutationCompiler(catalog, reader, ctx.runtime.settings.max_rows, role_perms.select)

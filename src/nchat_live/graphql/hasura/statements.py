@@ -13,7 +13,7 @@ from graphql import GraphQLResolveInfo
 
 from ...db import Session
 from ...db import errors as db_errors
-from ..context import QUERY_SESSION, SharedSession
+from ..context import SharedSession
 from .catalog import Catalog
 from .compiler.compiler import Compiler, RootField
 from .compiler.selection import Reader, Selected
@@ -21,7 +21,6 @@ from .compiler.selection import Reader, Selected
 if TYPE_CHECKING:
     from ..context import Context
 
-STATEMENTS = "statements"
 QUERY_KINDS = ("select", "by_pk", "aggregate")
 
 
@@ -35,14 +34,14 @@ def selected_of(info: GraphQLResolveInfo) -> tuple[Selected, RootField]:
     return Selected(str(info.path.key), field, tuple(info.field_nodes), meta), meta
 
 
-def compile_query(info: GraphQLResolveInfo, args: dict[str, Any], max_rows: int) -> tuple[str, list[Any]]:
+def compile_query(ctx: Context, info: GraphQLResolveInfo, args: dict[str, Any]) -> tuple[str, list[Any]]:
     """SQL and parameters of a query (or live-query) root field: select, by_pk or aggregate."""
     selected, meta = selected_of(info)
     catalog = catalog_of(info)
     table = catalog.tables[meta.table]
-    reader = Reader.of(info)
+    reader = Reader.of(info, ctx.raw_variables)
     args = reader.in_document_order(selected, args)
-    compiler = Compiler(catalog, reader, max_rows)
+    compiler = Compiler(catalog, reader, ctx.runtime.settings.max_rows)
     if meta.kind == "select":
         sql = compiler.select(table, selected, args)
     elif meta.kind == "by_pk":
@@ -53,12 +52,12 @@ def compile_query(info: GraphQLResolveInfo, args: dict[str, Any], max_rows: int)
 
 
 def count_statements(ctx: Context, session: Session, before: int = 0) -> None:
-    ctx.extra[STATEMENTS] = ctx.extra.get(STATEMENTS, 0) + session.statements - before
+    ctx.statements += session.statements - before
 
 
 async def run_json(ctx: Context, sql: str, params: list[Any], session: Session | None = None) -> Any:
     """Run one compiled statement as the caller and decode its JSON (None for no row)."""
-    shared: SharedSession | None = ctx.extra.get(QUERY_SESSION) if session is None else None
+    shared: SharedSession | None = ctx.query_session if session is None else None
     if shared is not None:
         # The query document's one transaction (execution.run): root fields take turns on it.
         async with shared.use() as s:

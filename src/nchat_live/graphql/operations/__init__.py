@@ -22,7 +22,6 @@ from ...resolvers import analytics, chat, moderation, qa, quality, reactions, sc
 from ...resolvers.quality import QualityReport
 from ...resolvers.streams import StreamInput
 from ..context import Context
-from ..hasura.resolvers import MUTATION_SESSION
 from .types import (
     ChatBan,
     ChatMessage,
@@ -52,7 +51,7 @@ T = TypeVar("T")
 async def run(info: Info[Context, None], work: Callable[[Session], Awaitable[T]]) -> T:
     """`work` in the caller's transaction; NchatError → GraphQLError with extensions.code."""
     ctx = info.context
-    shared: Session | None = ctx.extra.get(MUTATION_SESSION)
+    shared = ctx.mutation_session
     try:
         if shared is not None:
             # An HTTP mutation already holds the request's transaction: commit once, with it. A

@@ -31,8 +31,6 @@ from graphql import (
 )
 from graphql.execution.values import VariableValues, get_directive_values
 
-# ctx.extra key: the request's variables as the client sent them (before coercion).
-RAW_VARIABLES = "nchat.raw_variables"
 _MISSING = object()
 
 
@@ -58,9 +56,8 @@ class Reader:
         self.variable_defaults = variable_defaults or {}
 
     @classmethod
-    def of(cls, info: GraphQLResolveInfo) -> Reader:
-        extra = getattr(info.context, "extra", None) or {}
-        raw = extra.get(RAW_VARIABLES)
+    def of(cls, info: GraphQLResolveInfo, raw: dict[str, Any] | None = None) -> Reader:
+        """The reader of a resolver's field; `raw` are the variables as the client sent them."""
         defaults = {d.variable.name.value: d.default_value for d in info.operation.variable_definitions or ()
                     if d.default_value is not None}
         return cls(info.variable_values, info.fragments, raw if isinstance(raw, dict) else None, defaults)
