@@ -12,14 +12,16 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import HTTPConnection
 
 from ..auth import Claims
 from ..db import Session
 from ..errors import RateLimited
-from ..runtime import Runtime
+
+if TYPE_CHECKING:
+    from ..runtime import Runtime
 
 # How long a request waits for its client's share of the pool before it is refused.
 SLOT_WAIT_SECONDS = 10.0

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import enum
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Collection
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import strawberry
@@ -18,7 +19,7 @@ from strawberry.types import Info
 from ..errors import AccessDenied, NotFound
 from ..subscriptions.access import parse_stream_id
 from ..subscriptions.bus import BusEvent
-from ..subscriptions.feeds import any_stream_feed, stream_feed
+from ..subscriptions.feeds import StreamFeed, any_stream_feed, stream_feed
 from ..subscriptions.presence import viewer_session
 from .context import Context
 
@@ -28,6 +29,27 @@ STATUS_EVENTS = (
 )
 VIEWER_COUNT_INTERVAL_S = 1.0
 REACTION_BATCH_S = 0.1
+
+
+def _stream_feed(ctx: Context, stream_id: object, types: Collection[str]) -> AbstractAsyncContextManager[StreamFeed]:
+    """The bus events of one stream the caller may read (subscriptions/feeds.py)."""
+    runtime = ctx.runtime
+    return stream_feed(runtime.bus, runtime.access, ctx.claims, stream_id, types, on_ready=ctx.feed_ready)
+
+
+def _every_stream_feed(ctx: Context, types: Collection[str]) -> AbstractAsyncContextManager[StreamFeed]:
+    runtime = ctx.runtime
+    return any_stream_feed(runtime.bus, runtime.access, ctx.claims, types, on_ready=ctx.feed_ready)
+
+
+def _viewer_session(ctx: Context, stream_id: str) -> AbstractAsyncContextManager[dict[str, Any]]:
+    """The caller as a viewer of the stream while the subscription runs (subscriptions/presence.py)."""
+    connection = ctx.connection
+    user_agent = connection.headers.get("user-agent") if connection is not None else None
+    ip = connection.client.host if connection is not None and connection.client is not None else None
+    runtime = ctx.runtime
+    return viewer_session(runtime.presence, runtime.database, ctx.claims, stream_id, open_session=ctx.session,
+                          user_agent=user_agent, ip=ip)
 
 
 def _str(value: Any) -> str | None:
@@ -214,7 +236,7 @@ async def _current_viewers(ctx: Context, stream_id: str) -> int:
 
 async def _viewer_counts(ctx: Context, stream_id: str, initial: int) -> AsyncGenerator[ViewerCountEvent, None]:
     """The count now, then each change, at most once a second (the latest value wins)."""
-    async with stream_feed(ctx, stream_id, ["viewer.count"]) as feed:
+    async with _stream_feed(ctx, stream_id, ["viewer.count"]) as feed:
         sid = strawberry.ID(stream_id)
         sent, last_at = initial, time.monotonic()
         yield ViewerCountEvent(stream_id=sid, count=initial)
@@ -239,14 +261,14 @@ class Subscription:
     @strawberry.subscription(description="Status changes of a stream: started, ended, cancelled, failed, updated.")
     async def stream_status(self, info: Info[Context, None], stream_id: strawberry.ID
                             ) -> AsyncGenerator[StreamStatusEvent, None]:
-        async with stream_feed(info.context, stream_id, STATUS_EVENTS) as feed:
+        async with _stream_feed(info.context, stream_id, STATUS_EVENTS) as feed:
             async for event in feed:
                 yield StreamStatusEvent.of(event)
 
     @strawberry.subscription(description="Ingest quality metrics of a stream, every 5 s while live.")
     async def stream_quality(self, info: Info[Context, None], stream_id: strawberry.ID
                              ) -> AsyncGenerator[StreamQualityEvent, None]:
-        async with stream_feed(info.context, stream_id, ["quality.update"]) as feed:
+        async with _stream_feed(info.context, stream_id, ["quality.update"]) as feed:
             async for event in feed:
                 yield StreamQualityEvent.of(event)
 
@@ -262,7 +284,7 @@ class Subscription:
     async def viewer_presence(self, info: Info[Context, None], stream_id: strawberry.ID
                               ) -> AsyncGenerator[ViewerPresenceEvent, None]:
         ctx = info.context
-        async with stream_feed(ctx, stream_id, ["viewer.joined", "viewer.left"]) as feed:
+        async with _stream_feed(ctx, stream_id, ["viewer.joined", "viewer.left"]) as feed:
             # Who is watching is for the stream's managers; others see only that someone came or went.
             async with ctx.session() as session:
                 manager = bool(await session.fetchval("SELECT nchat.can_manage_stream($1::uuid)", feed.stream_id))
@@ -280,21 +302,21 @@ class Subscription:
                            ) -> AsyncGenerator[ViewerCountEvent, None]:
         ctx = info.context
         sid = parse_stream_id(stream_id)
-        async with viewer_session(ctx, sid) as viewer:
+        async with _viewer_session(ctx, sid) as viewer:
             async for item in _viewer_counts(ctx, sid, int(viewer["current_viewers"])):
                 yield item
 
     @strawberry.subscription(description="Chat of a stream: new messages, deletions (no content), pins.")
     async def chat_events(self, info: Info[Context, None], stream_id: strawberry.ID
                           ) -> AsyncGenerator[ChatEvent, None]:
-        async with stream_feed(info.context, stream_id, list(_CHAT_TYPES)) as feed:
+        async with _stream_feed(info.context, stream_id, list(_CHAT_TYPES)) as feed:
             async for event in feed:
                 yield ChatEvent.of(event)
 
     @strawberry.subscription(description="Emoji reactions of a stream, batched: at most one batch per 100 ms.")
     async def reactions(self, info: Info[Context, None], stream_id: strawberry.ID
                         ) -> AsyncGenerator[ReactionBatch, None]:
-        async with stream_feed(info.context, stream_id, ["reaction"]) as feed:
+        async with _stream_feed(info.context, stream_id, ["reaction"]) as feed:
             sid = strawberry.ID(str(feed.stream_id))
             last_at = 0.0
             while True:
@@ -320,7 +342,7 @@ class Subscription:
     @strawberry.subscription(description="Q&A of a stream: questions asked, answered, upvoted, dismissed.")
     async def questions(self, info: Info[Context, None], stream_id: strawberry.ID
                         ) -> AsyncGenerator[QuestionEvent, None]:
-        async with stream_feed(info.context, stream_id, ["qa.question", "qa.updated"]) as feed:
+        async with _stream_feed(info.context, stream_id, ["qa.question", "qa.updated"]) as feed:
             async for event in feed:
                 yield QuestionEvent.of(event)
 
@@ -330,7 +352,7 @@ class Subscription:
         me = ctx.claims.user_id
         if me is None:
             raise AccessDenied("streamReminders needs a signed-in user (x-hasura-user-id)")
-        async with any_stream_feed(ctx, ["stream.reminder"]) as feed:
+        async with _every_stream_feed(ctx, ["stream.reminder"]) as feed:
             async for event in feed:
                 p = event.payload
                 if me not in {str(u) for u in p.get("user_ids") or ()}:

@@ -34,7 +34,7 @@ from graphql import (
     specified_rules,
 )
 
-from ..errors import NchatError, Unavailable
+from ..errors import NchatError
 from .context import Context, SharedSession
 from .limits import DocumentLimits, check_cost, check_syntax, refusal
 
@@ -187,11 +187,7 @@ def prepare(ctx: Context, query: Any, operation_name: Any = None, variables: Any
     the introspection switch) - cached per (schema, document, introspection, limits) - then the
     operation and its cost estimate, which depend on the request's operation name and variables.
     """
-    registry = getattr(ctx.runtime, "graphql", None)
-    if registry is None:
-        raise Unavailable("the GraphQL schema is not built yet")
-    schema = registry.for_role(ctx.claims.role)
-    schema = getattr(schema, "_schema", schema)
+    schema = ctx.runtime.graphql.for_role(ctx.claims.role)
     if not isinstance(query, str) or not query.strip():
         return error("the request has no \"query\" (a GraphQL document string)", path="$.query")
     if variables is not None and not isinstance(variables, dict):

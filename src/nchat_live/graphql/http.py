@@ -8,16 +8,18 @@ which never reach GraphQL.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from ..errors import NchatError
-from ..runtime import Runtime
 from .context import Context
 from .execution import error, execute
+
+if TYPE_CHECKING:
+    from ..runtime import Runtime
 
 GRAPHIQL = """<!doctype html>
 <html lang="en">

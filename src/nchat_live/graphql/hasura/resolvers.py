@@ -14,7 +14,7 @@ from typing import Any
 from graphql import GraphQLResolveInfo
 
 from ...db import Session
-from ...errors import NchatError, Unavailable
+from ...errors import NchatError
 from ..context import Context
 from .catalog import Table
 from .compiler.compiler import RootField
@@ -128,9 +128,7 @@ async def _run_mutation(ctx: Context, session: Session, compiled: CompiledMutati
 async def subscribe_root(_source: Any, info: GraphQLResolveInfo, **args: Any) -> AsyncIterator[Any]:
     """Subscription root fields hand a compiled `LiveQuery` to the live-query engine."""
     ctx: Context = info.context
-    live = getattr(ctx.runtime, "live", None)
-    if live is None:
-        raise Unavailable("live queries are not available: no live-query engine is running (runtime.live)")
+    live = ctx.runtime.live
     selected, meta = selected_of(info)
     query = LiveQuery.compile(ctx, info, args, selected, meta)
     async for payload in live.subscribe(ctx, info.field_name, query):

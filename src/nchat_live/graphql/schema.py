@@ -1,6 +1,6 @@
 """One GraphQL schema per request role: the generated Hasura fields plus the Strawberry domain fields.
 
-Built at start-up from the Postgres catalog (`SchemaRegistry.build`), held on `runtime.graphql`.
+Built at start-up from the Postgres catalog (`RoleSchemas.build`), held on `runtime.graphql`.
 The domain operations (`graphql/operations`: `Query`, `Mutation`) and event subscriptions
 (`graphql/events`: `Subscription`) are Strawberry types; their root fields are merged into every
 role's `query_root`/`mutation_root`/`subscription_root` and run by graphql-core with the same
@@ -9,10 +9,8 @@ role's `query_root`/`mutation_root`/`subscription_root` and run by graphql-core 
 
 from __future__ import annotations
 
-import importlib
 import logging
 from dataclasses import dataclass
-from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
 import strawberry
@@ -25,9 +23,11 @@ from graphql import (
     is_introspection_type,
     is_specified_scalar_type,
 )
+from strawberry.tools import merge_types
 
 from ..auth import ROLES, Claims
 from ..errors import AccessDenied
+from . import events, media_ops, operations
 from .hasura.catalog import Catalog, load_catalog
 from .hasura.resolvers import resolve_root, subscribe_root
 from .hasura.schema import RoleTypes
@@ -38,67 +38,37 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-@strawberry.type
-class _FallbackQuery:
-    """Strawberry needs a Query type; used when graphql/operations has none (yet)."""
-
-    @strawberry.field(description="The nchat-live server version.")
-    def nchat_version(self) -> str:
-        try:
-            return metadata.version("nchat-live")
-        except metadata.PackageNotFoundError:
-            return "0+unknown"
-
-
 @dataclass(frozen=True)
 class DomainRoots:
-    query: type | None = None
+    """The Strawberry root types whose fields are merged into every role's generated roots."""
+
+    query: type
     mutation: type | None = None
     subscription: type | None = None
 
-    @classmethod
-    def discover(cls) -> DomainRoots:
-        return cls(
-            _merged("Query", ("nchat_live.graphql.operations", "nchat_live.graphql.media_ops")),
-            _merged("Mutation", ("nchat_live.graphql.operations", "nchat_live.graphql.media_ops")),
-            _optional("nchat_live.graphql.events", "Subscription"),
-        )
-
     def strawberry_schema(self) -> strawberry.Schema:
-        return strawberry.Schema(query=self.query or _FallbackQuery, mutation=self.mutation,
-                                 subscription=self.subscription)
+        return strawberry.Schema(query=self.query, mutation=self.mutation, subscription=self.subscription)
 
 
-def _merged(name: str, modules: tuple[str, ...]) -> type | None:
-    """One Strawberry root type from the same-named classes of several domain modules."""
-    from strawberry.tools import merge_types
-
-    found = tuple(t for t in (_optional(module, name) for module in modules) if t is not None)
-    if len(found) <= 1:
-        return found[0] if found else None
-    merged: type = merge_types(name, found)
-    return merged
+# The product's domain fields: the streaming operations, the media operations, the event subscriptions.
+DOMAIN = DomainRoots(
+    query=merge_types("Query", (operations.Query, media_ops.Query)),
+    mutation=merge_types("Mutation", (operations.Mutation, media_ops.Mutation)),
+    subscription=events.Subscription,
+)
 
 
-def _optional(module: str, attr: str) -> type | None:
-    try:
-        found = importlib.import_module(module)
-    except ImportError as exc:
-        # A module another part of the system has not written yet; anything else propagates.
-        log.warning("GraphQL domain module %s not loaded: %s", module, exc)
-        return None
-    return getattr(found, attr, None)
+class RoleSchemas:
+    """The GraphQL schema of each request role, generated from one catalog (`runtime.graphql`)."""
 
-
-class SchemaRegistry:
-    def __init__(self, catalog: Catalog, domain: DomainRoots | None = None) -> None:
+    def __init__(self, catalog: Catalog, domain: DomainRoots = DOMAIN) -> None:
         self.catalog = catalog
-        self.domain = domain if domain is not None else DomainRoots.discover()
+        self.domain = domain
         self.strawberry = self.domain.strawberry_schema()
         self.schemas = {role: self._build(role) for role in ROLES}
 
     @classmethod
-    async def build(cls, runtime: Runtime, domain: DomainRoots | None = None) -> SchemaRegistry:
+    async def build(cls, runtime: Runtime, domain: DomainRoots = DOMAIN) -> RoleSchemas:
         async with runtime.database.session(Claims.service()) as session:
             catalog = await load_catalog(session)
         return cls(catalog, domain)

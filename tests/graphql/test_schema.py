@@ -8,7 +8,7 @@ from starlette.applications import Starlette
 
 from nchat_live.auth import Claims
 from nchat_live.graphql.context import Context
-from nchat_live.graphql.registry import DomainRoots, SchemaRegistry
+from nchat_live.graphql.schema import DOMAIN, DomainRoots, RoleSchemas
 from tests.support import World
 
 
@@ -30,7 +30,7 @@ class DomainMutation:
 
 async def test_strawberry_fields_merge_and_resolve_with_the_context(app: Starlette, cast: World) -> None:
     runtime = app.state.runtime
-    registry = SchemaRegistry(runtime.graphql.catalog, DomainRoots(query=DomainQuery, mutation=DomainMutation))
+    registry = RoleSchemas(runtime.graphql.catalog, DomainRoots(query=DomainQuery, mutation=DomainMutation))
     schema = registry.for_role("user")
     assert {"whoAmI", "nchat_streams", "nchat_streams_by_pk"} <= set(schema.query_type.fields)
     assert {"echo", "insert_nchat_stream_chat_messages"} <= set(schema.mutation_type.fields)
@@ -42,7 +42,7 @@ async def test_strawberry_fields_merge_and_resolve_with_the_context(app: Starlet
 
 
 def test_each_role_sees_its_own_schema(app: Starlette) -> None:
-    registry: SchemaRegistry = app.state.runtime.graphql
+    registry: RoleSchemas = app.state.runtime.graphql
     anonymous, user, admin = (registry.for_role(r) for r in ("anonymous", "user", "admin"))
     streams = {r: s.type_map["nchat_streams"].fields for r, s in
                (("anonymous", anonymous), ("user", user), ("admin", admin))}  # type: ignore[attr-defined]
@@ -60,3 +60,14 @@ def test_each_role_sees_its_own_schema(app: Starlette) -> None:
     for schema in (anonymous, user, admin):
         assert schema.query_type.name == "query_root"
         assert graphql.validate_schema(schema) == []
+
+
+def test_the_product_domain_fields_are_in_every_role_schema(app: Starlette) -> None:
+    """The domain modules are imported plainly: their fields are there, with no stand-in schema."""
+    schemas: RoleSchemas = app.state.runtime.graphql
+    assert schemas.domain is DOMAIN
+    for role in ("anonymous", "user", "admin"):
+        schema = schemas.for_role(role)
+        assert "nchatVersion" not in schema.query_type.fields  # type: ignore[union-attr]
+        assert {"createStream", "updateStream"} <= set(schema.mutation_type.fields)  # type: ignore[union-attr]
+        assert "streamStatus" in schema.subscription_type.fields  # type: ignore[union-attr]
