@@ -152,10 +152,7 @@ async def readyz(request: Request) -> JSONResponse:
             checks["migrations"] = (await runtime.db.migration_status()).current
         except Exception:
             checks["migrations"] = False
-    realtime = getattr(runtime, "realtime", None)
-    bus = getattr(realtime, "bus", None)
-    if bus is not None:
-        is_ready = getattr(bus, "is_ready", None)
-        checks["bus"] = bool(await is_ready()) if callable(is_ready) else True
+    if runtime.started:
+        checks["bus"] = await runtime.bus.is_ready()
     ok = all(checks.values())
     return JSONResponse({"ready": ok, "checks": checks}, status_code=200 if ok else 503)

@@ -9,31 +9,46 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TypeVar
 
 from .auth import Authenticator
 from .config import Settings
 from .db import Database
 from .db.embedded import EmbeddedPostgres
-
-if TYPE_CHECKING:
-    from .graphql.hasura.live_queries import LiveQueries
-    from .graphql.registry import SchemaRegistry
-    from .media.extras.features import MediaFeatures
-    from .media.worker.manager import MediaManager
-    from .resolvers.scheduler import StreamScheduler
-    from .subscriptions.bus import BusStats, EventBus
-    from .subscriptions.realtime import Realtime
+from .graphql.hasura.live_queries import LiveQueryEngine
+from .graphql.schema import RoleSchemas
+from .media.extras.features import MediaFeatures
+from .media.worker.control import follow_status
+from .media.worker.manager import MediaManager
+from .resolvers.limits import apply_limits
+from .resolvers.scheduler import StreamScheduler
+from .subscriptions.access import StreamAccess
+from .subscriptions.bus import BusStats, EventBus
+from .subscriptions.presence import Presence
+from .subscriptions.transport.fanout import SharedFeeds
+from .subscriptions.transport.limits import Limits
 
 log = logging.getLogger(__name__)
 
 PROCESS_ROLES = ("all", "api", "media")
+T = TypeVar("T")
+
+
+def _running(part: T | None, what: str) -> T:
+    assert part is not None, f"{what} is not running in this process (not started, or not served by its role)"
+    return part
 
 
 class Runtime:
-    """Settings, database, authentication, and (as they start) the bus and media.
+    """Everything a process of one role runs, started in `start` and undone in reverse by `stop`.
 
-    The app's lifespan starts it when the CLI has not already; `stop` undoes `start` in reverse.
+    Every role: the database, the event bus and stream access checks (media routes are served by
+    every role). API ("all", "api"): the GraphQL schemas, live queries, the websocket transport's
+    shared feeds, presence and the scheduler. Media ("all", "media", when media is enabled): the
+    media manager, its extras and the status follower. The accessors (`bus`, `graphql`, ...) are
+    typed and fail loudly when a part is asked of a process that does not run it.
+
+    The app's lifespan starts it when the CLI has not already.
     """
 
     def __init__(self, settings: Settings | None = None) -> None:
@@ -41,40 +56,71 @@ class Runtime:
         self.auth = Authenticator(
             self.settings.jwt_secret, self.settings.admin_secret, self.settings.unauthorized_role
         )
+        self.role = "all"
+        self.started = False
         self.embedded: EmbeddedPostgres | None = None
         self.db: Database | None = None
-        # graphql/: one schema per role, generated from the catalog once migrations ran.
-        self.graphql: SchemaRegistry | None = None
-        # subscriptions/: the event bus (and what hangs off it), set up by start().
-        self.realtime: Realtime | None = None
-        # resolvers/scheduler: reminders, expiry of stale streams and silent viewers.
+        # Every role: subscriptions/bus (media workers publish stream and quality events too) and
+        # subscriptions/access (HLS access checks).
+        self._bus: EventBus | None = None
+        self._access: StreamAccess | None = None
+        # API roles: graphql/ (one schema per role, from the catalog once migrations ran), the
+        # Hasura live queries, the websocket transport's shared feeds and limits, presence, and
+        # resolvers/scheduler (reminders, expiry of stale streams and silent viewers).
+        self._graphql: RoleSchemas | None = None
+        self._live: LiveQueryEngine | None = None
+        self._shared_feeds: SharedFeeds | None = None
+        self._presence: Presence | None = None
+        self.ws_limits = Limits.from_settings(self.settings)
         self.scheduler: StreamScheduler | None = None
-        # media/: WHIP/RTMP ingest, transcoding and HLS, when settings.media_enabled.
+        # Media roles with settings.media_enabled: WHIP/RTMP ingest, transcoding and HLS; the
+        # extras (recording, DVR, thumbnails, clean-up, RTMP ingest) attached to it.
         self.media: MediaManager | None = None
-        # Recording, DVR, thumbnails, clean-up and RTMP ingest on top of media.
         self.media_features: MediaFeatures | None = None
-        self.role = "all"
         self._media_follower: asyncio.Task[None] | None = None
-        self.started = False
+
+    @property
+    def serves_api(self) -> bool:
+        return self.role in ("all", "api")
+
+    @property
+    def serves_media(self) -> bool:
+        return self.settings.media_enabled and self.role in ("all", "media")
 
     @property
     def database(self) -> Database:
-        assert self.db is not None, "runtime not started"
-        return self.db
+        return _running(self.db, "the database")
 
     @property
     def bus(self) -> EventBus:
-        assert self.realtime is not None, "runtime not started"
-        return self.realtime.bus
+        return _running(self._bus, "the event bus")
 
     @property
     def bus_stats(self) -> BusStats:
         return self.bus.stats
 
     @property
-    def live(self) -> LiveQueries | None:
-        """The live-query engine for Hasura subscription root fields; None until started."""
-        return self.realtime.live if self.realtime is not None else None
+    def access(self) -> StreamAccess:
+        """Who may read a stream's events and media (cached answers of Postgres)."""
+        return _running(self._access, "stream access")
+
+    @property
+    def graphql(self) -> RoleSchemas:
+        return _running(self._graphql, "GraphQL")
+
+    @property
+    def live(self) -> LiveQueryEngine:
+        """The live-query engine of the Hasura subscription root fields."""
+        return _running(self._live, "the live-query engine")
+
+    @property
+    def shared_feeds(self) -> SharedFeeds:
+        """Event subscriptions shared by many sockets (subscriptions/transport/fanout.py)."""
+        return _running(self._shared_feeds, "the websocket transport")
+
+    @property
+    def presence(self) -> Presence:
+        return _running(self._presence, "presence")
 
     @property
     def data_location(self) -> str:
@@ -105,35 +151,28 @@ class Runtime:
             raise ValueError(f"process role '{role}' is not one of {', '.join(PROCESS_ROLES)}")
         self.role = role
         try:
-            await self.open_database(migrate=migrate)
-            assert self.db is not None
-            from .resolvers.limits import apply_limits
-
-            await apply_limits(self.db, self.settings)  # the quotas the rules of migration 0012 read
-            if role in ("all", "api"):
-                from .graphql.registry import SchemaRegistry
-
-                self.graphql = await SchemaRegistry.build(self)
-            # Media workers publish events too (stream started, quality), so every role has the bus.
-            from .subscriptions.realtime import start_realtime
-
-            self.realtime = await start_realtime(self)
-            if self.settings.media_enabled and role in ("all", "media"):
-                from .media.worker.manager import MediaManager
-
+            database = await self.open_database(migrate=migrate)
+            await apply_limits(database, self.settings)  # the quotas the rules of migration 0012 read
+            if self.serves_api:
+                self._graphql = await RoleSchemas.build(self)
+            self._bus = EventBus(self.settings.bus_url, database_url=database.url)
+            await self._bus.start()
+            # After-commit events of the database go out on the bus.
+            database.publisher = self._bus.publish
+            self._access = StreamAccess(database)
+            if self.serves_api:
+                self._live = LiveQueryEngine(database)
+                await self._live.start()
+                self._presence = Presence()
+                self._shared_feeds = SharedFeeds(self._bus.stats)
+            if self.serves_media:
                 self.media = MediaManager(self)
                 await self.media.start()
-                from .media.extras.features import MediaFeatures
-
                 self.media_features = MediaFeatures(self.media)
                 await self.media_features.start()
-                from .media.worker.control import follow_status
-
                 self._media_follower = asyncio.create_task(follow_status(self))
-            if role in ("all", "api"):
-                from .resolvers.scheduler import StreamScheduler
-
-                self.scheduler = StreamScheduler.from_settings(self.db, self.settings)
+            if self.serves_api:
+                self.scheduler = StreamScheduler.from_settings(database, self.settings)
                 self.scheduler.start()
             self.started = True
         except BaseException:
@@ -160,12 +199,29 @@ class Runtime:
                 await self.media_features.stop()
         self.media_features = None
         self.media = None
-        if self.realtime is not None:
-            from .subscriptions.realtime import stop_realtime
-
-            async with _timed("realtime"):
-                await stop_realtime(self, self.realtime)
-            self.realtime = None
+        if self._presence is not None:
+            # Leaves of closed viewer sessions write and publish: let them finish first.
+            async with _timed("presence"):
+                await self._presence.drain()
+            self._presence = None
+        if self._shared_feeds is not None:
+            async with _timed("shared feeds"):
+                await self._shared_feeds.stop()
+            self._shared_feeds = None
+        if self._live is not None:
+            async with _timed("live queries"):
+                with contextlib.suppress(Exception):
+                    await self._live.stop()
+            self._live = None
+        self._access = None
+        if self._bus is not None:
+            if self.db is not None and self.db.publisher == self._bus.publish:
+                self.db.publisher = None
+            async with _timed("event bus"):
+                with contextlib.suppress(Exception):
+                    await self._bus.stop()
+            self._bus = None
+        self._graphql = None
         if self.db is not None:
             async with _timed("database pool"):
                 await self.db.close()

@@ -135,15 +135,3 @@ async def test_delivery_observes_the_time_since_publishing(buses: tuple[EventBus
             break
         await asyncio.sleep(0.02)
     assert observed() == expected
-
-
-def test_websocket_limits_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    from nchat_live.subscriptions.realtime import Limits
-
-    assert Limits.from_settings(Settings()) == Limits()
-    monkeypatch.setenv("NCHAT_WS_KEEPALIVE_SECONDS", "2.5")
-    monkeypatch.setenv("NCHAT_WS_MAX_OPERATIONS", "7")
-    monkeypatch.setenv("NCHAT_WS_MAX_MESSAGE_BYTES", "1024")
-    monkeypatch.setenv("NCHAT_WS_SEND_QUEUE", "9")
-    limits = Limits.from_settings(Settings())
-    assert (limits.keepalive_s, limits.max_operations, limits.max_message_bytes, limits.send_queue) == (2.5, 7, 1024, 9)

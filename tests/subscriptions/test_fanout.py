@@ -58,7 +58,7 @@ async def test_equal_subscriptions_share_one_listener_and_visibility_never_mixes
     finally:
         await asyncio.gather(*(ws.close() for ws in [*sockets, legacy]))
     await wait_listeners(server, listeners)
-    assert not server.runtime.realtime or not server.runtime.realtime.feeds.groups
+    assert not server.runtime.shared_feeds.groups
 
 
 async def test_a_denied_group_fails_every_member_and_is_not_kept(server: Server, world: World) -> None:
@@ -71,7 +71,7 @@ async def test_a_denied_group_fails_every_member_and_is_not_kept(server: Server,
             denied = await recv_json(ws)
             assert denied["type"] == "error" and denied["id"] == "x"
             assert denied["payload"][0]["extensions"]["code"] == "stream-not-found"
-        assert server.runtime.realtime is not None and not server.runtime.realtime.feeds.groups
+        assert not server.runtime.shared_feeds.groups
         # The id is free again: the failed operation is forgotten on each socket.
         await outsiders[0].send(json.dumps({"type": "subscribe", "id": "x", "payload": query}))
         assert (await recv_json(outsiders[0]))["payload"][0]["extensions"]["code"] == "stream-not-found"

@@ -44,8 +44,7 @@ async def test_stalled_client_is_dropped_and_readers_get_every_message(
     settings: Settings, world: World
 ) -> None:
     async with serve(settings) as server:
-        assert server.runtime.realtime is not None
-        server.runtime.realtime.limits.send_queue = 64
+        server.runtime.ws_limits.send_queue = 64
         query = {"query": CHAT, "variables": {"s": world.public_stream}}
         # A tiny receive buffer, max_queue=1 and never reading: this client stops taking frames
         # off the socket, so the server's sends to it block and its queue fills.

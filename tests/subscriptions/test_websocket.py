@@ -209,9 +209,7 @@ async def test_socket_closes_when_the_token_expires(server: Server, world: World
 
 
 async def test_keepalive_follows_the_ack(server: Server, world: World) -> None:
-    server.runtime.bus  # noqa: B018 - started
-    assert server.runtime.realtime is not None
-    limits = server.runtime.realtime.limits
+    limits = server.runtime.ws_limits
     old, limits.keepalive_s = limits.keepalive_s, 0.1
     try:
         legacy = await websockets.connect(server.url())

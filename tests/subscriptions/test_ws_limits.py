@@ -13,6 +13,7 @@ import websockets
 from websockets.exceptions import ConnectionClosed
 
 from nchat_live.config import Settings
+from nchat_live.subscriptions.transport.limits import Limits
 from tests.support import ADMIN_SECRET, World
 
 from .conftest import Server, open_socket, recv_json, serve
@@ -139,3 +140,13 @@ async def test_connection_cap_per_address(limited: Server) -> None:
         await again.close()
         return
     raise AssertionError("the connection cap did not free closed sockets")
+
+
+def test_websocket_limits_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Limits.from_settings(Settings()) == Limits()
+    monkeypatch.setenv("NCHAT_WS_KEEPALIVE_SECONDS", "2.5")
+    monkeypatch.setenv("NCHAT_WS_MAX_OPERATIONS", "7")
+    monkeypatch.setenv("NCHAT_WS_MAX_MESSAGE_BYTES", "1024")
+    monkeypatch.setenv("NCHAT_WS_SEND_QUEUE", "9")
+    limits = Limits.from_settings(Settings())
+    assert (limits.keepalive_s, limits.max_operations, limits.max_message_bytes, limits.send_queue) == (2.5, 7, 1024, 9)

@@ -10,47 +10,25 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Callable, Collection
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING
 
 from ..auth import Claims
 from ..errors import NotFound
-from .access import parse_stream_id
-from .bus import BusEvent, Listener
-
-# Context.extra key: a callback a feed calls once its bus listener is registered and access allowed.
-FEED_READY = "nchat.feed_ready"
-
-if TYPE_CHECKING:
-    from ..graphql.context import Context
-    from .realtime import Realtime
-
-
-def _announce(ctx: Context) -> None:
-    """Tell whoever runs the operation (websocket.py, fanout.py) that events now reach it."""
-    ready = ctx.extra.get(FEED_READY)
-    if ready is not None:
-        ready()
-
-
-def realtime_of(ctx: Context) -> Realtime:
-    realtime = ctx.runtime.realtime
-    assert realtime is not None, "runtime not started"
-    return realtime
+from .access import StreamAccess, parse_stream_id
+from .bus import BusEvent, EventBus, Listener
 
 
 class StreamFeed:
-    def __init__(self, realtime: Realtime, claims: Claims, stream_id: str | None, listener: Listener) -> None:
-        self.realtime = realtime
+    def __init__(self, access: StreamAccess, claims: Claims, stream_id: str | None, listener: Listener) -> None:
+        self.access = access
         self.claims = claims
         self.stream_id = stream_id
         self.listener = listener
 
     async def allowed(self, stream_id: str) -> bool:
-        access = self.realtime.access
-        hit = access.cached(self.claims, stream_id)
-        return hit if hit is not None else await access.can_read(self.claims, stream_id)
+        hit = self.access.cached(self.claims, stream_id)
+        return hit if hit is not None else await self.access.can_read(self.claims, stream_id)
 
     async def next(self, within: float | None = None) -> BusEvent | None:
         """The next readable event; None once `within` seconds pass without one."""
@@ -79,7 +57,7 @@ class StreamFeed:
             if event is None:
                 return None
             stream_id = event.stream_id
-            if stream_id is not None and self.realtime.access.cached(self.claims, stream_id):
+            if stream_id is not None and self.access.cached(self.claims, stream_id):
                 return event
 
     async def __aiter__(self) -> AsyncIterator[BusEvent]:
@@ -90,22 +68,32 @@ class StreamFeed:
 
 
 @asynccontextmanager
-async def stream_feed(ctx: Context, stream_id: object, types: Collection[str]) -> AsyncIterator[StreamFeed]:
-    """Events of `types` on one stream the caller may read; not-found when it may not."""
-    realtime = realtime_of(ctx)
+async def stream_feed(
+    bus: EventBus, access: StreamAccess, claims: Claims, stream_id: object, types: Collection[str],
+    *, on_ready: Callable[[], None] | None = None,
+) -> AsyncIterator[StreamFeed]:
+    """Events of `types` on one stream `claims` may read; not-found when they may not.
+
+    `on_ready` is called once the listener is registered and access allowed: whoever runs the
+    operation (the websocket transport) learns that events now reach it.
+    """
     sid = parse_stream_id(stream_id)
-    with realtime.bus.listen(streams=[sid], types=types) as listener:
-        if not await realtime.access.can_read(ctx.claims, sid):
+    with bus.listen(streams=[sid], types=types) as listener:
+        if not await access.can_read(claims, sid):
             # The same answer as for a stream that does not exist: existence is not leaked.
             raise NotFound(f"stream '{sid}' not found", code="stream-not-found")
-        _announce(ctx)
-        yield StreamFeed(realtime, ctx.claims, sid, listener)
+        if on_ready is not None:
+            on_ready()
+        yield StreamFeed(access, claims, sid, listener)
 
 
 @asynccontextmanager
-async def any_stream_feed(ctx: Context, types: Collection[str]) -> AsyncIterator[StreamFeed]:
+async def any_stream_feed(
+    bus: EventBus, access: StreamAccess, claims: Claims, types: Collection[str],
+    *, on_ready: Callable[[], None] | None = None,
+) -> AsyncIterator[StreamFeed]:
     """Events of `types` on every stream, each still checked against the caller's access."""
-    realtime = realtime_of(ctx)
-    with realtime.bus.listen(streams=None, types=types) as listener:
-        _announce(ctx)
-        yield StreamFeed(realtime, ctx.claims, None, listener)
+    with bus.listen(streams=None, types=types) as listener:
+        if on_ready is not None:
+            on_ready()
+        yield StreamFeed(access, claims, None, listener)

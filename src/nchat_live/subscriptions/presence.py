@@ -12,14 +12,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import AbstractAsyncContextManager
+from typing import Any
 
+from ..auth import Claims
+from ..db import Database, Session
+from ..observability import VIEWERS
+from ..resolvers.viewers import join_stream, leave_stream, viewer_heartbeat
 from .access import parse_stream_id
-from .feeds import realtime_of
-
-if TYPE_CHECKING:
-    from ..graphql.context import Context
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ class Presence:
         self.joined = 0
         self.left = 0
 
-    def spawn(self, coro: Any) -> None:
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)
         self.pending.add(task)
         task.add_done_callback(self.pending.discard)
@@ -45,21 +46,23 @@ class Presence:
 
 
 @contextlib.asynccontextmanager
-async def viewer_session(ctx: Context, stream_id: object) -> AsyncIterator[dict[str, Any]]:
-    """Joined for the block's duration; left (in the background if cancelled) afterwards."""
-    from ..resolvers.viewers import join_stream, leave_stream, viewer_heartbeat
+async def viewer_session(
+    presence: Presence, database: Database, claims: Claims, stream_id: object,
+    *, open_session: Callable[[], AbstractAsyncContextManager[Session]],
+    user_agent: str | None = None, ip: str | None = None,
+) -> AsyncIterator[dict[str, Any]]:
+    """Joined for the block's duration; left (in the background if cancelled) afterwards.
 
-    realtime = realtime_of(ctx)
-    presence = realtime.presence
+    The join runs in `open_session()` (the caller's own share of the pool); heartbeats and the
+    leave run in sessions of `database` as `claims`. The `nchat_viewers` gauge counts the viewer
+    sessions this process holds open.
+    """
     sid = parse_stream_id(stream_id)
-    connection = ctx.connection
-    user_agent = connection.headers.get("user-agent") if connection is not None else None
-    ip = connection.client.host if connection is not None and connection.client is not None else None
-    async with ctx.session() as session:
+    async with open_session() as session:
         viewer = await join_stream(session, sid, user_agent=user_agent, ip=ip)
     presence.joined += 1
+    VIEWERS.inc()
     token = viewer["session_id"]
-    database, claims = ctx.runtime.database, ctx.claims
 
     async def beat() -> None:
         while True:
@@ -84,4 +87,5 @@ async def viewer_session(ctx: Context, stream_id: object) -> AsyncIterator[dict[
         yield viewer
     finally:
         heartbeat.cancel()
+        VIEWERS.dec()
         presence.spawn(leave())

@@ -98,11 +98,7 @@ async def authorize_media(request: Request, stream_id: str) -> MediaGrant | JSON
     if not is_media_id(stream_id):
         return not_found(stream_id)
     runtime = request.app.state.runtime
-    realtime = getattr(runtime, "realtime", None)
-    if realtime is None:
-        # A process without the realtime part (none today) cannot check: treat as private.
-        return MediaGrant(public=False)
-    access = realtime.access
+    access = runtime.access
     try:
         if await access.can_read(Claims.anonymous(), stream_id):
             return MediaGrant(public=True)

@@ -48,7 +48,7 @@ async def recording_file(request: Request) -> Response:
 
 
 async def _from_live_storage(request: Request, key: str, headers: dict[str, str]) -> Response:
-    manager = getattr(request.app.state.runtime, "media", None)
+    manager = request.app.state.runtime.media
     if manager is None:
         return _not_found(f"no file '{key}'")
     data = await asyncio.to_thread(manager.storage.read, key)

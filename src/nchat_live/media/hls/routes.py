@@ -49,7 +49,7 @@ def _error(status: int, code: str, message: str) -> JSONResponse:
 
 
 def _manager(request: Request) -> MediaManager | None:
-    return getattr(request.app.state.runtime, "media", None)
+    return request.app.state.runtime.media
 
 
 def _storage(request: Request) -> MediaStorage:

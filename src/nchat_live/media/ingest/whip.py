@@ -230,7 +230,7 @@ class WhipEndpoint:
 
     @staticmethod
     def _manager(request: Request) -> MediaManager | None:
-        return getattr(request.app.state.runtime, "media", None)
+        return request.app.state.runtime.media
 
     async def options(self, request: Request) -> Response:
         headers = CORS_HEADERS | {"Accept-Post": "application/sdp"}

@@ -28,7 +28,6 @@ from graphql import ExecutionResult
 
 from ...graphql.execution import format_error
 from ..bus import BusStats
-from ..feeds import FEED_READY
 from .protocols import Protocol
 
 log = logging.getLogger(__name__)
@@ -39,7 +38,7 @@ log = logging.getLogger(__name__)
 SHAREABLE_FIELDS = frozenset({"chatEvents", "streamStatus", "streamQuality", "reactions", "questions"})
 
 Source = AsyncIterator[ExecutionResult]
-__all__ = ["FEED_READY", "SHAREABLE_FIELDS", "FeedGroup", "Member", "SharedFeeds"]
+__all__ = ["SHAREABLE_FIELDS", "FeedGroup", "Member", "SharedFeeds"]
 
 Starter = Callable[[Callable[[], None]], Awaitable["Source | ExecutionResult"]]
 

@@ -18,7 +18,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from inspect import isawaitable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from graphql import (
     DocumentNode,
@@ -37,10 +37,12 @@ from ...errors import NchatError
 from ...graphql.context import Context
 from ...graphql.execution import Prepared, format_error, prepare, run
 from ...observability import DROPPED_SUBSCRIBERS, SUBSCRIPTIONS, WEBSOCKETS
-from ...runtime import Runtime
-from ..realtime import Limits
-from .fanout import FEED_READY, SHAREABLE_FIELDS, Member
+from .fanout import SHAREABLE_FIELDS, Member
+from .limits import Limits
 from .protocols import LEGACY_WS, TRANSPORT_WS, Close, Protocol, choose
+
+if TYPE_CHECKING:
+    from ...runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -61,11 +63,11 @@ class ProtocolViolation(Exception):
 
 class Connection:
     def __init__(self, websocket: WebSocket, runtime: Runtime, protocol: Protocol, subprotocol: str | None) -> None:
-        assert runtime.realtime is not None, "runtime not started"
         self.ws = websocket
         self.runtime = runtime
-        self.realtime = runtime.realtime
-        self.limits: Limits = runtime.realtime.limits
+        self.stats = runtime.bus_stats
+        self.shared_feeds = runtime.shared_feeds
+        self.limits: Limits = runtime.ws_limits
         self.protocol = protocol
         self.subprotocol = subprotocol
         self.claims: Claims | None = None
@@ -85,7 +87,7 @@ class Connection:
     async def serve(self) -> None:
         await self.ws.accept(subprotocol=self.subprotocol)
         WEBSOCKETS.inc()
-        self.realtime.bus.stats.connections += 1
+        self.stats.connections += 1
         self._spawn(self._send_loop())
         self._spawn(self._receive_loop())
         self._spawn(self._init_timeout())
@@ -93,7 +95,7 @@ class Connection:
             await self.done.wait()
         finally:
             await self._teardown()
-            self.realtime.bus.stats.connections -= 1
+            self.stats.connections -= 1
             WEBSOCKETS.dec()
 
     def _spawn(self, coro: Any) -> None:
@@ -132,7 +134,7 @@ class Connection:
         try:
             self.outbox.put_nowait(text)
         except asyncio.QueueFull:
-            self.realtime.bus.stats.dropped["slow_consumer"] += 1
+            self.stats.dropped["slow_consumer"] += 1
             DROPPED_SUBSCRIBERS.labels("slow_consumer").inc()
             self.shutdown(Close.SLOW, f"client too slow: {self.outbox.qsize()} messages unread")
 
@@ -176,7 +178,7 @@ class Connection:
         deadline = time.monotonic() + self.limits.drain_timeout_s
         while self.outbox.qsize() > self.limits.send_queue // 4:
             if time.monotonic() > deadline:
-                self.realtime.bus.stats.dropped["slow_consumer"] += 1
+                self.stats.dropped["slow_consumer"] += 1
                 raise ProtocolViolation(Close.SLOW, "client too slow: answers not read")
             await asyncio.sleep(0.005)
 
@@ -332,16 +334,16 @@ class Connection:
         schema, document, query = prepared.schema, prepared.document, payload["query"]
         # Subscribers with equal keys receive equal results: a running group is joined.
         key = (id(schema), query, operation_name, json.dumps(variables, sort_keys=True), claims.visibility_key())
-        handle: asyncio.Task[None] | Member | None = self.realtime.feeds.join(key, self, op_id)
+        handle: asyncio.Task[None] | Member | None = self.shared_feeds.join(key, self, op_id)
         if handle is None:
             if _shareable(operation):
                 shared_context = Context(self.runtime, claims)
 
                 def opener(ready: Callable[[], None]) -> Awaitable[Any]:
-                    shared_context.extra[FEED_READY] = ready
+                    shared_context.feed_ready = ready
                     return _open(schema, document, variables, operation_name, shared_context)
 
-                handle = self.realtime.feeds.start(key, opener, self, op_id)
+                handle = self.shared_feeds.start(key, opener, self, op_id)
             else:
                 handle = asyncio.get_running_loop().create_task(
                     self._operation(op_id, prepared, variables, operation_name, context))
@@ -361,9 +363,9 @@ class Connection:
             nonlocal listening
             if not listening:
                 listening = True
-                self.realtime.bus.stats.subscribers += 1
+                self.stats.subscribers += 1
 
-        context.extra[FEED_READY] = ready
+        context.feed_ready = ready
         try:
             if operation.operation is not OperationType.SUBSCRIPTION:
                 # Queries and mutations run as over HTTP: one transaction per mutation document,
@@ -385,7 +387,7 @@ class Connection:
             self._fail(op_id, [exc])
         finally:
             if listening:
-                self.realtime.bus.stats.subscribers -= 1
+                self.stats.subscribers -= 1
             self.operation_ended(op_id, asyncio.current_task())
         if completed:
             self.send(self.protocol.complete(op_id))
