@@ -13,8 +13,13 @@ import uuid
 import warnings
 from collections.abc import Iterator, Sequence
 
+import uvicorn
+
+from .app import create_app
 from .auth import Claims, mint_token
 from .config import Settings
+from .db import migrations
+from .db.migrations import MigrationError
 from .errors import ConfigError, NchatError
 from .observability import configure_logging
 from .runtime import Runtime
@@ -32,39 +37,30 @@ def _check_port(host: str, port: int) -> None:
             raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
 
 
-def _graceful_server_class() -> type:
-    import uvicorn
+class GracefulServer(uvicorn.Server):
+    """uvicorn re-raises SIGTERM/SIGINT after its own shutdown, which would kill the process before
+    the runtime stops (live segments unclosed, recordings unfinished). Here the signal only asks
+    uvicorn to drain: websockets close with 1012, in-flight requests finish, then `runtime.stop()`."""
 
-    class GracefulServer(uvicorn.Server):
-        """uvicorn re-raises SIGTERM/SIGINT after its own shutdown, which would kill the process before
-        the runtime stops (live segments unclosed, recordings unfinished). Here the signal only asks
-        uvicorn to drain: websockets close with 1012, in-flight requests finish, then `runtime.stop()`."""
-
-        @contextlib.contextmanager
-        def capture_signals(self) -> Iterator[None]:
-            loop = asyncio.get_running_loop()
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._ask_to_exit, sig)
+        try:
+            yield
+        finally:
             for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(sig, self._ask_to_exit, sig)
-            try:
-                yield
-            finally:
-                for sig in (signal.SIGTERM, signal.SIGINT):
-                    loop.remove_signal_handler(sig)
+                loop.remove_signal_handler(sig)
 
-        def _ask_to_exit(self, sig: signal.Signals) -> None:
-            log.info("%s: draining connections, then stopping", sig.name)
-            if self.should_exit:
-                self.force_exit = True
-            self.should_exit = True
-
-    return GracefulServer
+    def _ask_to_exit(self, sig: signal.Signals) -> None:
+        log.info("%s: draining connections, then stopping", sig.name)
+        if self.should_exit:
+            self.force_exit = True
+        self.should_exit = True
 
 
 async def _serve(args: argparse.Namespace) -> None:
-    import uvicorn
-
-    from .app import create_app
-
     _check_port(args.host, args.port)
     role = {"serve": "all", "api": "api", "media-worker": "media"}[args.command]
     settings = Settings()
@@ -87,14 +83,12 @@ async def _serve(args: argparse.Namespace) -> None:
             app, host=args.host, port=args.port, log_level=args.log_level, lifespan="on", log_config=None,
             ws_per_message_deflate=settings.ws_per_message_deflate,
         )
-        await _graceful_server_class()(config).serve()
+        await GracefulServer(config).serve()
     finally:
         await runtime.stop()
 
 
 async def _migrate(args: argparse.Namespace) -> None:
-    from .db import migrations
-
     runtime = Runtime()
     await runtime.open_database(migrate=False)
     try:
@@ -223,13 +217,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
-    except Exception as exc:
-        from .db.migrations import MigrationError
-
-        if isinstance(exc, MigrationError):
-            print(f"nchat-live: error: {exc}", file=sys.stderr)
-            return 2
-        raise
+    except MigrationError as exc:
+        print(f"nchat-live: error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
