@@ -17,7 +17,9 @@ from .db import Database
 from .db.embedded import EmbeddedPostgres
 from .graphql.hasura.live_queries import LiveQueryEngine
 from .graphql.schema import RoleSchemas
-from .media.extras.features import MediaFeatures
+from .media.extras.metrics import QualitySampler
+from .media.extras.stream_extras import StreamExtras
+from .media.ingest.rtmp.ingest import RtmpIngest, start_rtmp
 from .media.worker.control import follow_status
 from .media.worker.manager import MediaManager
 from .resolvers.limits import apply_limits
@@ -73,10 +75,13 @@ class Runtime:
         self._presence: Presence | None = None
         self.ws_limits = Limits.from_settings(self.settings)
         self.scheduler: StreamScheduler | None = None
-        # Media roles with settings.media_enabled: WHIP/RTMP ingest, transcoding and HLS; the
-        # extras (recording, DVR, thumbnails, clean-up, RTMP ingest) attached to it.
+        # Media roles with settings.media_enabled: the media worker (WHIP ingest, transcoding, HLS)
+        # and its RTMP server.
         self.media: MediaManager | None = None
-        self.media_features: MediaFeatures | None = None
+        # Attached to the media worker from outside: recording, DVR, thumbnails, clean-up; quality samples.
+        self.media_extras: StreamExtras | None = None
+        self.quality: QualitySampler | None = None
+        self.rtmp: RtmpIngest | None = None
         self._media_follower: asyncio.Task[None] | None = None
 
     @property
@@ -166,10 +171,14 @@ class Runtime:
                 self._presence = Presence()
                 self._shared_feeds = SharedFeeds(self._bus.stats)
             if self.serves_media:
-                self.media = MediaManager(self)
+                self.media = MediaManager(self.settings, database)
+                self.media_extras = StreamExtras(self.media)
+                self.media_extras.start()
+                self.media.attach(self.media_extras)
+                self.quality = QualitySampler(database, self.settings.media_metrics_seconds)
+                self.media.attach(self.quality)
                 await self.media.start()
-                self.media_features = MediaFeatures(self.media)
-                await self.media_features.start()
+                self.rtmp = await start_rtmp(self.media)
                 self._media_follower = asyncio.create_task(follow_status(self))
             if self.serves_api:
                 self.scheduler = StreamScheduler.from_settings(database, self.settings)
@@ -194,10 +203,17 @@ class Runtime:
             # Ending live streams closes their segments, so recordings stay valid.
             async with _timed("media"):
                 await self.media.stop()
-        if self.media_features is not None:
-            async with _timed("media features"):
-                await self.media_features.stop()
-        self.media_features = None
+        if self.rtmp is not None:
+            async with _timed("rtmp"):
+                await self.rtmp.stop()
+            self.rtmp = None
+        if self.quality is not None:
+            self.quality.stop()
+            self.quality = None
+        if self.media_extras is not None:
+            async with _timed("media extras"):
+                await self.media_extras.stop()
+        self.media_extras = None
         self.media = None
         if self._presence is not None:
             # Leaves of closed viewer sessions write and publish: let them finish first.

@@ -42,9 +42,8 @@ class Server:
 
     @property
     def rtmp_port(self) -> int:
-        features = self.runtime.media_features
-        assert features is not None and features.rtmp is not None
-        return features.rtmp.port
+        assert self.runtime.rtmp is not None
+        return self.runtime.rtmp.port
 
     async def still_healthy(self) -> None:
         health = await self.http.get("/healthz")

@@ -210,8 +210,8 @@ def media_of(runtime: Runtime) -> MediaManager:
 
 
 def rtmp_port(runtime: Runtime) -> int:
-    assert runtime.media_features is not None and runtime.media_features.rtmp is not None
-    return runtime.media_features.rtmp.port
+    assert runtime.rtmp is not None
+    return runtime.rtmp.port
 
 
 async def new_stream(db: Database, world: World) -> tuple[str, str]:
@@ -246,13 +246,13 @@ async def offer_only(http: httpx.AsyncClient, stream_id: str, key: str) -> httpx
 
 async def test_rtmp_binds_the_configured_host(settings: Settings, tmp_path: Path) -> None:
     async with media_stack(settings, tmp_path, rtmp_host="127.0.0.2") as (runtime, _):
-        assert runtime.media_features is not None and runtime.media_features.rtmp is not None
-        server = runtime.media_features.rtmp.server
+        assert runtime.rtmp is not None
+        server = runtime.rtmp.server
         assert server._server is not None
         assert {s.getsockname()[0] for s in server._server.sockets} == {"127.0.0.2"}
     async with media_stack(settings, tmp_path) as (runtime, _):
-        assert runtime.media_features is not None and runtime.media_features.rtmp is not None
-        assert runtime.media_features.rtmp.server.host == "127.0.0.1"  # unset and no --host: loopback
+        assert runtime.rtmp is not None
+        assert runtime.rtmp.server.host == "127.0.0.1"  # unset and no --host: loopback
     assert Settings(NCHAT_RTMP_HOST="10.1.2.3").rtmp_host == "10.1.2.3"  # type: ignore[call-arg]
 
 

@@ -47,7 +47,7 @@ async def stack(settings: Settings, tmp_path_factory: pytest.TempPathFactory) ->
         "publisher_grace_seconds": 2.5, "media_cleanup_delay_seconds": 0.5, "rtmp_media_timeout_seconds": 3.0,
     }))
     await runtime.start()
-    assert runtime.media is not None and runtime.media_features is not None
+    assert runtime.media is not None and runtime.media_extras is not None
     # A two-segment live window, so an 8 s stream shows the DVR playlist holding more.
     runtime.media.config = PackagingConfig(window_segments=2, keep_extra_segments=1)
     yield runtime
@@ -55,8 +55,8 @@ async def stack(settings: Settings, tmp_path_factory: pytest.TempPathFactory) ->
 
 
 def _port(runtime: Runtime) -> int:
-    assert runtime.media_features is not None and runtime.media_features.rtmp is not None
-    return runtime.media_features.rtmp.port
+    assert runtime.rtmp is not None
+    return runtime.rtmp.port
 
 
 async def _stream(db: Database, stream_id: str) -> dict[str, Any]:
@@ -84,7 +84,7 @@ def _decode_seconds(playlist: Path) -> tuple[float, int, tuple[int, int]]:
 
 
 async def test_rtmp_stream_goes_live_is_recorded_and_replays(stack: Runtime, world: World, db: Database) -> None:
-    assert stack.media is not None and stack.media_features is not None
+    assert stack.media is not None and stack.media_extras is not None
     stream_id = world.public_stream
     live_dir = stack.settings.media_dir / stream_id
     publisher = asyncio.create_task(run_publisher(

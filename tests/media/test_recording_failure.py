@@ -35,8 +35,8 @@ async def broken_disk(settings: Settings, tmp_path_factory: pytest.TempPathFacto
 async def test_unwritable_recording_path_fails_only_that_stream(
     broken_disk: Runtime, world: World, db: Database
 ) -> None:
-    assert broken_disk.media_features is not None and broken_disk.media_features.rtmp is not None
-    port = broken_disk.media_features.rtmp.port
+    assert broken_disk.rtmp is not None
+    port = broken_disk.rtmp.port
     async with db.session(Claims.service()) as s:
         await s.fetchval(
             "UPDATE nchat_streams SET is_recorded = false WHERE id = $1 RETURNING id", world.private_stream

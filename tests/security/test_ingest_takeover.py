@@ -20,7 +20,8 @@ from nchat_live.app import create_app
 from nchat_live.auth import Claims
 from nchat_live.config import Settings
 from nchat_live.db import Database
-from nchat_live.media.worker.manager import LiveStream, MediaManager
+from nchat_live.media.worker.manager import MediaManager
+from nchat_live.media.worker.streams import IngestSession
 from nchat_live.resolvers import moderation, streams
 from nchat_live.runtime import Runtime
 from tests.media.media_client import SyntheticVideo, WhipClient
@@ -42,8 +43,8 @@ class Stack:
 
     @property
     def rtmp_port(self) -> int:
-        assert self.runtime.media_features is not None and self.runtime.media_features.rtmp is not None
-        return self.runtime.media_features.rtmp.port
+        assert self.runtime.rtmp is not None
+        return self.runtime.rtmp.port
 
 
 @pytest.fixture
@@ -89,7 +90,7 @@ async def rotate(stack: Stack, world: World, stream_id: str) -> str:
     return str(rotated["stream_key"])
 
 
-def live_of(stack: Stack, stream_id: str) -> LiveStream:
+def live_of(stack: Stack, stream_id: str) -> IngestSession:
     live = stack.media.streams.get(stream_id)
     assert live is not None
     return live

@@ -95,8 +95,8 @@ class Mutation:
         from_: Annotated[float, strawberry.argument(name="from")], to: float,
     ) -> StreamRecording:
         runtime = info.context.runtime
-        features = runtime.media_features
-        recorder = features.recorders.get(str(stream_id)) if features is not None else None
+        extras = runtime.media_extras
+        recorder = extras.recorders.get(str(stream_id)) if extras is not None else None
         is_live = runtime.media is not None and str(stream_id) in runtime.media.streams
         # A stream still live is clipped from its recorder's segments so far.
         live = recorder.segments if recorder is not None and is_live else None

@@ -12,8 +12,8 @@ from ...config import Settings
 from ...db import Session
 from ...errors import NotFound, PermissionDenied, ValidationFailed
 from ...ids import is_canonical_uuid
-from .features import MediaUrls
 from .recording import INDEX, RecordedSegment, _write, remove_tree, render_master, render_vod
+from .stream_extras import MediaUrls
 
 MAX_CLIP_SECONDS = 3600.0
 
@@ -36,7 +36,7 @@ def _recorded(settings: Settings, stream_id: str, live: dict[str, list[RecordedS
     except FileNotFoundError:
         return [], {}
     segments = {name: [RecordedSegment(**s) for s in segs] for name, segs in index["renditions"].items()}
-    return [tuple(v) for v in index["variants"]], segments  # type: ignore[misc]
+    return [(str(v[0]), str(v[1])) for v in index["variants"]], segments
 
 
 def _select(segments: list[RecordedSegment], start: float, end: float) -> tuple[list[RecordedSegment], float]:

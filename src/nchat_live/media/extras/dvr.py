@@ -17,7 +17,7 @@ from ..hls.packager import SegmentInfo
 from ..transcode.pipeline import PipelineObserver
 
 if TYPE_CHECKING:
-    from .features import MediaFeatures
+    from .stream_extras import StreamExtras
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,14 +30,14 @@ class _Entry:
 
 
 class DvrPlaylists(PipelineObserver):
-    def __init__(self, features: MediaFeatures, stream_id: str) -> None:
-        self.features = features
+    def __init__(self, extras: StreamExtras, stream_id: str) -> None:
+        self.extras = extras
         self.stream_id = stream_id
-        self.window = features.settings.dvr_window_seconds
+        self.window = extras.settings.dvr_window_seconds
         self.entries: dict[str, deque[_Entry]] = {}
         self.discontinuity_sequence: dict[str, int] = {}
         self.master_written = False
-        config = features.manager.config
+        config = extras.config
         # Never delete what the live window (and players still fetching from it) may use.
         self.protected = config.window_segments + config.keep_extra_segments + 1
 
@@ -45,7 +45,7 @@ class DvrPlaylists(PipelineObserver):
         entries = self.entries.setdefault(info.rendition, deque())
         init_uri = info.init_key.rsplit("/", 1)[-1]
         entries.append(_Entry(info.msn, info.duration, info.discontinuity, info.program_date_time, init_uri))
-        storage = self.features.manager.storage
+        storage = self.extras.storage
         while len(entries) > self.protected and sum(e.duration for e in entries) - entries[0].duration >= self.window:
             old = entries.popleft()
             if old.discontinuity:
@@ -59,7 +59,7 @@ class DvrPlaylists(PipelineObserver):
                 self.master_written = True
 
     def on_closed(self, stream_id: str) -> None:
-        storage = self.features.manager.storage
+        storage = self.extras.storage
         for name in self.entries:
             storage.write(f"{self.stream_id}/{name}/dvr.m3u8", self.render(name, ended=True).encode())
 

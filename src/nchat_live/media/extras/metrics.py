@@ -1,15 +1,23 @@
-"""Ingest quality every few seconds: transport figures from the publisher, encoder figures from the pipeline."""
+"""Ingest quality every few seconds: transport figures from the publisher, encoder figures from the pipeline.
+
+`QualitySampler` is a `StreamObserver` the runtime attaches to the worker: a sampling task per
+ingest session, from its start to its end.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ...auth import Claims
+from ...db import Database
+from ..worker.observers import StreamObserver
+from ..worker.streams import IngestSession
 
-if TYPE_CHECKING:
-    from ..worker.manager import LiveStream, MediaManager
+log = logging.getLogger(__name__)
 
 
 def health_score(fps: float | None, target_fps: float, loss: float | None, speed: float | None,
@@ -27,7 +35,7 @@ def health_score(fps: float | None, target_fps: float, loss: float | None, speed
     return max(0, min(100, round(score)))
 
 
-async def collect_and_store(manager: MediaManager, live: LiveStream, previous: dict[str, Any]) -> dict[str, Any]:
+async def collect_and_store(database: Database, live: IngestSession, previous: dict[str, Any]) -> dict[str, Any]:
     """One sample: insert into nchat_stream_quality_metrics and publish `quality.update`."""
     now = time.monotonic()
     stats = live.pipeline.stats
@@ -66,7 +74,7 @@ async def collect_and_store(manager: MediaManager, live: LiveStream, previous: d
     }
     metadata = {"renditions": sample["renditions"], "trimmed_renditions": sample["trimmed_renditions"],
                 "ingest": sample["ingest"]}
-    async with manager.runtime.database.session(Claims.service()) as session:
+    async with database.session(Claims.service()) as session:
         viewers = await session.fetchval("SELECT current_viewers FROM nchat_streams WHERE id = $1", live.stream_id)
         row = await session.fetchrow(
             "INSERT INTO nchat_stream_quality_metrics (stream_id, current_viewer_count, bitrate_kbps, "
@@ -83,3 +91,36 @@ async def collect_and_store(manager: MediaManager, live: LiveStream, previous: d
         sample["current_viewer_count"] = viewers or 0
         session.emit("quality.update", sample)
     return sample
+
+
+class QualitySampler(StreamObserver):
+    """Samples every live ingest session each `interval` seconds (`nchat_stream_quality_metrics`)."""
+
+    def __init__(self, database: Database, interval: float) -> None:
+        self.database = database
+        self.interval = interval
+        self._tasks: dict[int, asyncio.Task[None]] = {}
+
+    def on_started(self, session: IngestSession) -> None:
+        self._tasks[id(session)] = asyncio.create_task(self._loop(session), name=f"metrics-{session.stream_id[:8]}")
+
+    def on_ended(self, session: IngestSession, reason: str) -> None:
+        task = self._tasks.pop(id(session), None)
+        if task is not None:
+            task.cancel()
+
+    def stop(self) -> None:
+        for task in self._tasks.values():
+            task.cancel()
+        self._tasks.clear()
+
+    async def _loop(self, live: IngestSession) -> None:
+        previous: dict[str, Any] = {"at": time.monotonic(), "frames": 0, "dropped": 0}
+        while True:
+            await asyncio.sleep(self.interval)
+            if not live.went_live:
+                continue
+            try:
+                await collect_and_store(self.database, live, previous)
+            except Exception:
+                log.exception("stream %s: metrics failed", live.stream_id)

@@ -29,7 +29,7 @@ from ..hls.packager import SegmentInfo
 from ..transcode.pipeline import PipelineObserver
 
 if TYPE_CHECKING:
-    from .features import MediaFeatures
+    from .stream_extras import StreamExtras
 
 log = logging.getLogger(__name__)
 
@@ -97,13 +97,13 @@ class RecordingFailed(OSError):
 class Recorder(PipelineObserver):
     """Write-through recording of one stream's pipeline (methods run on the pipeline's thread)."""
 
-    def __init__(self, features: MediaFeatures, stream_id: str) -> None:
-        self.features = features
+    def __init__(self, extras: StreamExtras, stream_id: str) -> None:
+        self.extras = extras
         self.stream_id = stream_id
-        self.root = features.settings.recording_dir / stream_id
+        self.root = extras.settings.recording_dir / stream_id
         self.segments: dict[str, list[RecordedSegment]] = {}
         self.failed: str | None = None
-        self._schedule: Callable[..., Any] = features.call_soon
+        self._schedule: Callable[..., Any] = extras.call_soon
         self._maps: dict[str, str] = {}
         # Renditions continued from a journal: their next segment follows a gap.
         self._resumed: set[str] = set()
@@ -149,7 +149,7 @@ class Recorder(PipelineObserver):
             folder = self.root / info.rendition
             if self._maps.get(info.rendition) != map_name or not (folder / map_name).is_file():
                 folder.mkdir(parents=True, exist_ok=True)
-                init = self.features.manager.storage.read(info.init_key)
+                init = self.extras.storage.read(info.init_key)
                 if init is None:
                     raise RecordingFailed(f"init segment {info.init_key} is missing")
                 _write(folder / map_name, init)
@@ -161,13 +161,13 @@ class Recorder(PipelineObserver):
         except OSError as exc:
             self.failed = f"recording to {self.root} failed: {exc.strerror or exc}"
             log.error("stream %s: %s", self.stream_id, self.failed)
-            self._schedule(self.features.fail_stream, self.stream_id, self.failed)
+            self._schedule(self.extras.fail_stream, self.stream_id, self.failed)
             return
         self._resumed.discard(info.rendition)
         self.segments.setdefault(info.rendition, []).append(segment)
 
     def on_closed(self, stream_id: str) -> None:
-        if stream_id in self.features.manager.handed_off:
+        if self.extras.handed_off(stream_id):
             return  # another worker owns the stream now and goes on recording it
         self._schedule(self.finalize)
 
@@ -175,7 +175,7 @@ class Recorder(PipelineObserver):
         """VOD playlists, index and database row; returns the recording id (None: nothing recorded)."""
         if not self.segments:
             return None
-        storage = self.features.manager.storage
+        storage = self.extras.storage
         master = await asyncio.to_thread(storage.read, f"{self.stream_id}/master.m3u8")
         variants = [v for v in master_variants(master.decode() if master else "") if v[1] in self.segments]
         if not variants:
@@ -189,7 +189,7 @@ class Recorder(PipelineObserver):
             self.failed = self.failed or f"writing the VOD playlists failed: {exc.strerror or exc}"
         names = [name for _, name in variants]
         duration = round(sum(s.duration for s in self.segments[names[0]]), 3)
-        urls = self.features.urls
+        urls = self.extras.urls
         url = urls.recording(self.stream_id, "master.m3u8") if status == "ready" else None
         thumb_url = urls.recording(self.stream_id, "thumbnail.jpg") if thumbnail and status == "ready" else None
         metadata = {
@@ -197,7 +197,7 @@ class Recorder(PipelineObserver):
             "discontinuities": sum(1 for s in self.segments[names[0]][1:] if s.discontinuity),
             "error": self.failed,
         }
-        async with self.features.db.session(Claims.service()) as session:
+        async with self.extras.db.session(Claims.service()) as session:
             recording_id = await session.fetchval(
                 "INSERT INTO nchat_stream_recordings (stream_id, kind, status, url, thumbnail_url, duration_seconds, "
                 "size_bytes, renditions, metadata) VALUES ($1, 'full', $2, $3, $4, $5, $6, $7, $8::jsonb) "

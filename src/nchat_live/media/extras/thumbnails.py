@@ -12,7 +12,7 @@ import av
 from ..transcode.pipeline import PipelineObserver
 
 if TYPE_CHECKING:
-    from .features import MediaFeatures
+    from .stream_extras import StreamExtras
 
 log = logging.getLogger(__name__)
 
@@ -36,11 +36,11 @@ def encode_jpeg(frame: av.VideoFrame, max_height: int = MAX_HEIGHT) -> bytes:
 class Thumbnailer(PipelineObserver):
     """Observes one pipeline; JPEG encoding runs on a small shared pool, never the encoder thread."""
 
-    def __init__(self, features: MediaFeatures, stream_id: str, pool: ThreadPoolExecutor) -> None:
-        self.features = features
+    def __init__(self, extras: StreamExtras, stream_id: str, pool: ThreadPoolExecutor) -> None:
+        self.extras = extras
         self.stream_id = stream_id
         self.pool = pool
-        self.interval = features.settings.thumbnail_interval_seconds
+        self.interval = extras.settings.thumbnail_interval_seconds
         self.last_at: float | None = None
         self.count = 0
 
@@ -53,10 +53,10 @@ class Thumbnailer(PipelineObserver):
     def _write(self, frame: av.VideoFrame) -> None:
         try:
             data = encode_jpeg(frame)
-            self.features.manager.storage.write(f"{self.stream_id}/thumbnail.jpg", data)
+            self.extras.storage.write(f"{self.stream_id}/thumbnail.jpg", data)
         except Exception:
             log.exception("stream %s: thumbnail failed", self.stream_id)
             return
         self.count += 1
         if self.count == 1:
-            self.features.call_soon(self.features.set_default_thumbnail, self.stream_id)
+            self.extras.call_soon(self.extras.set_default_thumbnail, self.stream_id)

@@ -19,7 +19,9 @@ class FragmentInfo:
     starts_with_sync: bool
 
 
-def iter_boxes(data: bytes | memoryview, start: int = 0, end: int | None = None) -> Iterator[tuple[bytes, int, int]]:
+def iter_boxes(
+    data: bytes | bytearray | memoryview, start: int = 0, end: int | None = None
+) -> Iterator[tuple[bytes, int, int]]:
     """(type, payload offset, box end) of each complete box in data[start:end]."""
     end = len(data) if end is None else end
     pos = start

@@ -31,7 +31,8 @@ from ...ids import is_canonical_uuid
 from ..worker.placement import lease_holder_url, worker_for_stream
 
 if TYPE_CHECKING:
-    from ..worker.manager import LiveStream, MediaManager
+    from ..worker.manager import MediaManager
+    from ..worker.streams import IngestSession
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +123,7 @@ class WhipPublisher:
         self.stream_id = stream_id
         self.pc = pc
         self.session_id = secrets.token_urlsafe(16)
-        self.live: LiveStream | None = None
+        self.live: IngestSession | None = None
         self.tracks: list[MediaStreamTrack] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._closed = False
@@ -133,7 +134,7 @@ class WhipPublisher:
         self.sessions: dict[str, WhipPublisher] | None = None
         self._deadline: asyncio.TimerHandle | None = None
 
-    def attach(self, live: LiveStream, connect_timeout: float | None = None) -> None:
+    def attach(self, live: IngestSession, connect_timeout: float | None = None) -> None:
         self.live = live
         for track in self.tracks:
             self._tasks.append(asyncio.create_task(self._consume(track)))
@@ -357,7 +358,7 @@ class WhipEndpoint:
         expired yet) ask the publisher to retry once it has."""
         retry = {"Retry-After": str(max(1, round(manager.lease_ttl / 2)))}
         try:
-            url = await lease_holder_url(manager.runtime.database, stream_id, manager.lease_ttl)
+            url = await lease_holder_url(manager.database, stream_id, manager.lease_ttl)
         except NchatError:
             url = None
         if url is not None and url.rstrip("/") != manager.worker_url:

@@ -30,7 +30,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import av
 
@@ -175,7 +175,7 @@ class _RenditionEncoder:
                 "max_interleave_delta": "1000000",
             },
         )
-        self.video: Any = self.container.add_stream(encoder, rate=rendition.fps)
+        self.video: Any = cast(Any, self.container.add_stream(encoder, rate=rendition.fps))
         self.video.width = rendition.width
         self.video.height = rendition.height
         self.video.pix_fmt = "yuv420p"

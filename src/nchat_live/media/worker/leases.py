@@ -10,10 +10,17 @@ that it no longer owns a stream (fencing).
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ...auth import Claims
 from ...db import Database
+from ...errors import Conflict
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -114,3 +121,71 @@ async def pick_worker(db: Database, stale_after_seconds: float = 10) -> str | No
             stale_after_seconds,
         )
     return url
+
+
+class LeaseKeeper:
+    """The leases of one worker: claimed when a publisher connects (or taken over by the orphan sweep),
+    renewed every `ttl/3`, released when the stream ends here.
+
+    A lease the renewal no longer returns was taken over by another worker while this one was paused
+    or cut off (fencing): `on_lost(stream_id)` stops the stream here without ending it.
+    """
+
+    def __init__(self, db: Database, worker_id: str, ttl_seconds: float, on_lost: Callable[[str], None]) -> None:
+        self.db = db
+        self.worker_id = worker_id
+        self.ttl = ttl_seconds
+        self.on_lost = on_lost
+        # Streams this worker holds, and since when (a renewal asked before that may not list them).
+        self.leased: dict[str, float] = {}
+        # Streams taken over from a lost worker and waiting for their publisher (timer: give up).
+        self.adopted: dict[str, asyncio.TimerHandle] = {}
+
+    async def claim(self, stream_id: str) -> None:
+        """Hold `stream_id` for a publisher connecting here; Conflict if another worker holds it."""
+        self.forget_adopted(stream_id)
+        lease = await claim(self.db, stream_id, self.worker_id, self.ttl)
+        if lease is None:
+            raise Conflict(f"stream '{stream_id}' is being ingested by another media worker",
+                           code="stream-owned-elsewhere")
+        self.leased[stream_id] = time.monotonic()
+
+    def hold(self, stream_id: str) -> None:
+        """A lease the orphan sweep took for this worker."""
+        self.leased[stream_id] = time.monotonic()
+
+    def forget_adopted(self, stream_id: str) -> None:
+        timer = self.adopted.pop(stream_id, None)
+        if timer is not None:
+            timer.cancel()
+
+    async def release(self, stream_id: str) -> None:
+        if self.leased.pop(stream_id, None) is None:
+            return
+        try:
+            await release(self.db, stream_id, self.worker_id)
+        except Exception as exc:
+            # It expires by itself; a sweeping worker then finds the stream ended and lets it go.
+            log.warning("stream %s: lease not released: %s", stream_id, exc)
+
+    async def release_adopted(self) -> None:
+        """Taken over but never continued here: another worker may take them at once."""
+        for stream_id in list(self.adopted):
+            self.forget_adopted(stream_id)
+            await self.release(stream_id)
+
+    async def renew_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.ttl / 3)
+            asked_at = time.monotonic()
+            try:
+                held = await renew(self.db, self.worker_id, self.ttl)
+            except Exception as exc:
+                # Media keeps flowing through a database outage; the next renewal says what we still own.
+                log.warning("media worker %s: leases not renewed: %s", self.worker_id, exc)
+                continue
+            for stream_id, since in list(self.leased.items()):
+                if stream_id not in held and since < asked_at:
+                    self.leased.pop(stream_id, None)
+                    self.forget_adopted(stream_id)
+                    self.on_lost(stream_id)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from fractions import Fraction
+from typing import Any
 
 import av
 import av.error
@@ -110,7 +111,7 @@ class FlvDecoder:
             raise UnsupportedMedia(f"the {name} decoder refused the sequence header: {exc}") from exc
         return context
 
-    def _decode(self, context: av.CodecContext, packet: av.Packet | None) -> list[av.frame.Frame]:
+    def _decode(self, context: Any, packet: Any) -> list[av.frame.Frame]:
         try:
             frames = list(context.decode(packet))
         except av.error.FFmpegError as exc:

@@ -21,7 +21,8 @@ from .decode import FlvDecoder
 from .server import PublishEnded, PublishRefused, PublishRequest, RtmpServer
 
 if TYPE_CHECKING:
-    from ...worker.manager import LiveStream, MediaManager
+    from ...worker.manager import MediaManager
+    from ...worker.streams import IngestSession
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ class RtmpPublisher:
         self.manager = manager
         self.request = request
         self.stream_id = stream_id
-        self.live: LiveStream | None = None
+        self.live: IngestSession | None = None
         self.decoder = FlvDecoder()
         self.meta: dict[str, Any] = {}
         self.bytes_in = 0
@@ -83,7 +84,7 @@ class RtmpPublisher:
     async def stats(self) -> dict[str, Any]:
         return {"upload_bitrate_kbps": round(self._kbps, 1)}
 
-    def _live(self) -> LiveStream:
+    def _live(self) -> IngestSession:
         live = self.live
         if self._ended or live is None or live.ending is not None or live.publisher is not self:
             raise PublishEnded(f"stream {self.stream_id} is no longer taking media from this publisher")
@@ -148,7 +149,7 @@ class RtmpIngest:
         if wait is not None:
             raise PublishRefused(f"too many failed stream keys from this address; retry in {wait} s",
                                  code="NetStream.Publish.Failed")
-        async with self.manager.runtime.database.session(Claims.service()) as session:
+        async with self.manager.database.session(Claims.service()) as session:
             stream_id = await session.fetchval("SELECT id FROM nchat_streams WHERE stream_key = $1", request.key)
         if stream_id is None:
             await throttle.failed(address)
@@ -163,3 +164,18 @@ class RtmpIngest:
             raise PublishRefused(exc.message, code="NetStream.Publish.Failed") from exc
         log.info("stream %s: RTMP publisher %s", info.stream_id, request.peer)
         return publisher
+
+
+async def start_rtmp(manager: MediaManager) -> RtmpIngest | None:
+    """The process's RTMP server when `settings.rtmp_enabled`; None when off, or when another process
+    holds the port (WHIP, HLS and the API keep working without RTMP)."""
+    settings = manager.settings
+    if not settings.rtmp_enabled:
+        return None
+    rtmp = RtmpIngest(manager, media_timeout=settings.rtmp_media_timeout_seconds)
+    try:
+        await rtmp.start()
+    except OSError as exc:
+        log.error("RTMP ingest not started on port %s: %s", rtmp.server.port, exc)
+        return None
+    return rtmp

@@ -1,8 +1,9 @@
-"""Recording, DVR, thumbnails, clean-up and RTMP ingest, attached to the process's MediaManager.
+"""Recording, DVR, thumbnails and clean-up of live files: one `StreamObserver` attached to the worker.
 
-`await MediaFeatures(manager).start()` registers one observer of each kind on every new pipeline,
-guards the live storage (a write that fails for lack of disk ends that stream as failed) and
-starts the RTMP server; `stop()` undoes it.
+The runtime builds it and attaches it (`manager.attach(StreamExtras(manager))`); the worker calls
+its hooks and never imports it. For every new pipeline it adds a thumbnailer, a recorder (when the
+stream is recorded), the DVR playlists (when `dvr_window_seconds` > 0) and a clean-up observer
+that removes the live files some time after the stream ends.
 """
 
 from __future__ import annotations
@@ -12,23 +13,20 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ...auth import Claims
-from ...errors import NchatError
-from ...resolvers import lifecycle
-from ..hls.packager import SegmentInfo
+from ...config import Settings
+from ...db import Database
+from ..hls.packager import PackagingConfig, SegmentInfo
 from ..storage.local import MediaStorage
 from ..transcode.pipeline import ObserverGroup, PipelineObserver
+from ..worker.manager import MediaManager
+from ..worker.observers import StreamObserver
+from ..worker.streams import StreamInfo
 from .dvr import DvrPlaylists
 from .recording import Recorder
 from .thumbnails import Thumbnailer
-
-if TYPE_CHECKING:
-    from ...db import Database
-    from ..ingest.rtmp.ingest import RtmpIngest
-    from ..worker.manager import MediaManager, StreamInfo
 
 log = logging.getLogger(__name__)
 
@@ -44,42 +42,11 @@ class MediaUrls:
         return f"{self.base}/recordings/{stream_id}/{path}"
 
 
-class GuardedStorage:
-    """Live storage that reports write failures (disk full, unwritable path) once per stream."""
-
-    def __init__(self, inner: MediaStorage, on_failure: Callable[[str, OSError], None]) -> None:
-        self.inner = inner
-        self.on_failure = on_failure
-
-    def write(self, key: str, data: bytes) -> None:
-        try:
-            self.inner.write(key, data)
-        except OSError as exc:
-            self.on_failure(key.split("/", 1)[0], exc)
-            raise
-
-    def read(self, key: str) -> bytes | None:
-        return self.inner.read(key)
-
-    def delete(self, key: str) -> None:
-        self.inner.delete(key)
-
-    def delete_prefix(self, prefix: str) -> None:
-        self.inner.delete_prefix(prefix)
-
-    def local_path(self, key: str) -> Path | None:
-        return self.inner.local_path(key)
-
-    def url(self, key: str) -> str | None:
-        inner = getattr(self.inner, "url", None)
-        return inner(key) if callable(inner) else None
-
-
 class _Cleanup(PipelineObserver):
     """Knows a stream's renditions; when its pipeline closes, schedules removal of the live files."""
 
-    def __init__(self, features: MediaFeatures, stream_id: str) -> None:
-        self.features = features
+    def __init__(self, extras: StreamExtras, stream_id: str) -> None:
+        self.extras = extras
         self.stream_id = stream_id
         self.renditions: set[str] = set()
 
@@ -87,52 +54,36 @@ class _Cleanup(PipelineObserver):
         self.renditions.add(info.rendition)
 
     def on_closed(self, stream_id: str) -> None:
-        self.features.call_soon(self.features.remove_live_files, self.stream_id, sorted(self.renditions))
+        self.extras.call_soon(self.extras.remove_live_files, self.stream_id, sorted(self.renditions))
 
 
-class MediaFeatures:
-    def __init__(self, manager: MediaManager, *, rtmp_port: int | None = None) -> None:
+class StreamExtras(StreamObserver):
+    def __init__(self, manager: MediaManager) -> None:
         self.manager = manager
-        self.settings = manager.settings
+        self.settings: Settings = manager.settings
+        self.db: Database = manager.database
         self.urls = MediaUrls(self.settings.public_url)
+        self.keeps_segments = self.settings.dvr_window_seconds > 0
+        # The recorder of each stream recorded here (clips of a live stream read its segments).
         self.recorders: dict[str, Recorder] = {}
-        self.rtmp: RtmpIngest | None = None
-        self._rtmp_port = rtmp_port
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="thumbnails")
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: set[asyncio.Future[Any]] = set()
         # Set on shutdown: delayed clean-ups run at once instead of holding the process.
         self._stopping = asyncio.Event()
-        self._failing: set[str] = set()
 
     @property
-    def db(self) -> Database:
-        return self.manager.runtime.database
+    def storage(self) -> MediaStorage:
+        return self.manager.storage
 
-    async def start(self) -> None:
+    @property
+    def config(self) -> PackagingConfig:
+        return self.manager.config
+
+    def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self.manager.storage = GuardedStorage(self.manager.storage, self._storage_failed)
-        self.manager.keep_segments = self.settings.dvr_window_seconds > 0
-        self.manager.observer_factories.append(self._observers)
-        if self.settings.rtmp_enabled:
-            from ..ingest.rtmp.ingest import RtmpIngest
-
-            self.rtmp = RtmpIngest(
-                self.manager, port=self._rtmp_port, media_timeout=self.settings.rtmp_media_timeout_seconds
-            )
-            try:
-                await self.rtmp.start()
-            except OSError as exc:
-                # Another process holds the port: WHIP, HLS and the API keep working without RTMP.
-                log.error("RTMP ingest not started on port %s: %s", self.rtmp.server.port, exc)
-                self.rtmp = None
 
     async def stop(self) -> None:
-        if self.rtmp is not None:
-            await self.rtmp.stop()
-            self.rtmp = None
-        with contextlib.suppress(ValueError):
-            self.manager.observer_factories.remove(self._observers)
         self._stopping.set()
         for task in list(self._tasks):
             with contextlib.suppress(BaseException):
@@ -144,7 +95,9 @@ class MediaFeatures:
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
-    def _observers(self, info: StreamInfo) -> PipelineObserver:
+    # -- StreamObserver -------------------------------------------------------------------------
+
+    def pipeline_observer(self, info: StreamInfo) -> PipelineObserver:
         observers: list[PipelineObserver] = [Thumbnailer(self, info.stream_id, self._pool)]
         if info.is_recorded and self.settings.recording_enabled:
             recorder = self.recorders[info.stream_id] = Recorder(self, info.stream_id)
@@ -153,6 +106,15 @@ class MediaFeatures:
             observers.append(DvrPlaylists(self, info.stream_id))
         observers.append(_Cleanup(self, info.stream_id))
         return ObserverGroup(observers)
+
+    async def on_orphan_ended(self, info: StreamInfo, renditions: list[str]) -> None:
+        """Finalise what the lost worker recorded, and remove its live files after the delay."""
+        if info.is_recorded and self.settings.recording_enabled:
+            try:
+                await Recorder(self, info.stream_id).finalize()
+            except Exception:
+                log.exception("stream %s: recording not finalised after takeover", info.stream_id)
+        self.call_soon(self.remove_live_files, info.stream_id, renditions)
 
     # -- scheduling from worker threads ---------------------------------------------------------
 
@@ -173,25 +135,16 @@ class MediaFeatures:
     def _done(self, task: asyncio.Future[Any]) -> None:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
-            log.error("media feature task failed", exc_info=task.exception())
+            log.error("media extras task failed", exc_info=task.exception())
 
     # -- what observers ask for -----------------------------------------------------------------
 
-    def _storage_failed(self, stream_id: str, exc: OSError) -> None:
-        self.call_soon(self.fail_stream, stream_id, f"writing live media failed: {exc.strerror or exc}")
-
     async def fail_stream(self, stream_id: str, reason: str) -> None:
-        """Stop ingest and mark the stream failed (once); other streams are untouched."""
-        if stream_id in self._failing:
-            return
-        self._failing.add(stream_id)
-        log.error("stream %s: failing: %s", stream_id, reason)
-        await self.manager.end_stream(stream_id, reason=reason)
-        try:
-            async with self.db.session(Claims.service()) as session:
-                await lifecycle.transition(session, stream_id, lifecycle.FAILED, reason=reason)
-        except NchatError as exc:
-            log.info("stream %s: not marked failed (%s)", stream_id, exc.message)
+        await self.manager.fail_stream(stream_id, reason)
+
+    def handed_off(self, stream_id: str) -> bool:
+        """Whether another worker owns the stream now (it goes on recording it there)."""
+        return stream_id in self.manager.handed_off
 
     async def set_default_thumbnail(self, stream_id: str) -> None:
         async with self.db.session(Claims.service()) as session:
@@ -207,7 +160,7 @@ class MediaFeatures:
         if stream_id in self.manager.streams or stream_id in self.manager.handed_off:
             return  # a new pipeline (here, or another worker's after a lost lease) took over this stream id
         self.recorders.pop(stream_id, None)
-        storage = self.manager.storage
+        storage = self.storage
 
         def remove() -> None:
             for name in renditions:
