@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from nchat_live.app import create_app
 from nchat_live.config import Settings
@@ -43,17 +42,15 @@ async def test_readiness_fails_when_the_database_is_gone(settings: Settings) -> 
     app = create_app(settings.model_copy(update={"media_enabled": False}))
     async with app.router.lifespan_context(app):
         runtime = app.state.runtime
-        await runtime.database.engine.dispose()
         real_url = runtime.database.url
+        # The next pool (created on first use after close) connects to nothing.
         runtime.database.url = "postgresql://postgres@127.0.0.1:1/none"
-        good_engine = runtime.database.engine
-        runtime.database.engine = create_async_engine("postgresql+asyncpg://postgres@127.0.0.1:1/none")
+        await runtime.database.close()
         try:
             async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
                 response = await c.get("/readyz")
             assert response.status_code == 503
             assert response.json()["checks"]["database"] is False
         finally:
-            await runtime.database.engine.dispose()
-            runtime.database.engine = good_engine
             runtime.database.url = real_url
+            await runtime.database.close()

@@ -1,26 +1,33 @@
-"""The connection pool and the session API every resolver goes through."""
+"""The connection pool and the session API every resolver goes through.
+
+Data access is asyncpg with SQL text and `$n` parameters, everywhere: the compiled GraphQL
+statements are text, and one style means one pool, one error translation (`db.errors`) and one
+way to read a query.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from urllib.parse import urlsplit
 
 import asyncpg
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from ..auth import Claims
 from ..errors import ConfigError, NchatError
 from . import errors, migrations
 from .session import PG_ROLES, Publisher, Session
 
-_SET_CLAIMS = text("SELECT set_config('role', :role, true), set_config('hasura.user', :claims, true)")
+_SET_CLAIMS = "SELECT set_config('role', $1, true), set_config('hasura.user', $2, true)"
 # The same round trip with the request's statement_timeout (transaction-local, like SET LOCAL).
-_SET_CLAIMS_TIMEOUT = text(
-    "SELECT set_config('role', :role, true), set_config('hasura.user', :claims, true), "
-    "set_config('statement_timeout', :timeout, true)"
+_SET_CLAIMS_TIMEOUT = (
+    "SELECT set_config('role', $1, true), set_config('hasura.user', $2, true), "
+    "set_config('statement_timeout', $3, true)"
 )
+# How long a session waits for a pooled connection before the database counts as unavailable.
+ACQUIRE_TIMEOUT_S = 10.0
 
 
 def normalise_url(url: str) -> str:
@@ -41,19 +48,25 @@ class Database:
 
     def __init__(self, url: str, *, pool_size: int = 10) -> None:
         self.url = normalise_url(url)
-        self.engine: AsyncEngine = create_async_engine(
-            "postgresql+asyncpg://" + self.url.split("://", 1)[1],
-            pool_size=pool_size,
-            max_overflow=pool_size,
-            pool_pre_ping=True,
-            pool_timeout=10,
-            # A restarted Postgres leaves dead connections in the pool; pre-ping and recycling
-            # replace them without the caller noticing more than one failed request.
-            pool_recycle=1800,
-            connect_args={"timeout": 5, "command_timeout": 30},
-        )
+        self.pool_size = pool_size
+        self._pool: asyncpg.Pool | None = None
+        self._pool_lock = asyncio.Lock()
         # Set by the runtime once the event bus is up; sessions publish through it after commit.
         self.publisher: Publisher | None = None
+
+    async def pool(self) -> asyncpg.Pool:
+        """The pool, created on first use (connections open as they are needed).
+
+        A restarted Postgres closes the pooled connections; asyncpg notices and replaces a closed
+        one when it is next acquired, so callers see at most the failures of the restart itself.
+        """
+        async with self._pool_lock:
+            if self._pool is None:
+                self._pool = await asyncpg.create_pool(
+                    self.url, min_size=0, max_size=self.pool_size * 2, timeout=5, command_timeout=30,
+                    max_inactive_connection_lifetime=1800, init=_decode_json,
+                )
+            return self._pool
 
     async def connect_raw(self) -> asyncpg.Connection:
         """A dedicated connection outside the pool (migrations, LISTEN)."""
@@ -88,18 +101,15 @@ class Database:
         transaction has committed, never after a rollback.
         """
         try:
-            async with self.engine.connect() as conn:
-                async with conn.begin():
-                    # This statement also opens the transaction on the driver connection, so the
-                    # raw asyncpg calls below run inside it.
-                    params = {"role": PG_ROLES[claims.role], "claims": claims.as_setting()}
+            pool = await self.pool()
+            async with pool.acquire(timeout=ACQUIRE_TIMEOUT_S) as raw:
+                async with raw.transaction():
+                    role, setting = PG_ROLES[claims.role], claims.as_setting()
                     if statement_timeout_ms:
-                        await conn.execute(_SET_CLAIMS_TIMEOUT, {**params, "timeout": f"{int(statement_timeout_ms)}ms"})
+                        await raw.execute(_SET_CLAIMS_TIMEOUT, role, setting, f"{int(statement_timeout_ms)}ms")
                     else:
-                        await conn.execute(_SET_CLAIMS, params)
-                    raw = (await conn.get_raw_connection()).driver_connection
-                    assert raw is not None
-                    session = Session(conn, raw, claims, self.publisher)
+                        await raw.execute(_SET_CLAIMS, role, setting)
+                    session = Session(raw, claims, self.publisher)
                     yield session
                 await session.run_after_commit()
         except NchatError:
@@ -112,11 +122,26 @@ class Database:
 
     async def ping(self) -> bool:
         try:
-            async with self.engine.connect() as conn:
-                await conn.execute(text("SELECT 1"))
+            pool = await self.pool()
+            async with pool.acquire(timeout=ACQUIRE_TIMEOUT_S) as conn:
+                await conn.fetchval("SELECT 1")
             return True
         except Exception:
             return False
 
     async def close(self) -> None:
-        await self.engine.dispose()
+        """Close the pool's connections; a later session opens a new pool."""
+        async with self._pool_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
+
+
+async def _decode_json(conn: asyncpg.Connection) -> None:
+    """json and jsonb values arrive decoded; parameters of those types are passed as JSON text."""
+    for name in ("json", "jsonb"):
+        await conn.set_type_codec(name, schema="pg_catalog", encoder=_json_text, decoder=json.loads, format="text")
+
+
+def _json_text(value: str) -> str:
+    return value

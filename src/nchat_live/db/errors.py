@@ -1,4 +1,8 @@
-"""Postgres errors, mapped the way Hasura maps them."""
+"""Postgres errors, mapped the way Hasura maps them: the one translation of database failures.
+
+`Session` and `Database.session` call `translate`; everything above the data layer sees domain
+errors (`nchat_live.errors`) only.
+"""
 
 from __future__ import annotations
 
@@ -6,32 +10,36 @@ import json
 from typing import Any
 
 import asyncpg
-import sqlalchemy.exc
 
 from ..errors import ConstraintViolation, DataException, NchatError, PermissionDenied, Unavailable
 
 
 def find_postgres_error(exc: BaseException) -> asyncpg.PostgresError | None:
-    """The asyncpg error under SQLAlchemy's wrapping, if any."""
+    """The asyncpg error in `exc`'s chain of causes, if any."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
         if isinstance(current, asyncpg.PostgresError):
             return current
-        current = getattr(current, "orig", None) or current.__cause__
+        current = current.__cause__
     return None
 
 
+def sqlstate_of(exc: BaseException | None) -> str:
+    """The SQLSTATE of the Postgres error in `exc`'s chain of causes ("" when there is none)."""
+    pg = find_postgres_error(exc) if exc is not None else None
+    return (pg.sqlstate or "") if pg is not None else ""
+
+
 def _connection_lost(exc: BaseException) -> bool:
-    """A lost or unobtainable connection anywhere in the chain: SQLAlchemy wraps the driver's error
-    (e.g. a rollback on a connection a restarted server closed), and a pool of dead connections
-    times out waiting for a free one."""
+    """A lost or unobtainable connection anywhere in the chain (e.g. a rollback on a connection a
+    restarted server closed, or a pool of dead connections timing out waiting for a free one)."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if isinstance(current, (OSError, ConnectionError, sqlalchemy.exc.TimeoutError,
+        if isinstance(current, (OSError, ConnectionError,
                                 asyncpg.exceptions.ConnectionDoesNotExistError,
                                 # A pooled connection the restart broke mid-protocol ("another
                                 # operation is in progress").
@@ -43,7 +51,7 @@ def _connection_lost(exc: BaseException) -> bool:
             word in str(current) for word in ("connection", "closed", "another operation")
         ):
             return True
-        current = getattr(current, "orig", None) or current.__cause__
+        current = current.__cause__
     return False
 
 

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
-from sqlalchemy import Executable
-from sqlalchemy.engine import CursorResult
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..auth import Claims
+from . import errors
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Request roles map to Postgres roles by this fixed table; nothing from the request is
 # interpolated into SQL.
@@ -31,40 +30,38 @@ Publisher = Callable[[str, dict[str, Any]], Awaitable[None]]
 class Session:
     """A transaction running under a request's Postgres role and claims.
 
-    `execute` takes SQLAlchemy Core statements; `fetch`/`fetchrow`/`fetchval` take SQL text with
-    `$n` parameters on the same connection (the compiled GraphQL path). `after_commit` registers
-    work (publishing events) that runs only once the transaction has committed.
+    Every statement is SQL text with `$n` parameters (asyncpg); a Postgres failure leaves as the
+    domain error `db.errors.translate` gives it. `after_commit` registers work (publishing events)
+    that runs only once the transaction has committed.
     """
 
-    def __init__(
-        self, conn: AsyncConnection, raw: asyncpg.Connection, claims: Claims, publisher: Publisher | None = None
-    ) -> None:
-        self.conn = conn
+    def __init__(self, raw: asyncpg.Connection, claims: Claims, publisher: Publisher | None = None) -> None:
         self.raw = raw
         self.claims = claims
         self._publisher = publisher
         self._after_commit: list[AfterCommit] = []
         self.statements = 0
 
-    async def execute(self, statement: Executable, params: Any = None) -> CursorResult[Any]:
+    async def execute(self, sql: str, *args: Any) -> str:
+        """Run a statement; its status (e.g. "UPDATE 3")."""
         self.statements += 1
-        return await self.conn.execute(statement, params)
+        return await _translated(self.raw.execute(sql, *args))
 
     async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
         self.statements += 1
-        return await self.raw.fetch(sql, *args)
+        return await _translated(self.raw.fetch(sql, *args))
 
     async def fetchrow(self, sql: str, *args: Any) -> asyncpg.Record | None:
         self.statements += 1
-        return await self.raw.fetchrow(sql, *args)
+        return await _translated(self.raw.fetchrow(sql, *args))
 
     async def fetchval(self, sql: str, *args: Any) -> Any:
         self.statements += 1
-        return await self.raw.fetchval(sql, *args)
+        return await _translated(self.raw.fetchval(sql, *args))
 
     async def executemany(self, sql: str, args: Sequence[Sequence[Any]]) -> None:
         self.statements += 1
-        await self.raw.executemany(sql, args)
+        await _translated(self.raw.executemany(sql, args))
 
     def after_commit(self, callback: AfterCommit) -> None:
         self._after_commit.append(callback)
@@ -89,3 +86,14 @@ class Session:
                 # The transaction is committed; a failed notification must not turn a success
                 # into an error for the caller.
                 log.exception("after-commit callback failed")
+
+
+async def _translated(statement: Awaitable[T]) -> T:
+    """`statement`'s result, or the domain error for its Postgres failure (db.errors.translate)."""
+    try:
+        return await statement
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+        mapped = errors.translate(exc)
+        if mapped is None:
+            raise
+        raise mapped from exc

@@ -34,6 +34,7 @@ from graphql import (
     specified_rules,
 )
 
+from ..db.errors import sqlstate_of
 from ..errors import NchatError
 from .context import Context, SharedSession
 from .limits import DocumentLimits, check_cost, check_syntax, refusal
@@ -282,7 +283,7 @@ async def run(ctx: Context, prepared: Prepared, variables: Any, operation_name: 
 def _errors(result: ExecutionResult, positions: bool) -> Response:
     # A failed statement aborts the transaction; the fields after it fail with "current
     # transaction is aborted", which says nothing the first error did not.
-    errors = [e for e in result.errors or [] if "25P02" not in _sqlstate(e)] or result.errors or []
+    errors = [e for e in result.errors or [] if sqlstate_of(e.original_error) != "25P02"] or result.errors or []
     return {"errors": [format_error(e, positions=positions) for e in errors]}
 
 
@@ -318,16 +319,6 @@ async def _run_operation(ctx: Context, prepared: Prepared, variables: Any, opera
     finally:
         ctx.mutation_session = None
     return {"data": result.data}
-
-
-def _sqlstate(err: GraphQLError) -> str:
-    cause = err.original_error
-    while cause is not None:
-        state = getattr(cause, "sqlstate", None)
-        if state:
-            return str(state)
-        cause = cause.__cause__
-    return ""
 
 
 async def _run(prepared: Prepared, ctx: Context, variables: Any, operation_name: str | None) -> ExecutionResult:

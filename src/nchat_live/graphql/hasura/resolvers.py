@@ -22,7 +22,7 @@ from .compiler.mutations import UPDATE_OPERATORS, CompiledMutation, MutationComp
 from .compiler.nested import NestedInsert, has_nested
 from .compiler.selection import Reader, Selected
 from .live_queries import LiveQuery
-from .statements import QUERY_KINDS, catalog_of, compile_query, count_statements, guarded, run_json, selected_of
+from .statements import QUERY_KINDS, catalog_of, compile_query, count_statements, run_json, selected_of
 
 
 async def resolve_root(_source: Any, info: GraphQLResolveInfo, **args: Any) -> Any:
@@ -91,7 +91,7 @@ async def _nested_insert(
 
     async def fetch_rows(sql: str, params: list[Any]) -> list[Any]:
         before = session.statements
-        rows: list[Any] = await guarded(session.fetch(sql, *params))
+        rows: list[Any] = await session.fetch(sql, *params)
         count_statements(ctx, session, before)
         return rows
 
@@ -118,9 +118,9 @@ def _changes(args: dict[str, Any]) -> dict[str, Any]:
 async def _run_mutation(ctx: Context, session: Session, compiled: CompiledMutation) -> Any:
     if compiled.affected_keys is None:
         return await run_json(ctx, compiled.sql, compiled.params, session)
-    session.statements += 1
-    status: str = await guarded(session.raw.execute(compiled.sql, *compiled.params))
-    count_statements(ctx, session, session.statements - 1)
+    before = session.statements
+    status = await session.execute(compiled.sql, *compiled.params)
+    count_statements(ctx, session, before)
     affected = int(status.rsplit(" ", 1)[-1])
     return dict.fromkeys(compiled.affected_keys, affected)
 

@@ -8,11 +8,9 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-import asyncpg
 from graphql import GraphQLResolveInfo
 
 from ...db import Session
-from ...db import errors as db_errors
 from ..context import SharedSession
 from .catalog import Catalog
 from .compiler.compiler import Compiler, RootField
@@ -62,7 +60,7 @@ async def run_json(ctx: Context, sql: str, params: list[Any], session: Session |
         # The query document's one transaction (execution.run): root fields take turns on it.
         async with shared.use() as s:
             before = s.statements
-            raw = await guarded(s.fetchval(sql, *params))
+            raw = await s.fetchval(sql, *params)
             count_statements(ctx, s, before)
     elif session is None:
         async with ctx.session() as s:
@@ -70,18 +68,7 @@ async def run_json(ctx: Context, sql: str, params: list[Any], session: Session |
             count_statements(ctx, s)
     else:
         before = session.statements
-        raw = await guarded(session.fetchval(sql, *params))
+        raw = await session.fetchval(sql, *params)
         count_statements(ctx, session, before)
     # The pool may decode json itself (a type codec); text is decoded here.
     return json.loads(raw) if isinstance(raw, (str, bytes)) else raw
-
-
-async def guarded(awaitable: Any) -> Any:
-    """Postgres errors inside a shared transaction, mapped as the session would map them."""
-    try:
-        return await awaitable
-    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
-        mapped = db_errors.translate(exc)
-        if mapped is None:
-            raise
-        raise mapped from exc

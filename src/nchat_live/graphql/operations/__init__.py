@@ -16,7 +16,6 @@ from graphql import GraphQLError
 from strawberry.types import Info
 
 from ...db import Session
-from ...db import errors as db_errors
 from ...errors import NchatError
 from ...resolvers import analytics, chat, moderation, qa, quality, reactions, scheduler, streams, viewers
 from ...resolvers.quality import QualityReport
@@ -57,15 +56,7 @@ async def run(info: Info[Context, None], work: Callable[[Session], Awaitable[T]]
             # An HTTP mutation already holds the request's transaction: commit once, with it. A
             # second transaction of our own could commit while the request's then fails, and the
             # client would be told "failed" about a change that was made (and published).
-            try:
-                return await work(shared)
-            except NchatError:
-                raise
-            except Exception as exc:
-                mapped = db_errors.translate(exc)
-                if mapped is None:
-                    raise
-                raise mapped from exc
+            return await work(shared)
         async with ctx.session() as session:
             return await work(session)
     except NchatError as exc:
