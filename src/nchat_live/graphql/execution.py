@@ -36,6 +36,7 @@ from graphql import (
 
 from ..db.errors import sqlstate_of
 from ..errors import NchatError
+from ..observability import GRAPHQL_ERRORS, GRAPHQL_OPERATIONS
 from .context import Context, SharedSession
 from .limits import DocumentLimits, check_cost, check_syntax, refusal
 
@@ -181,6 +182,44 @@ def format_result(result: ExecutionResult) -> Response:
 
 
 def prepare(ctx: Context, query: Any, operation_name: Any = None, variables: Any = None) -> Prepared | Response:
+    """`_prepare`, counted: a refused document under the operation "(refused)", a subscription's root
+    fields as "subscribed" (queries and mutations are counted with their outcome by `run`)."""
+    prepared = _prepare(ctx, query, operation_name, variables)
+    if not isinstance(prepared, Prepared):
+        GRAPHQL_OPERATIONS.labels("(refused)", "error").inc()
+        _count_errors(prepared)
+    elif prepared.operation is not None and prepared.operation.operation == OperationType.SUBSCRIPTION:
+        for name in root_fields(prepared):
+            GRAPHQL_OPERATIONS.labels(name, "subscribed").inc()
+    return prepared
+
+
+def root_fields(prepared: Prepared) -> list[str]:
+    """The root field names the prepared operation selects (fragments followed, aliases ignored)."""
+    fragments = {d.name.value: d for d in prepared.document.definitions if isinstance(d, FragmentDefinitionNode)}
+    names: list[str] = []
+
+    def walk(selection_set: SelectionSetNode, seen: frozenset[str]) -> None:
+        for sel in selection_set.selections:
+            if isinstance(sel, FieldNode):
+                if sel.name.value not in names:
+                    names.append(sel.name.value)
+            elif isinstance(sel, InlineFragmentNode):
+                walk(sel.selection_set, seen)
+            elif isinstance(sel, FragmentSpreadNode) and sel.name.value in fragments and sel.name.value not in seen:
+                walk(fragments[sel.name.value].selection_set, seen | {sel.name.value})
+
+    if prepared.operation is not None:
+        walk(prepared.operation.selection_set, frozenset())
+    return names
+
+
+def _count_errors(response: Response) -> None:
+    for err in response.get("errors") or ():
+        GRAPHQL_ERRORS.labels(str(err.get("extensions", {}).get("code", "unexpected"))).inc()
+
+
+def _prepare(ctx: Context, query: Any, operation_name: Any = None, variables: Any = None) -> Prepared | Response:
     """The one front door of every transport: parse and validate `query` for the caller, or the errors.
 
     In order, each step bounded by the one before: the request's shape, a brace-depth guard, parsing
@@ -275,9 +314,14 @@ async def run(ctx: Context, prepared: Prepared, variables: Any, operation_name: 
     deadline = ctx.runtime.settings.request_timeout_seconds
     try:
         async with asyncio.timeout(deadline if deadline > 0 else None):
-            return await _run_operation(ctx, prepared, variables, operation_name, positions)
+            response = await _run_operation(ctx, prepared, variables, operation_name, positions)
     except TimeoutError:
-        return error(f"the request ran longer than its deadline of {deadline:g} s", code="timeout")
+        response = error(f"the request ran longer than its deadline of {deadline:g} s", code="timeout")
+    outcome = "error" if response.get("errors") else "ok"
+    for name in root_fields(prepared):
+        GRAPHQL_OPERATIONS.labels(name, outcome).inc()
+    _count_errors(response)
+    return response
 
 
 def _errors(result: ExecutionResult, positions: bool) -> Response:
