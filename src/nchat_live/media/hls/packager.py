@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
+from ...observability import SEGMENT_LATENCY
 from ..storage.local import MediaStorage
 from ..transcode.ladder import Rendition
 from .fmp4 import FragmentInfo
@@ -282,6 +283,8 @@ class RenditionPackager:
             init_key=f"{self.prefix}/{segment.init_uri}", duration=segment.duration, start=segment.start,
             discontinuity=segment.discontinuity, program_date_time=segment.program_date_time, data=data,
         )
+        # From the segment's first frame captured to the segment published.
+        SEGMENT_LATENCY.observe(max(0.0, (datetime.now(UTC) - segment.program_date_time).total_seconds()))
         self.owner.segment_finished(info)
         self.owner.measured()
         keep = self.owner.config.keep_extra_segments

@@ -23,6 +23,7 @@ and must return quickly (hand heavy work to another thread).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import queue
@@ -34,6 +35,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import av
 
+from ...observability import ENCODER_SPEED
 from ..hls.fmp4 import BoxSplitter, FragmentInfo, avc_codec_string, parse_moof
 from ..hls.packager import PackagingConfig, RenditionPackager, SegmentInfo, StreamPackager
 from ..storage.local import MediaStorage
@@ -191,6 +193,10 @@ class _RenditionEncoder:
         self.init: list[bytes] = []
         self.pending_moof: bytes | None = None
         self.closed = False
+        # Real-time factor of this rendition alone (decayed sums of media seconds and encoding seconds).
+        self.spent = 0.0
+        self.speed_media = 0.0
+        self.speed_busy = 0.0
         # While closing, fragments wait here so the last one can be merged or dropped (see _emit_tail).
         self._tail: list[tuple[bytes, FragmentInfo]] | None = None
 
@@ -387,6 +393,7 @@ class StreamPipeline:
         self._slow_since: float | None = None
         self._speed_media = 0.0
         self._speed_busy = 0.0
+        self._speed_exported_at = -math.inf
         self._closed = False
         self._thread = threading.Thread(target=self._run, name=f"pipeline-{stream_id[:8]}", daemon=True)
         self._thread.start()
@@ -462,6 +469,7 @@ class StreamPipeline:
             log.exception("pipeline %s: flushing audio failed", self.stream_id)
         for encoder in self._encoders:
             encoder.close()
+            self._unexport(encoder)
             encoder.packager.finish()
         try:
             self.observer.on_closed(self.stream_id)
@@ -511,14 +519,20 @@ class StreamPipeline:
         self._ensure_audio_until(at - 0.25)
         work_started = time.perf_counter()
         for encoder in self._encoders:
+            encoder_started = time.perf_counter()
             if encoder.encode_video(frame, at, keyframe):
                 self.stats.frames_encoded += 1
+            encoder.spent = time.perf_counter() - encoder_started
         if keyframe:
             try:
                 self.observer.on_keyframe(frame, at)
             except Exception:
                 log.exception("observer on_keyframe failed")
         self._measure(frame, at, time.perf_counter() - work_started)
+
+    def _unexport(self, encoder: _RenditionEncoder) -> None:
+        with contextlib.suppress(KeyError):
+            ENCODER_SPEED.remove(self.stream_id, encoder.rendition.name)
 
     def _key_after(self, at: float) -> float:
         """The keyframe time one segment after `at`, on a frame slot of every rendition's frame rate.
@@ -558,6 +572,14 @@ class StreamPipeline:
         self._speed_busy = 0.97 * self._speed_busy + spent
         self.stats.speed = self._speed_media / max(self._speed_busy, 1e-6)
         now = time.monotonic()
+        for encoder in self._encoders:
+            encoder.speed_media = 0.97 * encoder.speed_media + interval
+            encoder.speed_busy = 0.97 * encoder.speed_busy + encoder.spent
+        if now - self._speed_exported_at >= 1.0:
+            self._speed_exported_at = now
+            for encoder in self._encoders:
+                speed = encoder.speed_media / max(encoder.speed_busy, 1e-6)
+                ENCODER_SPEED.labels(self.stream_id, encoder.rendition.name).set(round(speed, 3))
         if self.stats.speed < self.min_speed and len(self._encoders) > 1:
             if self._slow_since is None:
                 self._slow_since = now
@@ -575,6 +597,7 @@ class StreamPipeline:
         log.warning("stream %s: encoding at %.2fx real time; ladder trimmed, dropped %s", self.stream_id,
                     self.stats.speed, encoder.rendition.name)
         encoder.close()
+        self._unexport(encoder)
         encoder.packager.remove()
         if self.packager.master_written:
             self.packager.write_master()
