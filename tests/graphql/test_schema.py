@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import graphql
 import strawberry
 from starlette.applications import Starlette
@@ -9,6 +11,7 @@ from starlette.applications import Starlette
 from nchat_live.auth import Claims
 from nchat_live.graphql.context import Context
 from nchat_live.graphql.schema import DOMAIN, DomainRoots, RoleSchemas
+from nchat_live.resolvers.streams import StreamInput
 from tests.support import World
 
 
@@ -71,3 +74,17 @@ def test_the_product_domain_fields_are_in_every_role_schema(app: Starlette) -> N
         assert "nchatVersion" not in schema.query_type.fields  # type: ignore[union-attr]
         assert {"createStream", "updateStream"} <= set(schema.mutation_type.fields)  # type: ignore[union-attr]
         assert "streamStatus" in schema.subscription_type.fields  # type: ignore[union-attr]
+
+
+def test_stream_inputs_are_generated_from_the_one_stream_input_declaration(app: Starlette) -> None:
+    """createStream/updateStream take StreamInput's fields in its order (REST reads the same dataclass)."""
+    names = [f.name for f in dataclasses.fields(StreamInput) if f.name != "extra"]
+    camel = [n.split("_")[0] + "".join(p.title() for p in n.split("_")[1:]) for n in names]
+    schema = app.state.runtime.graphql.for_role("user")
+    create = schema.type_map["CreateStreamInput"].fields  # type: ignore[attr-defined]
+    update = schema.type_map["UpdateStreamInput"].fields  # type: ignore[attr-defined]
+    assert list(create) == camel
+    assert list(update) == camel[1:]  # no channelId: a stream stays in its channel
+    assert str(create["channelId"].type) == "ID!" and str(create["title"].type) == "String!"
+    assert str(update["title"].type) == "String"
+    assert all(str(create[n].type) == str(update[n].type) for n in camel[2:])

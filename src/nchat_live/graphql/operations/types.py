@@ -7,10 +7,13 @@ graphql/events.py.
 from __future__ import annotations
 
 import dataclasses
+import typing
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import strawberry
+
+from ...resolvers.streams import StreamInput
 
 T = TypeVar("T")
 
@@ -238,39 +241,30 @@ class ReminderSetting:
     scheduled_at: datetime | None
 
 
-@strawberry.input
-class CreateStreamInput:
-    channel_id: strawberry.ID
-    title: str
-    description: str | None = None
-    thumbnail_url: str | None = None
-    scheduled_at: datetime | None = None
-    max_resolution: str | None = None
-    enable_chat: bool | None = None
-    enable_reactions: bool | None = None
-    enable_qa: bool | None = None
-    chat_mode: str | None = None
-    slow_mode_seconds: int | None = None
-    tags: list[str] | None = None
-    language: str | None = None
-    is_recorded: bool | None = None
+def _stream_input(name: str, required: dict[str, Any], leave_out: frozenset[str] = frozenset()) -> type:
+    """A GraphQL input with the fields of `resolvers.streams.StreamInput`, the one declaration of a
+    stream's settings (REST reads it too), in its order: the `required` ones with the given types
+    and no default, the others optional (null: the column's default, or left as it is)."""
+    hints = typing.get_type_hints(StreamInput)
+    annotations: dict[str, Any] = {}
+    defaults: dict[str, Any] = {}
+    for stream_field in dataclasses.fields(StreamInput):
+        if stream_field.name in leave_out or stream_field.name in STREAM_INPUT_SERVER_FIELDS:
+            continue
+        annotations[stream_field.name] = required.get(stream_field.name, hints[stream_field.name])
+        if stream_field.name not in required:
+            defaults[stream_field.name] = None
+    return strawberry.input(type(name, (), {"__annotations__": annotations, "__module__": __name__, **defaults}))
 
 
-@strawberry.input
-class UpdateStreamInput:
-    title: str | None = None
-    description: str | None = None
-    thumbnail_url: str | None = None
-    scheduled_at: datetime | None = None
-    max_resolution: str | None = None
-    enable_chat: bool | None = None
-    enable_reactions: bool | None = None
-    enable_qa: bool | None = None
-    chat_mode: str | None = None
-    slow_mode_seconds: int | None = None
-    tags: list[str] | None = None
-    language: str | None = None
-    is_recorded: bool | None = None
+# What the domain adds to a StreamInput itself, never client input.
+STREAM_INPUT_SERVER_FIELDS = frozenset({"extra"})
+if TYPE_CHECKING:
+    CreateStreamInput = StreamInput
+    UpdateStreamInput = StreamInput
+else:
+    CreateStreamInput = _stream_input("CreateStreamInput", {"channel_id": strawberry.ID, "title": str})
+    UpdateStreamInput = _stream_input("UpdateStreamInput", {}, leave_out=frozenset({"channel_id"}))
 
 
 @strawberry.input
