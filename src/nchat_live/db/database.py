@@ -18,7 +18,7 @@ import asyncpg
 from ..auth import Claims
 from ..errors import ConfigError, NchatError
 from . import errors, migrations
-from .session import PG_ROLES, Publisher, Session
+from .session import PG_ROLES, EventPublisher, Session
 
 _SET_CLAIMS = "SELECT set_config('role', $1, true), set_config('hasura.user', $2, true)"
 # The same round trip with the request's statement_timeout (transaction-local, like SET LOCAL).
@@ -52,7 +52,7 @@ class Database:
         self._pool: asyncpg.Pool | None = None
         self._pool_lock = asyncio.Lock()
         # Set by the runtime once the event bus is up; sessions publish through it after commit.
-        self.publisher: Publisher | None = None
+        self.publisher: EventPublisher | None = None
 
     async def pool(self) -> asyncpg.Pool:
         """The pool, created on first use (connections open as they are needed).

@@ -24,7 +24,7 @@ PG_ROLES = {
 }
 
 AfterCommit = Callable[[], Awaitable[None]]
-Publisher = Callable[[str, dict[str, Any]], Awaitable[None]]
+EventPublisher = Callable[[str, dict[str, Any]], Awaitable[None]]
 
 
 class Session:
@@ -35,7 +35,7 @@ class Session:
     that runs only once the transaction has committed.
     """
 
-    def __init__(self, raw: asyncpg.Connection, claims: Claims, publisher: Publisher | None = None) -> None:
+    def __init__(self, raw: asyncpg.Connection, claims: Claims, publisher: EventPublisher | None = None) -> None:
         self.raw = raw
         self.claims = claims
         self._publisher = publisher

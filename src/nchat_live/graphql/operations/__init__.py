@@ -28,12 +28,12 @@ from .types import (
     CreateStreamInput,
     EmojiCount,
     HlsManifest,
-    LiveStream,
     QualityMetrics,
     QualityMetricsInput,
     ReminderSetting,
     StreamAnalytics,
     StreamHealth,
+    StreamObject,
     StreamQuestion,
     StreamReaction,
     UpdateStreamInput,
@@ -63,9 +63,9 @@ async def run(info: Info[Context, None], work: Callable[[Session], Awaitable[T]]
         raise GraphQLError(exc.message, extensions={**exc.extensions, "code": exc.code}) from exc
 
 
-def _stream(info: Info[Context, None], data: dict[str, Any]) -> LiveStream:
+def _stream(info: Info[Context, None], data: dict[str, Any]) -> StreamObject:
     settings = info.context.runtime.settings
-    return LiveStream.of(data, streams.stream_urls(settings, data["id"])["playback_url"])
+    return StreamObject.of(data, streams.stream_urls(settings, data["id"])["playback_url"])
 
 
 def _input(data: CreateStreamInput | UpdateStreamInput) -> StreamInput:
@@ -100,13 +100,13 @@ class Query:
         return None if value is None else str(value)
 
     @strawberry.field(description="A stream you can see.")
-    async def stream(self, info: Info[Context, None], id: strawberry.ID) -> LiveStream:
+    async def stream(self, info: Info[Context, None], id: strawberry.ID) -> StreamObject:
         return _stream(info, await run(info, lambda s: streams.get_stream(s, str(id))))
 
     @strawberry.field(description="Live streams, most watched first; of one channel when channelId is given.")
     async def live_streams(
         self, info: Info[Context, None], channel_id: strawberry.ID | None = None
-    ) -> list[LiveStream]:
+    ) -> list[StreamObject]:
         rows = await run(info, lambda s: streams.live_streams(s, _opt(channel_id)))
         return [_stream(info, r) for r in rows]
 
@@ -115,14 +115,14 @@ class Query:
         self, info: Info[Context, None], channel_id: strawberry.ID | None = None,
         from_: Annotated[datetime | None, strawberry.argument(name="from")] = None,
         to: datetime | None = None,
-    ) -> list[LiveStream]:
+    ) -> list[StreamObject]:
         rows = await run(info, lambda s: streams.scheduled_streams(s, _opt(channel_id), from_, to))
         return [_stream(info, r) for r in rows]
 
     @strawberry.field(description="Ended streams, newest first, with their recording.")
     async def past_streams(
         self, info: Info[Context, None], channel_id: strawberry.ID | None = None
-    ) -> list[LiveStream]:
+    ) -> list[StreamObject]:
         rows = await run(info, lambda s: streams.past_streams(s, _opt(channel_id)))
         return [_stream(info, r) for r in rows]
 
@@ -170,34 +170,34 @@ def _opt(value: strawberry.ID | None) -> str | None:
 @strawberry.type
 class Mutation:
     @strawberry.mutation(description="A new stream with its secret key, WHIP/RTMP ingest and playback URLs.")
-    async def create_stream(self, info: Info[Context, None], input: CreateStreamInput) -> LiveStream:
+    async def create_stream(self, info: Info[Context, None], input: CreateStreamInput) -> StreamObject:
         settings = info.context.runtime.settings
         return _stream(info, await run(info, lambda s: streams.create_stream(s, settings, _input(input))))
 
     @strawberry.mutation
     async def update_stream(
         self, info: Info[Context, None], stream_id: strawberry.ID, input: UpdateStreamInput
-    ) -> LiveStream:
+    ) -> StreamObject:
         return _stream(info, await run(info, lambda s: streams.update_stream(s, str(stream_id), _input(input))))
 
     @strawberry.mutation(description="Go live (media also does this when frames arrive).")
-    async def start_stream(self, info: Info[Context, None], stream_id: strawberry.ID) -> LiveStream:
+    async def start_stream(self, info: Info[Context, None], stream_id: strawberry.ID) -> StreamObject:
         return _stream(info, await run(info, lambda s: streams.start_stream(s, str(stream_id))))
 
     @strawberry.mutation
     async def end_stream(
         self, info: Info[Context, None], stream_id: strawberry.ID, reason: str | None = None
-    ) -> LiveStream:
+    ) -> StreamObject:
         return _stream(info, await run(info, lambda s: streams.end_stream(s, str(stream_id), reason)))
 
     @strawberry.mutation
     async def cancel_stream(
         self, info: Info[Context, None], stream_id: strawberry.ID, reason: str | None = None
-    ) -> LiveStream:
+    ) -> StreamObject:
         return _stream(info, await run(info, lambda s: streams.cancel_stream(s, str(stream_id), reason)))
 
     @strawberry.mutation(description="A new stream key; the old one stops working.")
-    async def rotate_stream_key(self, info: Info[Context, None], stream_id: strawberry.ID) -> LiveStream:
+    async def rotate_stream_key(self, info: Info[Context, None], stream_id: strawberry.ID) -> StreamObject:
         settings = info.context.runtime.settings
         return _stream(info, await run(info, lambda s: streams.rotate_stream_key(s, settings, str(stream_id))))
 

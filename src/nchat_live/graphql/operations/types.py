@@ -35,9 +35,11 @@ class StreamRecordingInfo:
     created_at: datetime
 
 
-@strawberry.type(description="A live stream. streamKey and the ingest URLs only come back from "
-                             "createStream and rotateStreamKey, to the broadcaster.")
-class LiveStream:
+@strawberry.type(name="LiveStream", description="A live stream. streamKey and the ingest URLs only come back from "
+                                      "createStream and rotateStreamKey, to the broadcaster.")
+class StreamObject:
+    """The GraphQL object of a stream (named LiveStream in the schema)."""
+
     id: strawberry.ID
     channel_id: strawberry.ID
     broadcaster_id: strawberry.ID
@@ -79,7 +81,7 @@ class LiveStream:
     recording: StreamRecordingInfo | None = None
 
     @classmethod
-    def of(cls, data: dict[str, Any], playback_url: str | None = None) -> LiveStream:
+    def of(cls, data: dict[str, Any], playback_url: str | None = None) -> StreamObject:
         recording = data.get("recording")
         stream = build(cls, {**data, "recording": None})
         stream.playback_url = data.get("playback_url") or playback_url
