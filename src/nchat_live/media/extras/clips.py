@@ -12,7 +12,8 @@ from ...config import Settings
 from ...db import Session
 from ...errors import NotFound, PermissionDenied, ValidationFailed
 from ...ids import is_canonical_uuid
-from .recording import INDEX, RecordedSegment, _write, remove_tree, render_master, render_vod
+from ..hls.playlists import fallback_variants, master_variants, render_master, render_vod
+from .recording import INDEX, RecordedSegment, _write, remove_tree
 from .stream_extras import MediaUrls
 
 MAX_CLIP_SECONDS = 3600.0
@@ -23,11 +24,9 @@ def _recorded(settings: Settings, stream_id: str, live: dict[str, list[RecordedS
 ]:
     """(variants, segments per rendition) of a stream's recording: finished, or still being written."""
     if live:
-        variants = [(f"#EXT-X-STREAM-INF:BANDWIDTH={500_000}", name) for name in live]
+        variants = fallback_variants(live)
         master = settings.media_dir / stream_id / "master.m3u8"
         if master.is_file():
-            from .recording import master_variants
-
             variants = [v for v in master_variants(master.read_text()) if v[1] in live] or variants
         return variants, {name: list(segments) for name, segments in live.items()}
     path = settings.recording_dir / stream_id / INDEX

@@ -7,13 +7,13 @@ ones that fall out of that window.
 
 from __future__ import annotations
 
-import math
 from collections import deque
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from ..hls.packager import SegmentInfo
+from ..hls.playlists import dvr_master, render_dvr
 from ..transcode.pipeline import PipelineObserver
 
 if TYPE_CHECKING:
@@ -55,7 +55,7 @@ class DvrPlaylists(PipelineObserver):
         if not self.master_written:
             master = storage.read(f"{self.stream_id}/master.m3u8")
             if master is not None:
-                storage.write(f"{self.stream_id}/dvr.m3u8", master.replace(b"/index.m3u8", b"/dvr.m3u8"))
+                storage.write(f"{self.stream_id}/dvr.m3u8", dvr_master(master))
                 self.master_written = True
 
     def on_closed(self, stream_id: str) -> None:
@@ -64,26 +64,5 @@ class DvrPlaylists(PipelineObserver):
             storage.write(f"{self.stream_id}/{name}/dvr.m3u8", self.render(name, ended=True).encode())
 
     def render(self, rendition: str, *, ended: bool = False) -> str:
-        entries = list(self.entries.get(rendition, ()))
-        target = max(1, math.ceil(max((e.duration for e in entries), default=1.0) - 1e-3))
-        lines = [
-            "#EXTM3U",
-            "#EXT-X-VERSION:7",
-            f"#EXT-X-TARGETDURATION:{target}",
-            f"#EXT-X-MEDIA-SEQUENCE:{entries[0].msn if entries else 0}",
-            f"#EXT-X-DISCONTINUITY-SEQUENCE:{self.discontinuity_sequence.get(rendition, 0)}",
-            "#EXT-X-INDEPENDENT-SEGMENTS",
-        ]
-        current_map = None
-        for index, entry in enumerate(entries):
-            if entry.discontinuity and index > 0:
-                lines.append("#EXT-X-DISCONTINUITY")
-            # A reconnect or a takeover brings a new encoder, and with it a new init segment.
-            if entry.init_uri != current_map:
-                current_map = entry.init_uri
-                lines.append(f'#EXT-X-MAP:URI="{current_map}"')
-            pdt = entry.program_date_time.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-            lines += [f"#EXT-X-PROGRAM-DATE-TIME:{pdt}", f"#EXTINF:{entry.duration:.5f},", f"seg{entry.msn}.m4s"]
-        if ended:
-            lines.append("#EXT-X-ENDLIST")
-        return "\n".join(lines) + "\n"
+        return render_dvr(list(self.entries.get(rendition, ())),
+                          discontinuity_sequence=self.discontinuity_sequence.get(rendition, 0), ended=ended)

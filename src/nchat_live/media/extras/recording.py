@@ -13,10 +13,8 @@ row, and points the stream's `recording_url` at the master.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import logging
-import math
 import os
 import shutil
 from collections.abc import Callable
@@ -26,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...auth import Claims
 from ..hls.packager import SegmentInfo
+from ..hls.playlists import fallback_variants, master_variants, render_master, render_vod
 from ..transcode.pipeline import PipelineObserver
 
 if TYPE_CHECKING:
@@ -44,50 +43,6 @@ class RecordedSegment:
     discontinuity: bool
     # The init segment (EXT-X-MAP) of this segment's encoder: a reconnect or a takeover brings a new one.
     map: str = "init.mp4"
-
-
-def render_vod(segments: list[RecordedSegment], map_uri: str = "init.mp4", prefix: str = "") -> str:
-    """A VOD media playlist; `prefix` is put before every URI (clips point into the recording)."""
-    target = max(1, math.ceil(max((s.duration for s in segments), default=1.0) - 1e-3))
-    lines = [
-        "#EXTM3U",
-        "#EXT-X-VERSION:7",
-        f"#EXT-X-TARGETDURATION:{target}",
-        "#EXT-X-PLAYLIST-TYPE:VOD",
-        "#EXT-X-MEDIA-SEQUENCE:0",
-        "#EXT-X-INDEPENDENT-SEGMENTS",
-    ]
-    if not segments:
-        lines.append(f'#EXT-X-MAP:URI="{prefix}{map_uri}"')
-    current_map = None
-    for index, segment in enumerate(segments):
-        if segment.discontinuity and index > 0:
-            lines.append("#EXT-X-DISCONTINUITY")
-        wanted = segment.map or map_uri
-        if wanted != current_map:
-            current_map = wanted
-            lines.append(f'#EXT-X-MAP:URI="{prefix}{current_map}"')
-        lines.append(f"#EXTINF:{segment.duration:.5f},")
-        lines.append(prefix + segment.uri)
-    lines.append("#EXT-X-ENDLIST")
-    return "\n".join(lines) + "\n"
-
-
-def master_variants(master: str) -> list[tuple[str, str]]:
-    """(EXT-X-STREAM-INF line, rendition name) pairs of a master playlist."""
-    lines = master.splitlines()
-    pairs = []
-    for line, uri in itertools.pairwise(lines):
-        if line.startswith("#EXT-X-STREAM-INF") and uri.endswith("/index.m3u8"):
-            pairs.append((line, uri.split("/", 1)[0]))
-    return pairs
-
-
-def render_master(variants: list[tuple[str, str]]) -> str:
-    lines = ["#EXTM3U", "#EXT-X-VERSION:7", "#EXT-X-INDEPENDENT-SEGMENTS"]
-    for inf, name in variants:
-        lines += [inf, f"{name}/index.m3u8"]
-    return "\n".join(lines) + "\n"
 
 
 class RecordingFailed(OSError):
@@ -179,7 +134,7 @@ class Recorder(PipelineObserver):
         master = await asyncio.to_thread(storage.read, f"{self.stream_id}/master.m3u8")
         variants = [v for v in master_variants(master.decode() if master else "") if v[1] in self.segments]
         if not variants:
-            variants = [(f"#EXT-X-STREAM-INF:BANDWIDTH={500_000}", name) for name in self.segments]
+            variants = fallback_variants(self.segments)
         thumbnail = await asyncio.to_thread(storage.read, f"{self.stream_id}/thumbnail.jpg")
         status = "failed" if self.failed else "ready"
         try:

@@ -24,6 +24,7 @@ from ...observability import SEGMENT_LATENCY
 from ..storage.local import MediaStorage
 from ..transcode.ladder import Rendition
 from .fmp4 import FragmentInfo
+from .playlists import LIVE_VERSION, render_live, render_master, stream_inf
 
 if TYPE_CHECKING:
     from ..worker.resume import ResumeState
@@ -372,48 +373,17 @@ class RenditionPackager:
     def render(self) -> str:
         config = self.owner.config
         with self.owner.lock:
-            lines = [
-                "#EXTM3U",
-                "#EXT-X-VERSION:9",
-                f"#EXT-X-TARGETDURATION:{config.target_duration}",
-                f"#EXT-X-MEDIA-SEQUENCE:{self.segments[0].msn if self.segments else self.next_msn}",
-                f"#EXT-X-DISCONTINUITY-SEQUENCE:{self.discontinuity_sequence}",
-                f"#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK={config.part_hold_back:.3f},"
-                f"HOLD-BACK={config.hold_back:.3f}",
-                f"#EXT-X-PART-INF:PART-TARGET={config.part_target:.3f}",
-                "#EXT-X-INDEPENDENT-SEGMENTS",
+            reports = [
+                (other.name, other.segments[-1].msn, max(len(other.segments[-1].parts) - 1, 0))
+                for other in self.owner.renditions.values()
+                if other is not self and not other.removed and other.segments
             ]
-            current_map = None
-            # Parts are listed for the newest segments only (within three target durations of the edge).
-            with_parts = {s.msn for s in self.segments[-3:]}
-            for segment in self.segments:
-                if segment.discontinuity:
-                    lines.append("#EXT-X-DISCONTINUITY")
-                if segment.init_uri != current_map:
-                    current_map = segment.init_uri
-                    lines.append(f'#EXT-X-MAP:URI="{current_map}"')
-                pdt = segment.program_date_time.astimezone(UTC).isoformat(timespec="milliseconds")
-                lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{pdt.replace('+00:00', 'Z')}")
-                if segment.msn in with_parts:
-                    for part in segment.parts:
-                        independent = ",INDEPENDENT=YES" if part.independent else ""
-                        lines.append(f'#EXT-X-PART:DURATION={part.duration:.5f},URI="{part.uri}"{independent}')
-                if segment.complete:
-                    lines.append(f"#EXTINF:{segment.duration:.5f},")
-                    lines.append(segment.uri)
-            if self.ended:
-                lines.append("#EXT-X-ENDLIST")
-            else:
-                lines.append(f'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="{self._next_part_uri()}"')
-            for other in self.owner.renditions.values():
-                if other is self or other.removed or not other.segments:
-                    continue
-                last = other.segments[-1]
-                lines.append(
-                    f'#EXT-X-RENDITION-REPORT:URI="../{other.name}/index.m3u8",'
-                    f"LAST-MSN={last.msn},LAST-PART={max(len(last.parts) - 1, 0)}"
-                )
-        return "\n".join(lines) + "\n"
+            return render_live(
+                self.segments, next_msn=self.next_msn, discontinuity_sequence=self.discontinuity_sequence,
+                target=config.target_duration, part_target=config.part_target,
+                part_hold_back=config.part_hold_back, hold_back=config.hold_back, ended=self.ended,
+                preload_uri="" if self.ended else self._next_part_uri(), reports=reports,
+            )
 
     def _next_part_uri(self) -> str:
         if not self.segments or self.segments[-1].complete:
@@ -529,19 +499,16 @@ class StreamPackager:
         self.master_written = True
 
     def render_master(self) -> str:
-        lines = ["#EXTM3U", "#EXT-X-VERSION:9", "#EXT-X-INDEPENDENT-SEGMENTS"]
         with self.lock:
             live = [r for r in self.renditions.values() if not r.removed]
+        variants = []
         for packager in live:
             r = packager.rendition
-            codecs = f"{packager.codecs or 'avc1.640028'},mp4a.40.2"
             bandwidth, average, _ = packager.bandwidth()
-            lines.append(
-                f"#EXT-X-STREAM-INF:BANDWIDTH={bandwidth},AVERAGE-BANDWIDTH={average},"
-                f'RESOLUTION={r.width}x{r.height},FRAME-RATE={r.fps:.3f},CODECS="{codecs}"'
-            )
-            lines.append(f"{r.name}/index.m3u8")
-        return "\n".join(lines) + "\n"
+            inf = stream_inf(bandwidth=bandwidth, average=average, width=r.width, height=r.height, fps=r.fps,
+                             video_codec=packager.codecs)
+            variants.append((inf, r.name))
+        return render_master(variants, version=LIVE_VERSION)
 
     # -- event-loop side ------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from ..hls.playlists import end_live
 from ..storage.local import MediaStorage
 
 _PART_URI = re.compile(r'URI="seg(\d+)\.\d+\.m4s"')
@@ -102,9 +103,6 @@ def end_playlists(storage: MediaStorage, stream_id: str) -> None:
         data = storage.read(key)
         if data is None:
             continue
-        text = data.decode(errors="replace")
-        if "#EXT-X-ENDLIST" in text:
-            continue
-        lines = [ln for ln in text.splitlines() if not ln.startswith("#EXT-X-PRELOAD-HINT")]
-        lines.append("#EXT-X-ENDLIST")
-        storage.write(key, ("\n".join(lines) + "\n").encode())
+        closed = end_live(data.decode(errors="replace"))
+        if closed is not None:
+            storage.write(key, closed.encode())
