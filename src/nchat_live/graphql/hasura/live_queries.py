@@ -62,14 +62,14 @@ class LiveQuery:
     sql: str
     params: list[Any]
     # stream only: how to recompile for the current cursor value
-    _info: GraphQLResolveInfo | None = None
+    _info: GraphQLResolveInfo[Any] | None = None
     _args: dict[str, Any] = field(default_factory=dict)
     _selected: Selected | None = None
     cursor: Any = None
 
     @classmethod
     def compile(
-        cls, ctx: Context, info: GraphQLResolveInfo, args: dict[str, Any], selected: Selected, meta: RootField
+        cls, ctx: Context, info: GraphQLResolveInfo[Any], args: dict[str, Any], selected: Selected, meta: RootField
     ) -> LiveQuery:
         if meta.kind == "stream":
             query = cls(ctx, info.field_name, meta.table, "stream", "", [], info, args, selected)

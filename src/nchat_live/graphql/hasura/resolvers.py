@@ -25,7 +25,7 @@ from .live_queries import LiveQuery
 from .statements import QUERY_KINDS, catalog_of, compile_query, count_statements, run_json, selected_of
 
 
-async def resolve_root(_source: Any, info: GraphQLResolveInfo, **args: Any) -> Any:
+async def resolve_root(_source: Any, info: GraphQLResolveInfo[Any], **args: Any) -> Any:
     ctx: Context = info.context
     _, meta = selected_of(info)
     if meta.kind in QUERY_KINDS:
@@ -40,7 +40,7 @@ async def resolve_root(_source: Any, info: GraphQLResolveInfo, **args: Any) -> A
 
 
 async def _mutate(
-    ctx: Context, info: GraphQLResolveInfo, meta: RootField, args: dict[str, Any], session: Session
+    ctx: Context, info: GraphQLResolveInfo[Any], meta: RootField, args: dict[str, Any], session: Session
 ) -> Any:
     selected, _ = selected_of(info)
     catalog = catalog_of(info)
@@ -125,7 +125,7 @@ async def _run_mutation(ctx: Context, session: Session, compiled: CompiledMutati
     return dict.fromkeys(compiled.affected_keys, affected)
 
 
-async def subscribe_root(_source: Any, info: GraphQLResolveInfo, **args: Any) -> AsyncIterator[Any]:
+async def subscribe_root(_source: Any, info: GraphQLResolveInfo[Any], **args: Any) -> AsyncIterator[Any]:
     """Subscription root fields hand a compiled `LiveQuery` to the live-query engine."""
     ctx: Context = info.context
     live = ctx.runtime.live

@@ -71,7 +71,7 @@ CURSOR_ORDERING = GraphQLEnumType(
 Resolver = Callable[..., Any]
 
 
-def by_key(source: Any, info: GraphQLResolveInfo, **_: Any) -> Any:
+def by_key(source: Any, info: GraphQLResolveInfo[Any], **_: Any) -> Any:
     """Fields of compiled results: the SQL built each object keyed by response key (alias)."""
     return source.get(info.path.key) if isinstance(source, dict) else None
 
@@ -304,12 +304,15 @@ class RoleTypes:
                     f"{t}_select_column_{name}_{fn}_arguments_columns",
                     {c.name: GraphQLEnumValue(c.name, description="column name") for c in booleans},
                     description=f'select "{name}_{fn}_arguments_columns" columns of table "{t}"')
-                fields[fn] = GraphQLInputField(GraphQLInputObjectType(f"{name}_{fn}", lambda c=columns, b=booleans: {
-                    "arguments": GraphQLInputField(_nn(c)),
-                    "distinct": GraphQLInputField(GraphQLBoolean),
-                    "filter": GraphQLInputField(self.bool_exp(table)),
-                    "predicate": GraphQLInputField(_nn(comparison_exp(b[0]))),
-                }))
+                def bool_fields(c: GraphQLEnumType = columns, b: list[Column] = booleans) -> dict[str, Any]:
+                    return {
+                        "arguments": GraphQLInputField(_nn(c)),
+                        "distinct": GraphQLInputField(GraphQLBoolean),
+                        "filter": GraphQLInputField(self.bool_exp(table)),
+                        "predicate": GraphQLInputField(_nn(comparison_exp(b[0]))),
+                    }
+
+                fields[fn] = GraphQLInputField(GraphQLInputObjectType(f"{name}_{fn}", bool_fields))
             return GraphQLInputObjectType(name, dict(sorted(fields.items())))
 
         return self._once(name, make)
@@ -402,8 +405,11 @@ class RoleTypes:
             ("prepend", jsonb, "prepend existing jsonb value of filtered columns with new jsonb value"),
         ):
             name = f"{table.name}_{op}_input"
-            input_type = self._once(name, lambda n=name, t=t, d=doc: GraphQLInputObjectType(
-                n, {c.name: GraphQLInputField(t) for c in cols}, description=d))
+
+            def make_input(n: str = name, t: Any = t, d: str = doc, cols: list[Column] = cols) -> Any:
+                return GraphQLInputObjectType(n, {c.name: GraphQLInputField(t) for c in cols}, description=d)
+
+            input_type = self._once(name, make_input)
             out[f"_{op}"] = GraphQLArgument(input_type, description=doc)
         return out
 
@@ -516,12 +522,14 @@ class RoleTypes:
                     out[f"update_{name}_by_pk"] = self._root("update_by_pk", table, obj, {
                         **changes, "pk_columns": GraphQLArgument(_nn(pk_input)),
                     }, f'update single row of the table: "{name}"')
-                updates = self._once(f"{name}_updates", lambda t=table, c=changes: GraphQLInputObjectType(
-                    f"{t.name}_updates", {
+                def make_updates(t: Table = table, c: dict[str, GraphQLArgument] = changes) -> Any:
+                    return GraphQLInputObjectType(f"{t.name}_updates", {
                         **{k: GraphQLInputField(v.type, description=v.description) for k, v in c.items()},
                         "where": GraphQLInputField(_nn(self.bool_exp(t)),
                                                    description="filter the rows which have to be updated"),
-                    }))
+                    })
+
+                updates = self._once(f"{name}_updates", make_updates)
                 out[f"update_{name}_many"] = self._root("update_many", table, GraphQLList(response), {
                     "updates": GraphQLArgument(_nn(GraphQLList(_nn(updates))),
                                                description="updates to execute, in order"),
@@ -537,7 +545,7 @@ class RoleTypes:
         return dict(sorted(out.items()))
 
 
-def _payload(payload: Any, info: GraphQLResolveInfo, **_: Any) -> Any:
+def _payload(payload: Any, info: GraphQLResolveInfo[Any], **_: Any) -> Any:
     """Subscription events are already the field's value (the live-query engine ran the SQL)."""
     return payload
 

@@ -22,17 +22,17 @@ if TYPE_CHECKING:
 QUERY_KINDS = ("select", "by_pk", "aggregate")
 
 
-def catalog_of(info: GraphQLResolveInfo) -> Catalog:
+def catalog_of(info: GraphQLResolveInfo[Any]) -> Catalog:
     return info.schema.extensions["nchat_catalog"]
 
 
-def selected_of(info: GraphQLResolveInfo) -> tuple[Selected, RootField]:
+def selected_of(info: GraphQLResolveInfo[Any]) -> tuple[Selected, RootField]:
     field = info.parent_type.fields[info.field_name]
     meta: RootField = field.extensions["nchat"]
     return Selected(str(info.path.key), field, tuple(info.field_nodes), meta), meta
 
 
-def compile_query(ctx: Context, info: GraphQLResolveInfo, args: dict[str, Any]) -> tuple[str, list[Any]]:
+def compile_query(ctx: Context, info: GraphQLResolveInfo[Any], args: dict[str, Any]) -> tuple[str, list[Any]]:
     """SQL and parameters of a query (or live-query) root field: select, by_pk or aggregate."""
     selected, meta = selected_of(info)
     catalog = catalog_of(info)

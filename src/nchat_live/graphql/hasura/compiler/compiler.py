@@ -232,8 +232,8 @@ class Compiler:
                     target = "*" if not cols else cols[0] if len(cols) == 1 else f"({', '.join(cols)})"
                     pairs.append((fn.key, f"count({distinct if cols else ''}{target})"))
                 else:
-                    cols = [(c.key, column_ref(c.nodes[0].name.value)) for c in self.reader.child_fields(fn)]
-                    pairs.append((fn.key, json_object([(k, f"{name}({ref})") for k, ref in cols])))
+                    refs = [(c.key, column_ref(c.nodes[0].name.value)) for c in self.reader.child_fields(fn)]
+                    pairs.append((fn.key, json_object([(k, f"{name}({ref})") for k, ref in refs])))
             outer.append((part.key, json_object(pairs)))
         return f"(SELECT {json_object(outer)} FROM (SELECT {prefix}{', '.join(inner) or '1'} {tail}) {s})"
 

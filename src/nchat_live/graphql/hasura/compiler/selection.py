@@ -8,6 +8,7 @@ back from the document (or from the request's variables as sent; Python keeps JS
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,7 +49,7 @@ class Selected:
 class Reader:
     def __init__(
         self, variables: VariableValues | None, fragments: dict[str, FragmentDefinitionNode],
-        raw_variables: dict[str, Any] | None = None, variable_defaults: dict[str, ValueNode] | None = None,
+        raw_variables: dict[str, Any] | None = None, variable_defaults: Mapping[str, ValueNode] | None = None,
     ) -> None:
         self.variables = variables
         self.fragments = fragments
@@ -56,7 +57,7 @@ class Reader:
         self.variable_defaults = variable_defaults or {}
 
     @classmethod
-    def of(cls, info: GraphQLResolveInfo, raw: dict[str, Any] | None = None) -> Reader:
+    def of(cls, info: GraphQLResolveInfo[Any], raw: dict[str, Any] | None = None) -> Reader:
         """The reader of a resolver's field; `raw` are the variables as the client sent them."""
         defaults = {d.variable.name.value: d.default_value for d in info.operation.variable_definitions or ()
                     if d.default_value is not None}
