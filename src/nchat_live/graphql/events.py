@@ -10,7 +10,7 @@ import enum
 import time
 from collections.abc import AsyncGenerator, Collection
 from contextlib import AbstractAsyncContextManager
-from typing import Any
+from typing import Any, cast
 
 import strawberry
 from strawberry.scalars import JSON
@@ -85,7 +85,7 @@ class StreamStatusEvent:
         p = event.payload
         return cls(type=event.type, stream_id=strawberry.ID(str(p["stream_id"])),
                    channel_id=strawberry.ID(str(p.get("channel_id"))), status=_str(p.get("status")),
-                   previous_status=_str(p.get("previous_status")), reason=_str(p.get("reason")), data=p)
+                   previous_status=_str(p.get("previous_status")), reason=_str(p.get("reason")), data=cast(JSON, p))
 
 
 @strawberry.type(description="The ingest's health, every 5 s while live.")
@@ -114,7 +114,7 @@ class StreamQualityEvent:
             jitter_ms=_float(p.get("jitter_ms")), latency_ms=_float(p.get("latency_ms")),
             dropped_frames=_int(p.get("dropped_frames")), health_score=_int(p.get("health_score")),
             viewer_count=_int(p.get("current_viewer_count", p.get("viewer_count"))),
-            recorded_at=_str(p.get("recorded_at")), data=p,
+            recorded_at=_str(p.get("recorded_at")), data=cast(JSON, p),
         )
 
 
