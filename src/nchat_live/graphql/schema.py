@@ -27,10 +27,11 @@ from strawberry.tools import merge_types
 
 from ..auth import ROLES, Claims
 from ..errors import AccessDenied
-from . import events, media_ops, operations
+from . import events, operations
 from .hasura.catalog import Catalog, load_catalog
 from .hasura.resolvers import resolve_root, subscribe_root
 from .hasura.schema import RoleTypes
+from .operations import media
 
 if TYPE_CHECKING:
     from ..runtime import Runtime
@@ -52,8 +53,8 @@ class DomainRoots:
 
 # The product's domain fields: the streaming operations, the media operations, the event subscriptions.
 DOMAIN = DomainRoots(
-    query=merge_types("Query", (operations.Query, media_ops.Query)),
-    mutation=merge_types("Mutation", (operations.Mutation, media_ops.Mutation)),
+    query=merge_types("Query", (operations.Query, media.Query)),
+    mutation=merge_types("Mutation", (operations.Mutation, media.Mutation)),
     subscription=events.Subscription,
 )
 

@@ -12,12 +12,12 @@ from typing import Annotated, Any
 import strawberry
 from strawberry.types import Info
 
-from ..auth import media_tokens
-from ..errors import NotFound
-from ..media.extras.clips import create_clip, delete_recording
-from ..media.hls.access import is_media_id
-from .context import Context
-from .operations import run
+from ...auth import media_tokens
+from ...errors import NotFound
+from ...media.extras.clips import create_clip, delete_recording
+from ...media.hls.access import is_media_id
+from ..context import Context
+from . import run
 
 __all__ = ["MediaToken", "Mutation", "Query", "StreamRecording"]
 
