@@ -13,7 +13,8 @@ from pathlib import Path
 import boto3
 import pytest
 
-from nchat_live.media.storage.local import LocalStorage, MediaStorage
+from nchat_live.media.storage.base import MediaStorage
+from nchat_live.media.storage.local import LocalStorage
 from nchat_live.media.storage.s3 import S3Storage
 
 

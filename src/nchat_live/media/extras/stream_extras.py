@@ -19,7 +19,7 @@ from ...auth import Claims
 from ...config import Settings
 from ...db import Database
 from ..hls.packager import PackagingConfig, SegmentInfo
-from ..storage.local import MediaStorage
+from ..storage.base import MediaStorage
 from ..transcode.pipeline import ObserverGroup, PipelineObserver
 from ..worker.manager import MediaManager
 from ..worker.observers import StreamObserver

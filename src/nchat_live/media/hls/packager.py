@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from ...observability import SEGMENT_LATENCY
-from ..storage.local import MediaStorage
+from ..storage.base import MediaStorage
 from ..transcode.ladder import Rendition
 from .fmp4 import FragmentInfo
 from .playlists import LIVE_VERSION, render_live, render_master, stream_inf

@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from ..storage.local import MediaStorage
+from ..storage.base import MediaStorage
 from ..storage.select import open_storage, public_url
 from .access import PRIVATE_FILE, PRIVATE_PLAYLIST, MediaGrant, authorize_media
 from .held import client_address, held_requests, too_many

@@ -1,0 +1,1 @@
+"""Publishers: WHIP (RFC 9725) and RTMP, feeding the media worker."""

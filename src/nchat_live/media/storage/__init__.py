@@ -1,0 +1,1 @@
+"""Where media files live: the MediaStorage protocol, the local disk, S3."""

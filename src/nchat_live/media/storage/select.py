@@ -12,7 +12,8 @@ from urllib.parse import parse_qs, urlsplit
 
 from ...config import Settings
 from ...errors import ConfigError
-from .local import LocalStorage, MediaStorage
+from .base import MediaStorage
+from .local import LocalStorage
 
 
 def open_storage(settings: Settings) -> MediaStorage:
@@ -26,6 +27,7 @@ def open_storage(settings: Settings) -> MediaStorage:
         if not parts.netloc:
             raise ConfigError(f"NCHAT_STORAGE_URL '{raw}' names no bucket (s3://bucket/prefix)")
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        # Imported here: boto3 takes a while to load, and only S3 deployments need it.
         from .s3 import S3Storage
 
         extra = {"region_name": query["region"]} if "region" in query else {}

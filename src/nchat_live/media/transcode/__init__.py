@@ -1,0 +1,1 @@
+"""The per-stream transcoding pipeline and its rendition ladder."""

@@ -38,7 +38,7 @@ import av
 from ...observability import ENCODER_SPEED
 from ..hls.fmp4 import BoxSplitter, FragmentInfo, avc_codec_string, parse_moof
 from ..hls.packager import PackagingConfig, RenditionPackager, SegmentInfo, StreamPackager
-from ..storage.local import MediaStorage
+from ..storage.base import MediaStorage
 from .ladder import Rendition, select_ladder
 
 if TYPE_CHECKING:

@@ -24,9 +24,8 @@ from typing import Any
 from ...config import Settings
 from ...db import Database
 from ..hls.packager import PackagingConfig, StreamPackager
-from ..ingest.throttle import KeyThrottle
+from ..storage.base import MediaStorage
 from ..storage.guarded import GuardedStorage
-from ..storage.local import MediaStorage
 from ..storage.select import open_storage
 from . import leases
 from .leases import LeaseKeeper
@@ -35,6 +34,7 @@ from .publishers import Publishers, key_matches
 from .streams import IngestSession, Publisher, StreamInfo, read_stream_info
 from .sweep import OrphanSweep
 from .tasks import BackgroundTasks
+from .throttle import KeyThrottle
 
 log = logging.getLogger(__name__)
 

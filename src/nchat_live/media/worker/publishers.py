@@ -22,8 +22,8 @@ from ...errors import Conflict, NchatError, Unavailable
 from ...observability import LIVE_STREAMS
 from ...resolvers import lifecycle
 from ..hls.packager import PackagingConfig
+from ..storage.base import MediaStorage
 from ..storage.guarded import DiscardStorage
-from ..storage.local import MediaStorage
 from ..transcode.pipeline import ObserverGroup, PipelineObserver, StreamPipeline
 from .leases import LeaseKeeper
 from .observers import StreamObservers

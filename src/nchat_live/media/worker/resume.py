@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from ..hls.playlists import end_live
-from ..storage.local import MediaStorage
+from ..storage.base import MediaStorage
 
 _PART_URI = re.compile(r'URI="seg(\d+)\.\d+\.m4s"')
 _SEGMENT_URI = re.compile(r"^seg(\d+)\.m4s$")

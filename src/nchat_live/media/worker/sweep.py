@@ -18,7 +18,7 @@ from ...config import Settings
 from ...db import Database
 from ...errors import NchatError, NotFound
 from ...resolvers import lifecycle
-from ..storage.local import MediaStorage
+from ..storage.base import MediaStorage
 from . import leases
 from .leases import LeaseKeeper
 from .observers import StreamObservers
