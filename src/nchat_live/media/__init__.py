@@ -9,7 +9,8 @@
     extras/     recording, DVR, thumbnails, clips, quality metrics: StreamObservers the runtime attaches
     routes.py   every HTTP route of media, for app.py
 
-Imports flow one way between packages: routes and ingest -> worker -> transcode -> hls -> storage
-(hls/packager and transcode/pipeline name worker/resume.py's ResumeState for annotations only);
+No module imports another that imports it back. Between packages: routes and ingest -> worker ->
+transcode -> hls -> storage, except that hls/packager.py reads transcode/ladder.py's Rendition, and
+hls/packager.py and transcode/pipeline.py name worker/resume.py's ResumeState in annotations only.
 extras import the worker, never the reverse.
 """
