@@ -6,6 +6,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import boto3
+from botocore.exceptions import ClientError
+
 # Playlists change every part; media objects never change once written (new names per segment).
 _PLAYLIST_CACHE = "no-cache, no-store, must-revalidate"
 _MEDIA_CACHE = "public, max-age=31536000, immutable"
@@ -37,8 +40,6 @@ class S3Storage:
         client: Any = None,
         **client_kwargs: Any,
     ) -> None:
-        import boto3
-
         self.bucket = bucket
         self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
         self.client = client or boto3.client("s3", endpoint_url=endpoint_url, **client_kwargs)
@@ -62,8 +63,6 @@ class S3Storage:
         )
 
     def read(self, key: str) -> bytes | None:
-        from botocore.exceptions import ClientError
-
         try:
             response = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
         except ClientError as exc:

@@ -14,6 +14,7 @@ from ...config import Settings
 from ...errors import ConfigError
 from .base import MediaStorage
 from .local import LocalStorage
+from .s3 import S3Storage
 
 
 def open_storage(settings: Settings) -> MediaStorage:
@@ -27,9 +28,6 @@ def open_storage(settings: Settings) -> MediaStorage:
         if not parts.netloc:
             raise ConfigError(f"NCHAT_STORAGE_URL '{raw}' names no bucket (s3://bucket/prefix)")
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-        # Imported here: boto3 takes a while to load, and only S3 deployments need it.
-        from .s3 import S3Storage
-
         extra = {"region_name": query["region"]} if "region" in query else {}
         return S3Storage(
             parts.netloc, prefix=parts.path, endpoint_url=query.get("endpoint"), public_url=query.get("public"),
