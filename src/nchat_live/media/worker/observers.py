@@ -10,7 +10,6 @@ from the `PipelineObserver` that `pipeline_observer` returns for each new pipeli
 from __future__ import annotations
 
 import logging
-from typing import Protocol
 
 from ..transcode.pipeline import PipelineObserver
 from .streams import IngestSession, StreamInfo
@@ -18,8 +17,8 @@ from .streams import IngestSession, StreamInfo
 log = logging.getLogger(__name__)
 
 
-class StreamObserver(Protocol):
-    """Subclass it (the hooks default to doing nothing) and attach it with `MediaManager.attach`."""
+class StreamObserver:
+    """A base to subclass (every hook defaults to doing nothing); attach it with `MediaManager.attach`."""
 
     # Segment files must stay on storage after they leave the live window (the DVR playlist lists them).
     keeps_segments: bool = False
@@ -30,13 +29,16 @@ class StreamObserver(Protocol):
 
     def on_started(self, session: IngestSession) -> None:
         """A new pipeline ingests this stream on this worker (event loop)."""
+        return None
 
     def on_ended(self, session: IngestSession, reason: str) -> None:
         """Ingest stopped on this worker; the pipeline is closing (event loop)."""
+        return None
 
     async def on_orphan_ended(self, info: StreamInfo, renditions: list[str]) -> None:
         """A stream taken over from a lost worker ended without its publisher coming back: finish
         what that worker left (its recording, its live files)."""
+        return None
 
 
 class StreamObservers:
