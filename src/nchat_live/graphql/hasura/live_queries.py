@@ -178,7 +178,10 @@ class LiveQueryEngine:
     async def start(self) -> None:
         conn = await self.database.connect_raw()
         try:
-            await conn.execute("SELECT nchat.ensure_change_triggers()")
+            # API processes starting together would race to create the same triggers: one at a time.
+            async with conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock(hashtext('nchat.ensure_change_triggers'))")
+                await conn.execute("SELECT nchat.ensure_change_triggers()")
         finally:
             await conn.close()
         self._listen_task = asyncio.create_task(self._listen(), name="nchat-live-listen")
