@@ -60,6 +60,14 @@ class GracefulServer(uvicorn.Server):
         self.should_exit = True
 
 
+def listening_url(host: str, port: int) -> str:
+    """The base URL of `serve --host H --port P` as a client on this machine reaches it."""
+    shown = "localhost" if host in ("0.0.0.0", "::", "127.0.0.1", "localhost") else host
+    if ":" in shown:
+        shown = f"[{shown}]"
+    return f"http://{shown}:{port}"
+
+
 async def _serve(args: argparse.Namespace) -> None:
     _check_port(args.host, args.port)
     role = {"serve": "all", "api": "api", "media-worker": "media"}[args.command]
@@ -67,12 +75,14 @@ async def _serve(args: argparse.Namespace) -> None:
     if settings.rtmp_host is None:
         # RTMP listens where HTTP does unless NCHAT_RTMP_HOST says otherwise.
         settings.rtmp_host = args.host
+    if "public_url" not in settings.model_fields_set:
+        # NCHAT_PUBLIC_URL unset: the URLs handed to clients follow the address this process listens on.
+        settings.public_url = listening_url(args.host, args.port)
     runtime = Runtime(settings)
     await runtime.start(migrate=not args.no_migrate, role=role)
     try:
         app = create_app(runtime=runtime, role=role)
-        shown = "localhost" if args.host in ("0.0.0.0", "::", "127.0.0.1") else args.host
-        base = f"http://{shown}:{args.port}"
+        base = listening_url(args.host, args.port)
         print(f"nchat-live serving on {base}", flush=True)
         print(f"  GraphQL API   {base}/v1/graphql  (also /graphql; websocket subscriptions on both)", flush=True)
         print(f"  Playground    {base}/graphql  (open in a browser)", flush=True)
