@@ -29,6 +29,7 @@ import math
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any, cast
@@ -372,6 +373,9 @@ class StreamPipeline:
         self.packager.segment_listeners.append(self._segment)
         self.packager.master_listeners.append(lambda: self.observer.on_master(stream_id))
         self.stats = PipelineStats()
+        # Taps on the decoded source as it is pushed (WHEP relays it without waiting for the ladder):
+        # called on the pusher's thread, they must return at once and must not modify the frame.
+        self.frame_taps: list[Callable[[av.VideoFrame], None]] = []
         self.max_backlog_seconds = max_backlog_seconds
         self.trim_after_seconds = trim_after_seconds
         # Encoding slower than this (media seconds per worker second) for trim_after_seconds drops the
@@ -405,6 +409,11 @@ class StreamPipeline:
             return
         self._video_backlog += 1
         self._queue.put(("video", frame, time.monotonic()))
+        for tap in self.frame_taps:
+            try:
+                tap(frame)
+            except Exception:
+                log.exception("pipeline %s: a frame tap failed", self.stream_id)
 
     def push_audio(self, frame: av.AudioFrame) -> None:
         if self._closed:
