@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 from nchat_live.auth import Claims
+from nchat_live.config import Settings
 from nchat_live.db import Database
+from nchat_live.media.storage.local import LocalStorage
 from nchat_live.media.worker import leases
+from nchat_live.media.worker.leases import LeaseKeeper
+from nchat_live.media.worker.observers import StreamObservers
+from nchat_live.media.worker.streams import StreamInfo
+from nchat_live.media.worker.sweep import OrphanSweep
+from nchat_live.media.worker.tasks import BackgroundTasks
+from nchat_live.resolvers.streams import start_stream
 from tests.support import World
 
 
@@ -37,11 +46,41 @@ async def test_orphans_are_taken_once_even_with_concurrent_sweepers(db: Database
     assert len(ids) == len(set(ids)), "a stream was taken by two sweepers"
 
 
-async def test_live_stream_without_a_lease_is_an_orphan(db: Database, world: World) -> None:
+async def test_a_stream_started_by_the_api_waits_for_its_publisher(db: Database, world: World,
+                                                                    settings: Settings) -> None:
+    """startStream before any publisher: no worker ingested it, so the sweep never takes it over (it used
+    to adopt it as an orphan and end it "worker-lost" ~12 s later); it ends only after the scheduling grace."""
+    async with db.session(Claims.user(world.alice)) as s:
+        await start_stream(s, world.public_stream)
+    for _ in range(2):  # two sweeps, past a lease TTL: still nothing to take over
+        taken = await leases.take_orphans(db, "rescuer", ttl_seconds=0.1, limit=1000)
+        assert world.public_stream not in {lease.stream_id for lease in taken}
+        await asyncio.sleep(0.15)
+    sweep = OrphanSweep(settings, db, LocalStorage(Path(settings.media_dir)),
+                        LeaseKeeper(db, "rescuer", 5, on_lost=lambda _: None), StreamObservers(),
+                        BackgroundTasks("test"), stream_info=_no_info, is_ingesting=lambda _: False)
+    assert world.public_stream not in await sweep.end_unpublished()  # within the grace: it waits
     async with db.session(Claims.service()) as s:
-        await s.fetchval("UPDATE nchat_streams SET status = 'live' WHERE id = $1 RETURNING 1", world.public_stream)
-    taken = await leases.take_orphans(db, "rescuer", ttl_seconds=5, limit=100)
-    assert world.public_stream in {lease.stream_id for lease in taken}
+        assert await s.fetchval("SELECT status FROM nchat_streams WHERE id = $1", world.public_stream) == "live"
+        await s.fetchval("UPDATE nchat_streams SET started_at = now() - interval '31 minutes' WHERE id = $1 "
+                         "RETURNING 1", world.public_stream)
+    assert world.public_stream in await sweep.end_unpublished()
+    async with db.session(Claims.service()) as s:
+        row = await s.fetchrow("SELECT status, end_reason FROM nchat_streams WHERE id = $1", world.public_stream)
+    assert row is not None and (row["status"], row["end_reason"]) == ("ended", "no-publisher")
+
+
+async def test_an_ingested_stream_whose_worker_died_is_taken_over(db: Database, world: World) -> None:
+    async with db.session(Claims.user(world.alice)) as s:
+        await start_stream(s, world.private_stream)
+    await leases.claim(db, world.private_stream, "died", ttl_seconds=0.1)
+    await asyncio.sleep(0.2)
+    taken = await leases.take_orphans(db, "rescuer", ttl_seconds=5, limit=1000)
+    assert world.private_stream in {lease.stream_id for lease in taken}
+
+
+async def _no_info(stream_id: str) -> StreamInfo:
+    raise AssertionError(f"no stream is adopted here ({stream_id})")
 
 
 async def test_publishers_are_sent_to_the_least_loaded_live_worker(db: Database, world: World) -> None:

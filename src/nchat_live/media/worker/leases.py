@@ -88,16 +88,13 @@ async def release(db: Database, stream_id: str, worker_id: str) -> None:
 
 
 async def take_orphans(db: Database, worker_id: str, ttl_seconds: float, limit: int = 10) -> list[Lease]:
-    """Take over streams whose worker stopped renewing, and live streams that have no lease at all
-    (left `live` by a process that crashed before leases existed for them)."""
+    """Take over streams whose worker stopped renewing.
+
+    Only streams some worker actually ingested have a lease (it is claimed when a publisher attaches and
+    kept until the stream ends), so a stream made live by the API (`startStream`) that is still waiting
+    for its publisher is never taken for an orphan: see `unpublished_live` for those.
+    """
     async with db.session(Claims.service()) as s:
-        await s.fetchval(
-            "INSERT INTO nchat_media_leases (stream_id, worker_id, expires_at, generation) "
-            "SELECT id, '', now() - interval '1 second', 0 FROM nchat_streams st "
-            "WHERE st.status IN ('live', 'ending') "
-            "  AND NOT EXISTS (SELECT 1 FROM nchat_media_leases l WHERE l.stream_id = st.id) "
-            "ON CONFLICT (stream_id) DO NOTHING RETURNING 1",
-        )
         rows = await s.fetch(
             "WITH expired AS ("
             "  SELECT stream_id FROM nchat_media_leases WHERE expires_at < now() "
@@ -109,6 +106,20 @@ async def take_orphans(db: Database, worker_id: str, ttl_seconds: float, limit: 
             worker_id, ttl_seconds, limit,
         )
     return [Lease(str(r["stream_id"]), r["worker_id"], r["generation"]) for r in rows]
+
+
+async def unpublished_live(db: Database, older_than_seconds: float, limit: int = 100) -> list[str]:
+    """Live streams that no worker ever ingested (no lease) and that went live longer ago than
+    `older_than_seconds`: started by the API, their publisher never came."""
+    async with db.session(Claims.service()) as s:
+        rows = await s.fetch(
+            "SELECT id FROM nchat_streams st WHERE st.status = 'live' "
+            "  AND st.started_at < now() - make_interval(secs => $1) "
+            "  AND NOT EXISTS (SELECT 1 FROM nchat_media_leases l WHERE l.stream_id = st.id) "
+            "ORDER BY st.started_at LIMIT $2",
+            older_than_seconds, limit,
+        )
+    return [str(r["id"]) for r in rows]
 
 
 async def pick_worker(db: Database, stale_after_seconds: float = 10) -> str | None:

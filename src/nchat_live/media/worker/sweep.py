@@ -1,5 +1,8 @@
 """The orphan sweep: take over streams whose worker died, and end those whose publisher never returns.
 
+Only streams a worker ingested (they hold a lease) are taken over; a stream the API made live waits for
+its first publisher for the scheduling grace (`NCHAT_SCHEDULE_GRACE_MINUTES`), then ends "no-publisher".
+
 Every `orphan_sweep_seconds` the worker takes expired leases (media/worker/leases.py). A publisher
 reconnecting here within the grace period continues the stream (the HLS numbering and the
 recording go on from storage, after a discontinuity); otherwise the stream ends with reason
@@ -49,8 +52,31 @@ class OrphanSweep:
                 taken = await leases.take_orphans(self.database, self.keeper.worker_id, self.keeper.ttl)
                 for lease in taken:
                     await self.adopt(lease)
+                await self.end_unpublished()
             except Exception:
                 log.exception("media worker %s: orphan sweep failed", self.keeper.worker_id)
+
+    async def end_unpublished(self) -> list[str]:
+        """End the streams started by the API whose publisher never came within the scheduling grace.
+
+        Until then they wait: `startStream` before the broadcaster's WHIP or RTMP publish is the normal
+        order, and such a stream has no lease (no worker ingested it), so it is never taken over.
+        """
+        grace = self.settings.schedule_grace_minutes * 60
+        ended = []
+        for stream_id in await leases.unpublished_live(self.database, grace):
+            if self.is_ingesting(stream_id):
+                continue
+            try:
+                async with self.database.session(Claims.service()) as session:
+                    await lifecycle.transition(session, stream_id, lifecycle.ENDED, reason="no-publisher")
+            except NchatError as exc:
+                log.info("stream %s: not ended (%s)", stream_id, exc.message)
+                continue
+            ended.append(stream_id)
+            log.warning("stream %s: ended, started %d min ago and no publisher came", stream_id,
+                        self.settings.schedule_grace_minutes)
+        return ended
 
     async def adopt(self, lease: leases.Lease) -> None:
         stream_id = lease.stream_id
