@@ -51,7 +51,9 @@ MESSAGE_READ = cols(
 MESSAGE_SERVER_OWNED = cols("is_pinned, pinned_at, pinned_by, is_deleted, deleted_at, deleted_by")
 VIEWER_READ = cols(
     "id, stream_id, user_id, quality, joined_at, last_seen_at, left_at, watch_duration_seconds, buffering_ms, "
-    "quality_switches, sent_chat_messages, sent_reactions, metadata")
+    "quality_switches, sent_chat_messages, sent_reactions, metadata, "
+    # 0017: what the session was watched from (no address), and the player's bitrate reports.
+    "country, device_class, os_family, browser_family, bitrate_kbps_sum, bitrate_samples")
 VIEWER_ADMIN_ONLY = cols("viewer_session_id, ip_address, user_agent, holders")
 METRIC_COLS = cols(
     "id, stream_id, recorded_at, current_viewer_count, bitrate_kbps, upload_bitrate_kbps, fps, resolution, "
@@ -61,6 +63,12 @@ RECORDING_READ = cols(
     "clip_end_seconds, created_by, metadata, created_at, updated_at")
 QUESTION_READ = cols("id, stream_id, user_id, content, status, upvotes, answer, answered_at, answered_by, "
                      "created_at, updated_at")
+
+ENGAGEMENT_READ = cols("stream_id, bucket, bucket_seconds, starts_at, chat_messages, reactions, viewer_joins, "
+                       "questions, upvotes")
+HIGHLIGHT_READ = cols("id, stream_id, clip_id, peak_seconds, start_seconds, end_seconds, score, title, terms, status, "
+                      "decided_by, decided_at, created_at, updated_at")
+CHAPTER_READ = cols("id, stream_id, start_seconds, title, source, highlight_id, created_by, created_at, updated_at")
 
 _USERS_PUBLIC = cols("id, username, display_name, avatar_url, status, created_at, updated_at")
 _CHANNEL_READ = cols("id, name, slug, description, is_private, owner_id, metadata, created_at, updated_at")
@@ -91,7 +99,8 @@ SIGNED_IN_MODEL: dict[str, TableRule] = {
               "managers update the settings; stream_key read through nchat.stream_key(id) by the broadcaster",
         presets={"broadcaster_id": "caller"}),
     "nchat_stream_viewers": TableRule(
-        select=VIEWER_READ, check="your own sessions, or the stream's managers; written only by viewer_join/touch"),
+        select=VIEWER_READ,
+        check="your own sessions, or the stream's managers; written only by the nchat.viewer_* functions"),
     "nchat_stream_quality_metrics": TableRule(
         select=METRIC_COLS, insert=METRIC_COLS, check="broadcaster inserts; managers read"),
     "nchat_stream_chat_messages": TableRule(
@@ -125,6 +134,17 @@ SIGNED_IN_MODEL: dict[str, TableRule] = {
     "nchat_stream_reminders": TableRule(
         select=cols("stream_id, user_id, created_at"), insert=cols("stream_id, user_id"), delete=True,
         check="your own", presets={"user_id": "caller"}),
+    # Migration 0016 (issue 18): engagement is the server's (nchat.engagement_refresh); highlights are
+    # inserted by the server, decided by the stream's managers; chapters are the managers'.
+    "nchat_stream_engagement": TableRule(select=ENGAGEMENT_READ, check="readable with the stream; server-owned"),
+    "nchat_stream_highlights": TableRule(
+        select=HIGHLIGHT_READ, update=cols("status, title"),
+        check="kept ones readable with the stream, all by its managers; managers keep/discard; "
+              "decided_by/decided_at are the caller and now"),
+    "nchat_stream_chapters": TableRule(
+        select=CHAPTER_READ, insert=cols("stream_id, start_seconds, title, created_by"),
+        update=cols("start_seconds, title"), delete=True,
+        check="readable with the stream; its managers add, edit and remove", presets={"created_by": "caller"}),
 }
 
 ANONYMOUS_MODEL: dict[str, TableRule] = {
@@ -139,6 +159,9 @@ ANONYMOUS_MODEL: dict[str, TableRule] = {
         select=cols("id, stream_id, user_id, emoji, position_x, position_y, created_at"), check="public streams"),
     "nchat_stream_recordings": TableRule(select=RECORDING_READ, check="public streams"),
     "nchat_stream_questions": TableRule(select=QUESTION_READ, check="public streams"),
+    "nchat_stream_engagement": TableRule(select=ENGAGEMENT_READ, check="public streams"),
+    "nchat_stream_highlights": TableRule(select=HIGHLIGHT_READ, check="kept ones of public streams"),
+    "nchat_stream_chapters": TableRule(select=CHAPTER_READ, check="public streams"),
 }
 
 # Tables only the server (admin) touches.

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from starlette.routing import Route
 
+from .extras.chapters import chapter_routes
 from .hls.replay_routes import replay_routes
 from .hls.routes import hls_routes
 from .ingest.whip import whip_routes
 
 
 def media_routes() -> list[Route]:
-    return [*replay_routes(), *hls_routes(), *whip_routes()]
+    return [*chapter_routes(), *replay_routes(), *hls_routes(), *whip_routes()]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 # Live playlists use LL-HLS (parts, preload hints, rendition reports): version 9. The rest stay at 7.
@@ -229,6 +229,35 @@ def render_vod(segments: Sequence[VodSegment], map_uri: str = INIT_SEGMENT, pref
         lines.append(prefix + segment.uri)
     lines.append("#EXT-X-ENDLIST")
     return _text(lines)
+
+
+CHAPTER_CLASS = "com.nchat.chapter"
+
+
+def _quoted(value: str) -> str:
+    """A quoted-string attribute value: no double quote, CR or LF may appear in it (RFC 8216 4.2)."""
+    return value.replace('"', "'").replace("\r", " ").replace("\n", " ")
+
+
+def with_dateranges(vod: str, base: datetime, ranges: Iterable[tuple[str, float, float | None, str]],
+                    *, class_name: str = CHAPTER_CLASS) -> str:
+    """A VOD playlist with EXT-X-DATERANGE tags: `ranges` are (id, start offset s, duration s or None,
+    title). The playlist gets an EXT-X-PROGRAM-DATE-TIME of `base` on its first segment (a playlist with
+    date ranges must carry one), and each range's START-DATE is `base` + its offset."""
+    lines = vod.rstrip("\n").split("\n")
+    tags = []
+    for range_id, offset, duration, title in ranges:
+        start = program_date_time(base + timedelta(seconds=offset))
+        tag = f'#EXT-X-DATERANGE:ID="{_quoted(range_id)}",CLASS="{class_name}",START-DATE="{start}"'
+        if duration is not None and duration > 0:
+            tag += f",DURATION={duration:.3f}"
+        tags.append(tag + f',X-TITLE="{_quoted(title)}"')
+    if not tags:
+        return vod
+    first = next((i for i, line in enumerate(lines) if line.startswith("#EXTINF")), len(lines) - 1)
+    has_date = any(line.startswith("#EXT-X-PROGRAM-DATE-TIME") for line in lines)
+    dated = [] if has_date else [f"#EXT-X-PROGRAM-DATE-TIME:{program_date_time(base)}"]
+    return _text(lines[:first] + tags + dated + lines[first:])
 
 
 def end_live(text: str) -> str | None:

@@ -1,0 +1,93 @@
+"""Suggested highlights of a recorded stream: engagement counted per bucket (nchat.engagement_refresh),
+peaks found (resolvers/engagement.py's detect_peaks), each peak cut as a clip of the recording
+(clips.create_clip: from `lead` seconds before the peak's run to `tail` after it), titled from the chat's
+most used terms around it, stored as a `suggested` highlight, and marked with an automatic chapter.
+Runs as the server; the broadcaster then keeps or discards each highlight.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from ...auth import Claims
+from ...config import Settings
+from ...db import Database
+from ...resolvers.engagement import (
+    HIGHLIGHT_COLUMNS,
+    PeakParams,
+    detect_peaks,
+    highlight_title,
+    score_series,
+    top_terms,
+)
+from .clips import create_clip
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class HighlightParams:
+    bucket_seconds: int = 5
+    lead_seconds: float = 10.0
+    tail_seconds: float = 5.0
+    peaks: PeakParams = field(default_factory=PeakParams)
+
+
+async def detect_highlights(db: Database, settings: Settings, stream_id: str,
+                            params: HighlightParams = HighlightParams()) -> list[dict[str, Any]]:
+    """Suggest highlights for a stream's peaks (a peak that already has a highlight is not suggested again)."""
+    size = params.bucket_seconds
+    async with db.session(Claims.service()) as session:
+        await session.fetchval("SELECT nchat.engagement_refresh($1, $2)", stream_id, size)
+        rows = await session.fetch("SELECT * FROM nchat_stream_engagement WHERE stream_id = $1", stream_id)
+        stream = await session.fetchrow(
+            "SELECT s.started_at, r.duration_seconds FROM nchat_streams s LEFT JOIN nchat_stream_recordings r "
+            "ON r.stream_id = s.id AND r.kind = 'full' WHERE s.id = $1", stream_id)
+        existing = [float(r["peak_seconds"]) for r in await session.fetch(
+            "SELECT peak_seconds FROM nchat_stream_highlights WHERE stream_id = $1", stream_id)]
+    if stream is None or stream["started_at"] is None:
+        return []
+    duration = float(stream["duration_seconds"]) if stream["duration_seconds"] is not None else None
+    scores = score_series([dict(r) for r in rows], int((duration or 0) // size) + 1 if duration else 0)
+    made: list[dict[str, Any]] = []
+    separation = params.peaks.min_separation_buckets * size
+    for peak in detect_peaks(scores, params.peaks):
+        at = (peak.peak + 0.5) * size
+        if any(abs(at - other) < separation for other in existing):
+            continue
+        start = max(0.0, peak.first * size - params.lead_seconds)
+        end = (peak.last + 1) * size + params.tail_seconds
+        if duration is not None:
+            end = min(end, duration)
+            if start >= end:
+                continue
+        async with db.session(Claims.service()) as session:
+            messages = await session.fetch(
+                "SELECT content FROM nchat_stream_chat_messages WHERE stream_id = $1 AND NOT is_deleted "
+                "AND created_at >= $2 + make_interval(secs => $3) AND created_at < $2 + make_interval(secs => $4)",
+                stream_id, stream["started_at"], float(peak.first * size - size), float((peak.last + 1) * size))
+            terms = top_terms(str(m["content"]) for m in messages)
+            title = highlight_title(terms, at)
+            clip = await create_clip(session, settings, stream_id, start, end)
+            row = await session.fetchrow(
+                "INSERT INTO nchat_stream_highlights (stream_id, clip_id, peak_seconds, start_seconds, end_seconds, "
+                f"score, title, terms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {HIGHLIGHT_COLUMNS}",
+                stream_id, clip["id"], at, start, end, peak.score, title, terms)
+            assert row is not None
+            await session.fetchval(
+                "INSERT INTO nchat_stream_chapters (stream_id, start_seconds, title, source, highlight_id) "
+                "VALUES ($1, $2, $3, 'auto', $4) RETURNING id", stream_id, start, title, row["id"])
+        existing.append(at)
+        made.append(dict(row))
+    if made:
+        async with db.session(Claims.service()) as session:
+            # A first chapter from the start, so the chapter list covers the whole recording.
+            await session.fetchval(
+                "INSERT INTO nchat_stream_chapters (stream_id, start_seconds, title, source) "
+                "SELECT $1, 0, 'Start', 'auto' WHERE NOT EXISTS "
+                "(SELECT 1 FROM nchat_stream_chapters WHERE stream_id = $1 AND start_seconds < 1) RETURNING id",
+                stream_id)
+        log.info("stream %s: %d highlights suggested", stream_id, len(made))
+    return made
