@@ -4,12 +4,13 @@ under the caller's RLS (migration 0016) so the table API and the domain answer a
 
 Peak detection (README, "Highlights and chapters"): each bucket of a few seconds gets a weighted score
 (chat 1, reactions 0.5, viewer joins 0.5, questions 2, upvotes 1). A bucket is hot when its score is
-above a rolling baseline, the median of the previous `baseline_buckets` (two minutes), by more than
-`k` times their median absolute deviation (MAD, floored at `min_spread` so a silent stream does not
-flag a single message). Consecutive hot buckets (a gap of one allowed) merge into one run; runs shorter
-than `min_buckets` are dropped; each run's peak is its highest bucket; peaks closer than
-`min_separation_buckets` keep only the stronger one. The median and MAD are robust: a burst does not
-raise its own baseline the way a mean would.
+above a rolling baseline, the median of the previous `baseline_buckets` (two minutes of 5 s buckets),
+by more than `k` times their scaled median absolute deviation (1.4826 x MAD, about one standard
+deviation of normal noise), the spread floored at `min_spread` so a silent stream does not flag a single
+message; the first `warmup_buckets` are judged against the opening buckets themselves. Consecutive hot
+buckets (a gap of one allowed) merge into one run; runs shorter than `min_buckets` are dropped; each
+run's peak is its highest bucket; peaks closer than `min_separation_buckets` keep only the stronger one.
+The median and MAD are robust: a burst does not raise its own baseline the way a mean would.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class PeakParams:
     min_spread: float = 1.0
     min_buckets: int = 1
     min_separation_buckets: int = 6
+    warmup_buckets: int = 6
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,9 +64,11 @@ def detect_peaks(scores: Sequence[float], params: PeakParams = PeakParams()) -> 
     """The peaks of an engagement series, in time order (see the module docstring)."""
     hot: list[int] = []
     for i, value in enumerate(scores):
-        window = scores[max(0, i - params.baseline_buckets):i]
+        # The opening buckets, with little or no history, are judged against the opening itself.
+        window = scores[max(0, i - params.baseline_buckets):max(i, params.warmup_buckets)]
         baseline = statistics.median(window) if window else 0.0
-        spread = statistics.median(abs(x - baseline) for x in window) if window else 0.0
+        # MAD x 1.4826 estimates the standard deviation of normal noise.
+        spread = 1.4826 * statistics.median(abs(x - baseline) for x in window) if window else 0.0
         if value > baseline + params.k * max(spread, params.min_spread):
             hot.append(i)
     runs: list[list[int]] = []
