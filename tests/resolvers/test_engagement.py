@@ -56,7 +56,7 @@ def test_the_baseline_follows_a_rising_level() -> None:
     # rolling median takes the new level as normal and only the real peak stands out.
     scores = _series(100, {}) + [v + 16 for v in _series(200, {150: 40}, seed=3)]
     first, second = detect_peaks(scores)
-    assert 100 <= first.first and first.last <= 100 + 12 and second.peak == 250
+    assert first.first >= 100 and first.last <= 100 + 12 and second.peak == 250
 
 
 def test_scores_weigh_the_kinds_of_engagement() -> None:
