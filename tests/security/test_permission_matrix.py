@@ -13,6 +13,7 @@ from nchat_live.db.permissions import (
     MESSAGE_SERVER_OWNED,
     MODEL,
     PG_ROLE,
+    POLL_SERVER_OWNED,
     ROLES,
     SERVER_ONLY_TABLES,
     STREAM_SERVER_OWNED,
@@ -111,6 +112,9 @@ def test_server_owned_columns_are_granted_to_no_request_role() -> None:
         assert not MESSAGE_SERVER_OWNED & (rule(role, "nchat_stream_chat_messages").insert
                                            | rule(role, "nchat_stream_chat_messages").update)
         assert not VIEWER_ADMIN_ONLY & rule(role, "nchat_stream_viewers").select
+        assert not POLL_SERVER_OWNED & (rule(role, "nchat_stream_polls").insert
+                                        | rule(role, "nchat_stream_polls").update)
+        assert not rule(role, "nchat_moderation_log").insert and not rule(role, "nchat_moderation_log").update
         v = rule(role, "nchat_stream_viewers")
         assert not v.insert and not v.update and not v.delete
 

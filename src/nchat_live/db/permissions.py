@@ -47,8 +47,9 @@ STREAM_SERVER_OWNED = cols(
     "recording_url, broadcaster_id, channel_id")
 MESSAGE_READ = cols(
     "id, stream_id, user_id, content, is_pinned, pinned_at, pinned_by, is_deleted, deleted_at, deleted_by, "
-    "metadata, created_at, updated_at")
-MESSAGE_SERVER_OWNED = cols("is_pinned, pinned_at, pinned_by, is_deleted, deleted_at, deleted_by")
+    "metadata, created_at, updated_at, status")
+# status: 'held' by the moderation rules (migration 0015), 'visible'/'denied' by nchat.chat_review.
+MESSAGE_SERVER_OWNED = cols("is_pinned, pinned_at, pinned_by, is_deleted, deleted_at, deleted_by, status")
 VIEWER_READ = cols(
     "id, stream_id, user_id, quality, joined_at, last_seen_at, left_at, watch_duration_seconds, buffering_ms, "
     "quality_switches, sent_chat_messages, sent_reactions, metadata, "
@@ -69,6 +70,17 @@ ENGAGEMENT_READ = cols("stream_id, bucket, bucket_seconds, starts_at, chat_messa
 HIGHLIGHT_READ = cols("id, stream_id, clip_id, peak_seconds, start_seconds, end_seconds, score, title, terms, status, "
                       "decided_by, decided_at, created_at, updated_at")
 CHAPTER_READ = cols("id, stream_id, start_seconds, title, source, highlight_id, created_by, created_at, updated_at")
+
+# Polls and moderation (migration 0015): counts and status are the server's (definer triggers and
+# nchat.poll_set_status / chat_review); who voted for what is the voter's and the broadcaster's.
+POLL_READ = cols("id, stream_id, created_by, question, options, allow_multiple, duration_seconds, status, opened_at, "
+                 "closes_at, closed_at, vote_counts, voters, created_at, updated_at")
+POLL_SERVER_OWNED = cols("status, opened_at, closes_at, closed_at, vote_counts, voters")
+CHAT_SETTINGS_READ = cols("channel_id, link_filter, allowed_domains, emote_only, min_account_age_seconds, updated_by, "
+                          "updated_at")
+CHAT_SETTINGS_WRITE = cols("link_filter, allowed_domains, emote_only, min_account_age_seconds")
+MODERATION_LOG_READ = cols("id, channel_id, stream_id, actor_id, action, target_user_id, target_message_id, details, "
+                           "created_at")
 
 _USERS_PUBLIC = cols("id, username, display_name, avatar_url, status, created_at, updated_at")
 _CHANNEL_READ = cols("id, name, slug, description, is_private, owner_id, metadata, created_at, updated_at")
@@ -145,6 +157,26 @@ SIGNED_IN_MODEL: dict[str, TableRule] = {
         select=CHAPTER_READ, insert=cols("stream_id, start_seconds, title, created_by"),
         update=cols("start_seconds, title"), delete=True,
         check="readable with the stream; its managers add, edit and remove", presets={"created_by": "caller"}),
+    # Migration 0015 (issue 18): polls and moderation tools.
+    "nchat_stream_polls": TableRule(
+        select=POLL_READ, insert=cols("id, stream_id, created_by, question, options, allow_multiple, duration_seconds"),
+        check="readable with the stream; the stream's managers create (on a live stream); opened and closed by "
+              "nchat.poll_set_status; counts kept by the vote trigger", presets={"created_by": "caller"}),
+    "nchat_stream_poll_votes": TableRule(
+        select=cols("poll_id, user_id, choices, created_at, updated_at"), insert=cols("poll_id, user_id, choices"),
+        update=cols("choices"),
+        check="one row per voter and poll (primary key); as yourself while the poll is open; read by the voter and "
+              "the stream's broadcaster only", presets={"user_id": "caller"}),
+    "nchat_channel_chat_settings": TableRule(
+        select=CHAT_SETTINGS_READ, insert=CHAT_SETTINGS_WRITE | cols("channel_id"), update=CHAT_SETTINGS_WRITE,
+        check="readable with the channel; written by its owner/admin/moderators (logged)",
+        presets={"updated_by": "caller"}),
+    "nchat_channel_blocked_terms": TableRule(
+        select=cols("id, channel_id, term, is_pattern, action, created_by, created_at"),
+        insert=cols("channel_id, term, is_pattern, action"), delete=True,
+        check="the channel's owner/admin/moderators only (logged)", presets={"created_by": "caller"}),
+    "nchat_moderation_log": TableRule(
+        select=MODERATION_LOG_READ, check="the channel's owner/admin/moderators read; written by triggers only"),
 }
 
 ANONYMOUS_MODEL: dict[str, TableRule] = {
@@ -162,6 +194,8 @@ ANONYMOUS_MODEL: dict[str, TableRule] = {
     "nchat_stream_engagement": TableRule(select=ENGAGEMENT_READ, check="public streams"),
     "nchat_stream_highlights": TableRule(select=HIGHLIGHT_READ, check="kept ones of public streams"),
     "nchat_stream_chapters": TableRule(select=CHAPTER_READ, check="public streams"),
+    "nchat_stream_polls": TableRule(select=POLL_READ, check="public streams"),
+    "nchat_channel_chat_settings": TableRule(select=CHAT_SETTINGS_READ, check="public channels"),
 }
 
 # Tables only the server (admin) touches.
