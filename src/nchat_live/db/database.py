@@ -8,7 +8,9 @@ way to read a query.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from urllib.parse import urlsplit
@@ -20,12 +22,9 @@ from ..errors import ConfigError, NchatError
 from . import errors, migrations
 from .session import PG_ROLES, EventPublisher, Session
 
-_SET_CLAIMS = "SELECT set_config('role', $1, true), set_config('hasura.user', $2, true)"
-# The same round trip with the request's statement_timeout (transaction-local, like SET LOCAL).
-_SET_CLAIMS_TIMEOUT = (
-    "SELECT set_config('role', $1, true), set_config('hasura.user', $2, true), "
-    "set_config('statement_timeout', $3, true)"
-)
+# What asyncpg's pool sends on every release (one round trip each time), sent instead at the head
+# of the next session's set-up batch, which costs no round trip of its own.
+_RESET = "SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL; "
 # How long a session waits for a pooled connection before the database counts as unavailable.
 ACQUIRE_TIMEOUT_S = 10.0
 
@@ -64,7 +63,7 @@ class Database:
             if self._pool is None:
                 self._pool = await asyncpg.create_pool(
                     self.url, min_size=0, max_size=self.pool_size * 2, timeout=5, command_timeout=30,
-                    max_inactive_connection_lifetime=1800, init=_decode_json,
+                    max_inactive_connection_lifetime=1800, init=_decode_json, connection_class=_PooledConnection,
                 )
             return self._pool
 
@@ -94,8 +93,11 @@ class Database:
     async def session(self, claims: Claims, *, statement_timeout_ms: int | None = None) -> AsyncIterator[Session]:
         """A transaction as `claims`: SET LOCAL ROLE and the claims in `hasura.user`.
 
-        `statement_timeout_ms` (request work; 0 or None: the server's default) is set in the same
-        statement, so it costs no extra round trip; a statement over it fails with code `timeout`.
+        The set-up is ONE simple-query batch (the pool's reset, BEGIN, role, claims and
+        `statement_timeout_ms` - request work; 0 or None: the server's default - all
+        transaction-local): one round trip before the first statement, where asyncpg's own
+        transaction and reset would take three. A statement over the timeout fails with code
+        `timeout`.
 
         Postgres errors leave as domain errors (NchatError); after-commit callbacks run once the
         transaction has committed, never after a rollback.
@@ -103,14 +105,17 @@ class Database:
         try:
             pool = await self.pool()
             async with pool.acquire(timeout=ACQUIRE_TIMEOUT_S) as raw:
-                async with raw.transaction():
-                    role, setting = PG_ROLES[claims.role], claims.as_setting()
-                    if statement_timeout_ms:
-                        await raw.execute(_SET_CLAIMS_TIMEOUT, role, setting, f"{int(statement_timeout_ms)}ms")
-                    else:
-                        await raw.execute(_SET_CLAIMS, role, setting)
-                    session = Session(raw, claims, self.publisher)
+                await raw.execute(setup_batch(PG_ROLES[claims.role], claims.as_setting(), statement_timeout_ms))
+                session = Session(raw, claims, self.publisher)
+                try:
                     yield session
+                except BaseException:
+                    if not raw.is_closed():
+                        # The pool's release rolls back a connection left in a transaction too.
+                        with contextlib.suppress(Exception):
+                            await raw.execute("ROLLBACK")
+                    raise
+                await raw.execute("COMMIT")
                 await session.run_after_commit()
         except NchatError:
             raise
@@ -135,6 +140,25 @@ class Database:
             pool, self._pool = self._pool, None
         if pool is not None:
             await pool.close()
+
+
+def setup_batch(pg_role: str, setting: str, statement_timeout_ms: int | None) -> str:
+    """The set-up of a session as one simple query (no parameters: the claims are a dollar-quoted
+    literal whose tag they do not contain; the role comes from the fixed PG_ROLES table)."""
+    tag = "$nchat$"
+    while tag in setting:
+        tag = f"$nchat{secrets.token_hex(4)}$"
+    configs = [f"set_config('role', '{pg_role}', true)", f"set_config('hasura.user', {tag}{setting}{tag}, true)"]
+    if statement_timeout_ms:
+        configs.append(f"set_config('statement_timeout', '{int(statement_timeout_ms)}ms', true)")
+    return _RESET + "BEGIN; SELECT " + ", ".join(configs)
+
+
+class _PooledConnection(asyncpg.Connection):  # type: ignore[misc]
+    """Released without a reset query of its own: the next session's set-up batch carries it."""
+
+    def get_reset_query(self) -> str:
+        return ""
 
 
 async def _decode_json(conn: asyncpg.Connection) -> None:

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 from collections import OrderedDict
@@ -17,6 +18,7 @@ from inspect import isawaitable
 from typing import Any
 
 import graphql
+import orjson
 from graphql import (
     ArgumentNode,
     DocumentNode,
@@ -38,6 +40,7 @@ from ..db.errors import sqlstate_of
 from ..errors import NchatError
 from ..observability import GRAPHQL_ERRORS, GRAPHQL_OPERATIONS
 from .context import Context, SharedSession
+from .hasura.fast import plan_for, run_plan
 from .limits import DocumentLimits, check_cost, check_syntax, refusal
 
 log = logging.getLogger(__name__)
@@ -304,6 +307,63 @@ async def execute(
     return await run(ctx, prepared, variables, operation_name)
 
 
+def dumps(response: Any) -> bytes:
+    """A response as compact JSON bytes (orjson; the standard encoder for what orjson refuses,
+    e.g. integers past 64 bits)."""
+    try:
+        return orjson.dumps(response)
+    except TypeError:
+        return json.dumps(response, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+async def execute_json(
+    ctx: Context, query: Any, variables: Any = None, operation_name: str | None = None
+) -> bytes:
+    """`execute`, as the response's JSON bytes (HTTP). A query document of table-API root fields
+    takes the fast path (`hasura/fast.py`): validated here as every document, then ONE statement
+    whose JSON text Postgres builds is the response, never decoded in Python."""
+    try:
+        prepared = prepare(ctx, query, operation_name, variables)
+    except NchatError as exc:
+        return dumps(error(exc.message, exc.code))
+    if not isinstance(prepared, Prepared):
+        return dumps(prepared)
+    operation = prepared.operation
+    if operation is not None and operation.operation == OperationType.QUERY and isinstance(query, str):
+        raw = await _run_fast(ctx, prepared, operation, query, variables, operation_name)
+        if raw is not None:
+            return raw
+    elif operation is not None and operation.operation == OperationType.SUBSCRIPTION:
+        return dumps(error("subscriptions are served over a websocket (graphql-transport-ws or graphql-ws)"))
+    return dumps(await run(ctx, prepared, variables, operation_name))
+
+
+async def _run_fast(ctx: Context, prepared: Prepared, operation: OperationDefinitionNode, query: str,
+                    variables: Any, operation_name: str | None) -> bytes | None:
+    """The fast path's answer, or None: the normal path answers (other fields, or any error)."""
+    planned = plan_for(ctx, prepared.schema, prepared.document, operation, query, operation_name,
+                       variables if isinstance(variables, dict) else None)
+    if planned is None:
+        return None
+    plan, coerced = planned
+    deadline = ctx.runtime.settings.request_timeout_seconds
+    try:
+        async with asyncio.timeout(deadline if deadline > 0 else None):
+            raw = await run_plan(ctx, plan, coerced)
+    except TimeoutError:
+        response = error(f"the request ran longer than its deadline of {deadline:g} s", code="timeout")
+        _count_errors(response)
+        return dumps(response)
+    except NchatError as exc:  # a timeout or a busy client: running it again would not help
+        response = {"errors": [format_error(exc)]}
+        _count_errors(response)
+        return dumps(response)
+    if raw is not None:
+        for name in root_fields(prepared):
+            GRAPHQL_OPERATIONS.labels(name, "ok").inc()
+    return raw
+
+
 async def run(ctx: Context, prepared: Prepared, variables: Any, operation_name: str | None, *,
               positions: bool = False) -> Response:
     """A prepared query or mutation, on any transport, under the request deadline.
@@ -409,4 +469,4 @@ async def subscribe(
     return responses()
 
 
-__all__ = ["Prepared", "error", "execute", "format_error", "prepare", "run", "subscribe"]
+__all__ = ["Prepared", "dumps", "error", "execute", "execute_json", "format_error", "prepare", "run", "subscribe"]

@@ -16,7 +16,7 @@ from starlette.routing import Route
 
 from ..errors import NchatError
 from .context import Context
-from .execution import error, execute
+from .execution import dumps, error, execute_json
 
 if TYPE_CHECKING:
     from ..runtime import Runtime
@@ -95,15 +95,21 @@ async def graphql_endpoint(request: Request) -> Response:
             refused = error(f"a batch of {len(payload)} operations; the limit is {cap}")
             refused["errors"][0]["extensions"]["limit"] = "batch"
             return JSONResponse(refused, status_code=400)
-        return JSONResponse([await _one(runtime, claims, request, item) for item in payload])
-    return JSONResponse(await _one(runtime, claims, request, payload))
+        parts = [await _one(runtime, claims, request, item) for item in payload]
+        return _json(b"[" + b",".join(parts) + b"]")
+    return _json(await _one(runtime, claims, request, payload))
 
 
-async def _one(runtime: Runtime, claims: Any, request: Request, payload: Any) -> dict[str, Any]:
+def _json(body: bytes) -> Response:
+    return Response(body, media_type="application/json")
+
+
+async def _one(runtime: Runtime, claims: Any, request: Request, payload: Any) -> bytes:
+    """One operation's response as JSON bytes (a table-API query's come from Postgres as text)."""
     if not isinstance(payload, dict):
-        return error("the request body must be a JSON object {query, variables, operationName}")
+        return dumps(error("the request body must be a JSON object {query, variables, operationName}"))
     ctx = Context(runtime, claims, request)
-    return await execute(ctx, payload.get("query"), payload.get("variables"), payload.get("operationName"))
+    return await execute_json(ctx, payload.get("query"), payload.get("variables"), payload.get("operationName"))
 
 
 def graphql_routes() -> list[Route]:
