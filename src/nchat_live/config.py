@@ -156,6 +156,10 @@ class Settings(BaseSettings):
     # socket, largest client message, and frames queued for a slow client before it is dropped.
     ws_keepalive_seconds: float = Field(default=10.0, validation_alias="NCHAT_WS_KEEPALIVE_SECONDS")
     ws_max_operations: int = Field(default=200, validation_alias="NCHAT_WS_MAX_OPERATIONS")
+    # Audience analytics (resolvers/audience.py): keep viewers' addresses (default: a keyed pseudonym
+    # only), and a MaxMind-format country database (default: the one geoip2fast ships).
+    analytics_store_ip: bool = Field(default=False, validation_alias="NCHAT_ANALYTICS_STORE_IP")
+    geoip_db: Path | None = Field(default=None, validation_alias="NCHAT_GEOIP_DB")
     ws_max_live_queries: int = Field(default=50, validation_alias="NCHAT_WS_MAX_LIVE_QUERIES")
     ws_max_connections_per_client: int = Field(default=500, validation_alias="NCHAT_WS_MAX_CONNECTIONS_PER_CLIENT")
     ws_max_message_bytes: int = Field(default=256 * 1024, validation_alias="NCHAT_WS_MAX_MESSAGE_BYTES")

@@ -163,6 +163,16 @@ async def _analytics_csv(request: Request, s: Session, rt: Runtime) -> Response:
     )
 
 
+async def _analytics_pdf(request: Request, s: Session, rt: Runtime) -> Response:
+    result = await analytics.stream_analytics(s, _sid(request))
+    title = await s.fetchval("SELECT title FROM nchat_streams WHERE id = $1", result["stream_id"])
+    return Response(
+        analytics.analytics_pdf(result, f"{title} - analytics" if title else None), media_type="application/pdf",
+        headers={"content-disposition": f'attachment; filename="stream-{result["stream_id"]}-analytics.pdf"',
+                 "cache-control": "no-store"},
+    )
+
+
 def rest_routes() -> list[BaseRoute]:
     return [
         Route("/api/streams/create", endpoint(_create, 201), methods=["POST"]),
@@ -179,4 +189,5 @@ def rest_routes() -> list[BaseRoute]:
         Route("/api/streams/{id}/chat/{msg_id}/pin", endpoint(_chat_pin), methods=["POST"]),
         Route("/api/streams/{id}/reactions", endpoint(_react, 201), methods=["POST"]),
         Route("/api/streams/{id}/analytics.csv", endpoint(_analytics_csv), methods=["GET"]),
+        Route("/api/streams/{id}/analytics.pdf", endpoint(_analytics_pdf), methods=["GET"]),
     ]

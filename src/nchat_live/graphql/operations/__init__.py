@@ -17,7 +17,7 @@ from strawberry.types import Info
 
 from ...db import Session
 from ...errors import NchatError
-from ...resolvers import analytics, chat, moderation, qa, quality, reactions, scheduler, streams, viewers
+from ...resolvers import analytics, audience, chat, moderation, qa, quality, reactions, scheduler, streams, viewers
 from ...resolvers.quality import QualityReport
 from ...resolvers.streams import StreamInput
 from ..context import Context
@@ -28,6 +28,7 @@ from .types import (
     CreateStreamInput,
     EmojiCount,
     HlsManifest,
+    NamedCount,
     QualityMetrics,
     QualityMetricsInput,
     ReminderSetting,
@@ -89,6 +90,7 @@ def _analytics(data: dict[str, Any]) -> StreamAnalytics:
         **data,
         "viewer_timeline": [build(ViewerTimelinePoint, p) for p in data["viewer_timeline"]],
         "top_emojis": [build(EmojiCount, e) for e in data["top_emojis"]],
+        **{k: [build(NamedCount, e) for e in data[k]] for k in analytics.AUDIENCE_KEYS},
     })
 
 
@@ -214,17 +216,33 @@ class Mutation:
     ) -> ViewerSession:
         conn = info.context.connection
         user_agent = conn.headers.get("user-agent") if conn is not None else None
-        ip = conn.client.host if conn is not None and conn.client is not None else None
-        joined = await run(info, lambda s: viewers.join_stream(
-            s, str(stream_id), quality, user_agent=user_agent, ip=_ip(ip)))
-        return build(ViewerSession, joined)
+        ip = _ip(conn.client.host if conn is not None and conn.client is not None else None)
+        settings = info.context.runtime.settings
+        # Country and device from the address and user agent; the address itself is not stored by
+        # default (resolvers/audience.py).
+        profile = audience.describe(ip, user_agent, settings.geoip_db)
+        stored = audience.stored_address(ip, store_ip=settings.analytics_store_ip, key=settings.jwt_secret)
+
+        async def work(s: Session) -> dict[str, Any]:
+            joined = await viewers.join_stream(s, str(stream_id), quality, user_agent=user_agent, ip=stored)
+            await audience.record_client(s, joined["session_id"], profile)
+            return joined
+
+        return build(ViewerSession, await run(info, work))
 
     @strawberry.mutation(description="Keep a viewer session alive (every 10-20 s); bufferingMs since the last one.")
     async def viewer_heartbeat(
-        self, info: Info[Context, None], session_id: str, quality: str | None = None, buffering_ms: int | None = None
+        self, info: Info[Context, None], session_id: str, quality: str | None = None, buffering_ms: int | None = None,
+        bitrate_kbps: Annotated[int | None, strawberry.argument(
+            description="The player's current playback bitrate (kbit/s, 0..1000000).")] = None,
     ) -> ViewerSession:
-        return build(ViewerSession, await run(info, lambda s: viewers.viewer_heartbeat(
-            s, session_id, quality, buffering_ms)))
+        async def work(s: Session) -> dict[str, Any]:
+            beat = await viewers.viewer_heartbeat(s, session_id, quality, buffering_ms)
+            if bitrate_kbps is not None:
+                await audience.record_playback(s, session_id, bitrate_kbps)
+            return beat
+
+        return build(ViewerSession, await run(info, work))
 
     @strawberry.mutation
     async def leave_stream(

@@ -163,6 +163,13 @@ class EmojiCount:
     count: int
 
 
+@strawberry.type(description="One bar of a distribution: a country code, device class, OS, browser, rendition "
+                             "or band, and how many viewer sessions it has.")
+class NamedCount:
+    name: str
+    count: int
+
+
 @strawberry.type
 class StreamQuestion:
     id: strawberry.ID
@@ -233,6 +240,13 @@ class StreamAnalytics:
     quality_switches_per_viewer_hour: float
     viewer_timeline: list[ViewerTimelinePoint]
     top_emojis: list[EmojiCount]
+    countries: list[NamedCount]
+    devices: list[NamedCount]
+    operating_systems: list[NamedCount]
+    browsers: list[NamedCount]
+    renditions: list[NamedCount]
+    bitrate_histogram: list[NamedCount]
+    buffering_histogram: list[NamedCount]
 
 
 @strawberry.type
