@@ -134,6 +134,12 @@ class Settings(BaseSettings):
     # A WHIP session must connect and send media this soon after its 201, or it is closed.
     whip_connect_timeout_seconds: float = Field(default=15.0, validation_alias="NCHAT_WHIP_CONNECT_TIMEOUT_SECONDS")
     whip_max_sdp_bytes: int = Field(default=64 * 1024, validation_alias="NCHAT_WHIP_MAX_SDP_BYTES")
+    # WHEP playback (media/egress/whep.py): sessions one process serves (503 beyond), sessions one client
+    # address holds (429 beyond), and a session with no connected peer this long after its 201 is closed.
+    # The offer's size limit is NCHAT_WHIP_MAX_SDP_BYTES.
+    whep_max_viewers: int = Field(default=100, validation_alias="NCHAT_WHEP_MAX_VIEWERS")
+    whep_max_sessions_per_client: int = Field(default=8, validation_alias="NCHAT_WHEP_MAX_SESSIONS_PER_CLIENT")
+    whep_connect_timeout_seconds: float = Field(default=15.0, validation_alias="NCHAT_WHEP_CONNECT_TIMEOUT_SECONDS")
     # Streams one media worker ingests at once (placement skips a full worker; beyond it: 503).
     media_capacity: int = Field(default=4, validation_alias="NCHAT_MEDIA_CAPACITY")
     # Failed stream-key attempts per client address (WHIP and RTMP): this many within the window,

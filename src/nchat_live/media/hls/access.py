@@ -93,6 +93,13 @@ def _claims(request: Request, stream_id: str) -> Claims | None:
     return request.app.state.runtime.auth.authenticate({"authorization": f"Bearer {bearer}"})
 
 
+def caller_claims(request: Request, stream_id: str) -> Claims:
+    """The claims the caller's media credential gives for `stream_id` (anonymous without one);
+    InvalidJWT/NchatError for a bad one. For who a viewer is (WHEP's viewer session); whether it may
+    read the stream is `authorize_media`'s answer."""
+    return _claims(request, stream_id) or Claims.anonymous()
+
+
 async def authorize_media(request: Request, stream_id: str) -> MediaGrant | JSONResponse:
     """A grant when the caller may read `stream_id`'s media; otherwise the 401/404/503 to send."""
     if not is_media_id(stream_id):
