@@ -66,7 +66,8 @@ async def detect_highlights(db: Database, settings: Settings, stream_id: str,
         async with db.session(Claims.service()) as session:
             messages = await session.fetch(
                 "SELECT content FROM nchat_stream_chat_messages WHERE stream_id = $1 AND NOT is_deleted "
-                "AND created_at >= $2 + make_interval(secs => $3) AND created_at < $2 + make_interval(secs => $4)",
+                "AND created_at >= $2::timestamptz + make_interval(secs => $3::float8) "
+                "AND created_at < $2::timestamptz + make_interval(secs => $4::float8)",
                 stream_id, stream["started_at"], float(peak.first * size - size), float((peak.last + 1) * size))
             terms = top_terms(str(m["content"]) for m in messages)
             title = highlight_title(terms, at)
