@@ -132,6 +132,10 @@ HIGHLIGHT_COLUMNS = ("id, stream_id, clip_id, peak_seconds, start_seconds, end_s
 CHAPTER_COLUMNS = "id, stream_id, start_seconds, title, source, highlight_id, created_by, created_at"
 
 
+def is_stream_id(value: str) -> bool:
+    return is_canonical_uuid(value)
+
+
 def _id(value: str, kind: str) -> str:
     if not is_canonical_uuid(value):
         raise NotFound(f"{kind} '{value}' not found", code=f"{kind}-not-found")
