@@ -22,6 +22,7 @@ from .media.extras.stream_extras import StreamExtras
 from .media.ingest.rtmp.ingest import RtmpIngest, start_rtmp
 from .media.worker.control import follow_status
 from .media.worker.manager import MediaManager
+from .resolvers import audience
 from .resolvers.limits import apply_limits
 from .resolvers.scheduler import StreamScheduler
 from .subscriptions.access import StreamAccess
@@ -157,6 +158,7 @@ class Runtime:
         self.role = role
         try:
             database = await self.open_database(migrate=migrate)
+            audience.configure(self.settings)  # how viewer sessions keep addresses and find countries
             await apply_limits(database, self.settings)  # the quotas the rules of migration 0012 read
             if self.serves_api:
                 self._graphql = await RoleSchemas.build(self)

@@ -10,6 +10,9 @@ player's playback reports, for the analytics distributions.
   pseudonym in 2001:db8::/32 (the IPv6 documentation prefix, never a real address): equal for
   equal addresses under the same key, not reversible without it. NCHAT_ANALYTICS_STORE_IP=true
   stores the address itself.
+
+Every join goes through `viewers.join_stream` (GraphQL, websocket presence, WHEP), which applies
+the process's policy: `configure(settings)` at start-up (runtime.py); until then, a random key.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import functools
 import hashlib
 import hmac
 import ipaddress
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +30,7 @@ import maxminddb
 import ua_parser
 from geoip2fast import GeoIP2Fast
 
+from ..config import Settings
 from ..db import Session
 from ..errors import ValidationFailed
 
@@ -35,6 +40,27 @@ DEVICE_CLASSES = ("desktop", "mobile", "tablet", "tv", "bot", "other")
 _TV_WORDS = ("smart-tv", "smarttv", "googletv", "appletv", "hbbtv", "roku", "tizen", "webos", "crkey", "aftb",
              "bravia", "playstation", "xbox")
 _TABLET_WORDS = ("ipad", "tablet", "kindle", "silk/", "playbook")
+
+
+@dataclass(frozen=True)
+class Policy:
+    store_ip: bool
+    key: str
+    geoip_db: Path | None
+
+
+_policy = Policy(store_ip=False, key=secrets.token_hex(32), geoip_db=None)
+
+
+def configure(settings: Settings) -> None:
+    """The process's policy from its settings (the pseudonym key derives from the JWT secret, so
+    every process of a deployment gives an address the same pseudonym)."""
+    global _policy
+    _policy = Policy(settings.analytics_store_ip, "nchat-audience:" + settings.jwt_secret, settings.geoip_db)
+
+
+def policy() -> Policy:
+    return _policy
 
 
 @dataclass(frozen=True)
@@ -57,7 +83,8 @@ def _maxmind(path: Path) -> Any:
 
 
 def country_of(ip: str | None, geoip_db: Path | None = None) -> str | None:
-    """The ISO 3166 alpha-2 country of a public address; None when unknown, private or invalid."""
+    """The ISO 3166 alpha-2 country of a public address; None when unknown, private or invalid.
+    `geoip_db`: a MaxMind-format file (default: the policy's, else the bundled data)."""
     if not ip:
         return None
     try:
@@ -66,6 +93,7 @@ def country_of(ip: str | None, geoip_db: Path | None = None) -> str | None:
         return None
     if not address.is_global:
         return None
+    geoip_db = geoip_db or _policy.geoip_db
     if geoip_db is not None:
         record = _maxmind(geoip_db).get(str(address))
         code = None
@@ -109,8 +137,11 @@ def describe(ip: str | None, user_agent: str | None, geoip_db: Path | None = Non
     return ClientProfile(country_of(ip, geoip_db), kind, os_family, browser)
 
 
-def stored_address(ip: str | None, *, store_ip: bool, key: str) -> str | None:
-    """What viewer_join keeps for the client: the address when configured, else its pseudonym."""
+def stored_address(ip: str | None, *, store_ip: bool | None = None, key: str | None = None) -> str | None:
+    """What viewer_join keeps for the client: the address when configured, else its pseudonym
+    (`store_ip` and `key` default to the policy's)."""
+    store_ip = _policy.store_ip if store_ip is None else store_ip
+    key = _policy.key if key is None else key
     if not ip:
         return None
     try:

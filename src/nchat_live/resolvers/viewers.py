@@ -13,6 +13,7 @@ from typing import Any
 
 from ..db import Session
 from ..errors import NotFound, ValidationFailed
+from . import audience
 from ._common import Row, StreamNotLive, event_base, load_stream, require_live, row, utcnow
 
 SILENCE_TIMEOUT = timedelta(seconds=30)
@@ -43,19 +44,24 @@ async def join_stream(
     session: Session, stream_id: str, quality: str | None = None, *, user_agent: str | None = None,
     ip: str | None = None, now: datetime | None = None,
 ) -> Row:
-    """Open a viewer session on a live stream the caller can read (anonymous on public streams)."""
+    """Open a viewer session on a live stream the caller can read (anonymous on public streams).
+
+    The session is described (country, device, OS, browser: resolvers/audience.py); the address is
+    kept as a pseudonym unless NCHAT_ANALYTICS_STORE_IP."""
     quality = _check_quality(quality)
     stream = await load_stream(session, stream_id)
     require_live(stream, "join")
     token = secrets.token_urlsafe(16)
+    profile = audience.describe(ip, user_agent)
     record = await session.fetchrow(
         "SELECT * FROM nchat.viewer_join($1, $2, $3, $4, $5::inet, $6)",
-        stream["id"], token, quality, (user_agent or "")[:512] or None, ip, now or utcnow(),
+        stream["id"], token, quality, (user_agent or "")[:512] or None, audience.stored_address(ip), now or utcnow(),
     )
     if record is None:
         # The stream stopped being live between the look and the join.
         raise StreamNotLive("cannot join: the stream is no longer live")
     viewer = _session_row(record)
+    await audience.record_client(session, viewer["viewer_session_id"], profile)
     count = await _count(session, stream["id"])
     session.emit("viewer.joined", {**event_base(stream), "user_id": viewer["user_id"], "quality": quality})
     session.emit("viewer.count", {**event_base(stream), "count": count})

@@ -216,19 +216,10 @@ class Mutation:
     ) -> ViewerSession:
         conn = info.context.connection
         user_agent = conn.headers.get("user-agent") if conn is not None else None
-        ip = _ip(conn.client.host if conn is not None and conn.client is not None else None)
-        settings = info.context.runtime.settings
-        # Country and device from the address and user agent; the address itself is not stored by
-        # default (resolvers/audience.py).
-        profile = audience.describe(ip, user_agent, settings.geoip_db)
-        stored = audience.stored_address(ip, store_ip=settings.analytics_store_ip, key=settings.jwt_secret)
-
-        async def work(s: Session) -> dict[str, Any]:
-            joined = await viewers.join_stream(s, str(stream_id), quality, user_agent=user_agent, ip=stored)
-            await audience.record_client(s, joined["session_id"], profile)
-            return joined
-
-        return build(ViewerSession, await run(info, work))
+        ip = conn.client.host if conn is not None and conn.client is not None else None
+        joined = await run(info, lambda s: viewers.join_stream(
+            s, str(stream_id), quality, user_agent=user_agent, ip=_ip(ip)))
+        return build(ViewerSession, joined)
 
     @strawberry.mutation(description="Keep a viewer session alive (every 10-20 s); bufferingMs since the last one.")
     async def viewer_heartbeat(
