@@ -31,7 +31,9 @@ def feed(packager: RenditionPackager, count: int, start_ms: int = 0, part_ms: in
 
 @pytest.fixture
 async def packager(tmp_path: Path) -> StreamPackager:
-    stream = StreamPackager("s1", LocalStorage(tmp_path), PackagingConfig(), loop=asyncio.get_running_loop())
+    # Hand-made 0.5 s parts (four to a segment) keep the numbers below readable.
+    stream = StreamPackager("s1", LocalStorage(tmp_path), PackagingConfig(part_seconds=0.5),
+                            loop=asyncio.get_running_loop())
     for rendition in (HIGH, LOW):
         stream.add_rendition(rendition).set_init(b"init", "avc1.64001f")
     return stream
@@ -43,8 +45,8 @@ async def test_media_playlist_has_ll_hls_tags_and_parts_within_target(packager: 
     feed(packager.renditions["720p"], 5)
     text = low.render()
     assert "#EXT-X-TARGETDURATION:2" in text
-    assert "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=1.800,HOLD-BACK=6.000" in text
-    assert "#EXT-X-PART-INF:PART-TARGET=0.600" in text
+    assert "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=1.500,HOLD-BACK=6.000" in text
+    assert "#EXT-X-PART-INF:PART-TARGET=0.500" in text
     assert text.count("#EXT-X-PART:") == 6
     assert text.count("INDEPENDENT=YES") == 2
     assert "#EXTINF:2.00000,\nseg0.m4s" in text
@@ -138,7 +140,7 @@ async def test_master_declares_measured_peak_and_average_once_segments_exist(
 ) -> None:
     low, high = packager.renditions["360p"], packager.renditions["720p"]
     stored = tmp_path / "s1" / "master.m3u8"
-    feed(high, 1)
+    feed(high, 5)
     at = feed_sized(low, [100_000, 50_000], 0)  # 400 and 200 kbit/s
     assert stream_inf(stored.read_text(), "360p") == (LOW.peak_bandwidth, LOW.average_bandwidth)
     at = feed_sized(low, [50_000, 50_000], at)  # the third segment completes when the fourth starts

@@ -34,9 +34,25 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class PackagingConfig:
+    """Segment, part and chunk lengths and the hold-backs they imply.
+
+    Parts of 1/3 s are whole frames at both ladder frame rates (10 at 30 fps, 8 at 24 fps) and six
+    make a 2 s segment, so every part lasts exactly `part_seconds` except a segment's last before a
+    reconnect. PART-HOLD-BACK is the spec's 3 x PART-TARGET (1.002 s): a player sits about that far
+    behind the newest part, plus the capture and encode time, about 1.3 s behind glass. Segments stay
+    at 2 s: latency comes from the parts, and a 1 s GOP would cost 10-15 % more bits at the same
+    quality for nothing a low-latency player needs (older players, which load segments, hold back
+    HOLD-BACK = 3 target durations either way).
+
+    The muxer writes a CMAF chunk (moof+mdat) every `chunk_seconds` or so (a whole number of frames
+    that divides the part), so the part a preload hint names is streamed to players while it is
+    being written.
+    """
+
     segment_seconds: float = 2.0
-    part_seconds: float = 0.5
-    # hls.js stalls on shorter parts; a closing muxer's last fragment under this is not published.
+    part_seconds: float = 1 / 3
+    chunk_seconds: float = 0.1
+    # hls.js stalls on shorter parts; a closing muxer's last part under this is not published.
     min_part_seconds: float = 0.2
     window_segments: int = 4
     # Segments that have left the window stay on disk this many more segments (players mid-download).
@@ -44,15 +60,18 @@ class PackagingConfig:
     # The master's BANDWIDTH and AVERAGE-BANDWIDTH come from the ladder's rates until every rendition
     # has this many complete segments, then from their measured sizes.
     measure_segments: int = 3
+    # The master playlist appears once every rendition has this many complete segments: the first
+    # playlist a player sees then holds more than PART-HOLD-BACK of media (no levelEmptyError, no
+    # stall at start).
+    start_segments: int = 1
 
     @property
     def part_target(self) -> float:
-        """The declared PART-TARGET: the nominal part plus slack for WebRTC frame-timing jitter.
+        """The declared PART-TARGET: the part length rounded up to the millisecond.
 
-        Every part must be no longer than PART-TARGET; a late frame stretches the last sample of a part,
-        so parts are cut at `part_seconds` and may run up to 100 ms over it.
+        Parts are cut from whole chunks and never run past it (see `RenditionPackager.add_chunk`).
         """
-        return round(self.part_seconds + 0.1, 3)
+        return math.ceil(round(self.part_seconds * 1000, 6)) / 1000
 
     @property
     def target_duration(self) -> int:
@@ -65,6 +84,12 @@ class PackagingConfig:
     @property
     def hold_back(self) -> float:
         return float(3 * self.target_duration)
+
+    def chunk_frames(self, fps: int) -> int:
+        """Frames per CMAF chunk at `fps`: the largest divisor of a part's frames within chunk_seconds."""
+        part = max(1, round(self.part_seconds * fps))
+        limit = max(1, math.floor(self.chunk_seconds * fps + 1e-6))
+        return max(d for d in range(1, part + 1) if part % d == 0 and d <= limit)
 
 
 @dataclass(frozen=True)
@@ -89,6 +114,22 @@ class Part:
     duration: float
     independent: bool
     uri: str
+    # Its bytes while its segment is in the window: served from memory by the process encoding it.
+    data: bytes = b""
+
+
+@dataclass
+class OpenPart:
+    """The part being written: chunks arrive from the muxer; players streaming it read `data` as it grows."""
+
+    segment: Segment
+    index: int
+    independent: bool
+    uri: str
+    data: bytearray = field(default_factory=bytearray)
+    duration: float = 0.0
+    # Where its bytes start in the segment's data (a dropped short last part is cut off there).
+    offset: int = 0
 
 
 @dataclass
@@ -127,6 +168,7 @@ class RenditionPackager:
         self.discontinuity_sequence = 0
         self.ended = False
         self.removed = False  # trimmed from the ladder
+        self.open_part: OpenPart | None = None
         self._pending_discontinuity: float | None = None
         self._retired: list[Segment] = []
         # Measured on complete segments: (bytes, seconds) of the newest few, totals and the peak.
@@ -159,6 +201,11 @@ class RenditionPackager:
             return bool(self.segments)
 
     @property
+    def complete_segments(self) -> int:
+        with self.owner.lock:
+            return sum(1 for s in self.segments if s.complete)
+
+    @property
     def prefix(self) -> str:
         return f"{self.owner.stream_id}/{self.name}"
 
@@ -181,30 +228,96 @@ class RenditionPackager:
             self._pending_discontinuity = at_seconds
 
     def add_part(self, data: bytes, info: FragmentInfo, timescale: int, origin: float = 0.0) -> None:
+        """A whole part at once (one chunk that is the whole part)."""
+        self.add_chunk(data, info, timescale, origin, whole=True)
+
+    def add_chunk(self, data: bytes, info: FragmentInfo, timescale: int, origin: float = 0.0, *,
+                  whole: bool = False) -> None:
+        """One CMAF chunk (moof+mdat) from the muxer: it grows the open part, which closes at `part_seconds`.
+
+        A keyframe starts a new segment (the pipeline forces them on the same frames in every rendition);
+        a chunk that would carry the open part past PART-TARGET starts a new part, so no part outlasts it.
+        """
         start = origin + info.base_time / timescale
         duration = info.duration / timescale
+        config = self.owner.config
+        closed: list[Part] = []
         finished: Segment | None = None
         with self.owner.lock:
             current = self.segments[-1] if self.segments and not self.segments[-1].complete else None
-            if current is None or (info.starts_with_sync and current.parts):
+            if current is None or (info.starts_with_sync and (current.parts or self.open_part is not None)):
+                if self.open_part is not None:
+                    closed.append(self._close_part())
                 if current is not None:
                     self._complete(current)
                     finished = current
                 current = self._open_segment(start, info.starts_with_sync)
-            uri = f"seg{current.msn}.{len(current.parts)}.m4s"
-            part = Part(len(current.parts), duration, info.starts_with_sync, uri)
-            current.parts.append(part)
+            elif self.open_part is not None and self.open_part.duration + duration > config.part_target + 1e-6:
+                closed.append(self._close_part())
+            part = self.open_part
+            if part is None:
+                index = len(current.parts)
+                part = self.open_part = OpenPart(current, index, info.starts_with_sync, f"seg{current.msn}.{index}.m4s",
+                                                 offset=len(current.data))
+            part.data += data
+            part.duration += duration
             current.data += data
             current.duration += duration
-            if duration > self.owner.config.part_target + 1e-3:
-                log.warning("%s/%s part %s lasts %.3f s > PART-TARGET", self.owner.stream_id, self.name,
-                            part.uri, duration)
-        self.owner.storage.write(f"{self.prefix}/{part.uri}", data)
+            if whole or part.duration >= config.part_seconds - 1e-3:
+                closed.append(self._close_part())
+        self._published(closed, finished)
+
+    def _close_part(self) -> Part:
+        """Under the lock: the open part becomes a listed part."""
+        open_part = self.open_part
+        assert open_part is not None
+        self.open_part = None
+        part = Part(open_part.index, open_part.duration, open_part.independent, open_part.uri, bytes(open_part.data))
+        open_part.segment.parts.append(part)
+        if part.duration > self.owner.config.part_target + 1e-3:
+            log.warning("%s/%s part %s lasts %.3f s > PART-TARGET", self.owner.stream_id, self.name,
+                        part.uri, part.duration)
+        return part
+
+    def _published(self, parts: list[Part], finished: Segment | None) -> None:
+        for part in parts:
+            self.owner.storage.write(f"{self.prefix}/{part.uri}", part.data)
         if finished is not None:
             self._publish_segment(finished)
-        self._after_change()
+        if parts or finished is not None:
+            self._after_change()
+        else:
+            self.owner.changed(self.name)  # a chunk of the open part: wake the players streaming it
+
+    def flush_part(self) -> None:
+        """The muxer closed (the end, or a reconnect): list what is left of the open part.
+
+        The publisher stops at any moment, so that can be a frame or two; hls.js stalls on parts under
+        `min_part_seconds` (before a discontinuity and at the end alike), so such a part is dropped,
+        unless it is all the stream has.
+        """
+        closed: list[Part] = []
+        with self.owner.lock:
+            part = self.open_part
+            if part is None:
+                return
+            segment = part.segment
+            alone = not segment.parts and len(self.segments) == 1
+            if part.duration >= self.owner.config.min_part_seconds - 1e-6 or alone:
+                closed.append(self._close_part())
+            else:
+                self.open_part = None
+                del segment.data[part.offset:]
+                segment.duration -= part.duration
+                log.info("%s/%s: dropped a %.3f s final part (shorter than %.1f s)", self.owner.stream_id,
+                         self.name, part.duration, self.owner.config.min_part_seconds)
+                if not segment.parts and segment is self.segments[-1]:
+                    self.segments.pop()
+                    self.next_msn -= 1
+        self._published(closed, None)
 
     def finish(self) -> None:
+        self.flush_part()
         finished: Segment | None = None
         with self.owner.lock:
             if self.segments and not self.segments[-1].complete:
@@ -296,6 +409,7 @@ class RenditionPackager:
                 if old.init_uri != self.init_uri and all(s.init_uri != old.init_uri for s in self.segments):
                     self.owner.storage.delete(f"{self.prefix}/{old.init_uri}")
             for part in old.parts:
+                part.data = b""
                 self.owner.storage.delete(f"{self.prefix}/{part.uri}")
 
     def _after_change(self) -> None:
@@ -360,6 +474,27 @@ class RenditionPackager:
         with self.owner.lock:
             return any(p.uri == uri for s in self.segments for p in s.parts)
 
+    def part_data(self, uri: str) -> bytes | None:
+        """The bytes of a listed part in the window (None: not listed, or gone)."""
+        with self.owner.lock:
+            for segment in reversed(self.segments):
+                for part in segment.parts:
+                    if part.uri == uri:
+                        return part.data or None
+            return None
+
+    def is_open(self, uri: str) -> bool:
+        with self.owner.lock:
+            return self.open_part is not None and self.open_part.uri == uri
+
+    def read_part(self, uri: str, offset: int) -> tuple[bytes, bool]:
+        """(bytes of part `uri` from `offset`, whether the part is whole): for streaming the open part."""
+        with self.owner.lock:
+            if self.open_part is not None and self.open_part.uri == uri:
+                return bytes(self.open_part.data[offset:]), False
+            data = self.part_data(uri)
+            return (data[offset:] if data is not None else b""), True
+
     def passed(self, msn: int, index: int) -> bool:
         """Whether the packager has moved beyond where part (msn, index) would have been."""
         with self.owner.lock:
@@ -386,6 +521,8 @@ class RenditionPackager:
             )
 
     def _next_part_uri(self) -> str:
+        if self.open_part is not None:
+            return self.open_part.uri
         if not self.segments or self.segments[-1].complete:
             return f"seg{self.next_msn}.0.m4s"
         current = self.segments[-1]
@@ -464,7 +601,9 @@ class StreamPackager:
         """Called by the worker after every update: maybe write the master, wake waiters."""
         if not self.master_written:
             with self.lock:
-                ready = all(r.has_init and r.segments for r in self.renditions.values() if not r.removed)
+                ready = all(r.has_init and (r.complete_segments >= self.config.start_segments
+                                            or (r.ended and r.segments))
+                            for r in self.renditions.values() if not r.removed)
             if ready:
                 self.write_master()
                 for listener in self.master_listeners:

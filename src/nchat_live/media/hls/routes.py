@@ -13,19 +13,20 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
+from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from ..storage.base import MediaStorage
 from ..storage.select import open_storage, public_url
 from .access import PRIVATE_FILE, PRIVATE_PLAYLIST, MediaGrant, authorize_media
 from .held import client_address, held_requests, too_many
-from .packager import PackagingConfig, PlaylistRequestError, StreamPackager
+from .packager import PackagingConfig, PlaylistRequestError, RenditionPackager, StreamPackager
 
 if TYPE_CHECKING:
     from ..worker.manager import MediaManager
@@ -192,6 +193,29 @@ async def media_file(request: Request) -> Response:
     if packager is None and grant.public and (redirect := _elsewhere(request, key)) is not None:
         return redirect
     storage = _storage(request)
+    media_type = "video/mp4" if filename.endswith(".mp4") else "video/iso.segment"
+    headers = CORS | grant.cache(IMMUTABLE, PRIVATE_FILE)
+    rendition = packager.rendition(name) if packager is not None else None
+    if packager is not None and rendition is not None and match.group(2) is not None:
+        # A part of a stream encoded here: from memory, and the open part streamed while it is written.
+        data = rendition.part_data(filename)
+        if data is None:
+            held = held_requests(request)
+            async with held.hold(client_address(request)) as holding:
+                if not holding:
+                    return too_many(held.limit)
+                msn, index = int(match.group(1)), int(match.group(2))
+                await packager.wait_until(
+                    name, lambda: rendition.is_open(filename) or rendition.passed(msn, index)
+                    or rendition.part_data(filename) is not None,
+                    3 * packager.config.target_duration,
+                )
+            if rendition.is_open(filename):
+                return StreamingResponse(_stream_part(packager, name, filename), media_type=media_type,
+                                         headers=headers)
+            data = rendition.part_data(filename)
+        if data is not None:
+            return Response(data, media_type=media_type, headers=headers)
     path = storage.local_path(key)
     if path is None and match.group(2) is not None:
         held = held_requests(request)
@@ -200,14 +224,36 @@ async def media_file(request: Request) -> Response:
                 return too_many(held.limit)
             path = await _wait_for_part(storage, packager, key, name, filename, int(match.group(1)),
                                         int(match.group(2)))
-    media_type = "video/mp4" if filename.endswith(".mp4") else "video/iso.segment"
-    headers = CORS | grant.cache(IMMUTABLE, PRIVATE_FILE)
     if path is not None:
         return FileResponse(path, media_type=media_type, headers=headers)
     data = await asyncio.to_thread(storage.read, key)
     if data is None:
         return _error(404, "not-found", f"no file '{filename}' (it may have left the live window)")
     return Response(data, media_type=media_type, headers=headers)
+
+
+async def _stream_part(packager: StreamPackager, name: str, uri: str) -> AsyncIterator[bytes]:
+    """The bytes of the part being written, each chunk as the muxer hands it over (chunked transfer),
+    until the part is whole: a player that asked for the preload-hinted part gets it as it is made."""
+    rendition = packager.rendition(name)
+    if rendition is None:
+        return
+    sent = 0
+    limit = 3 * packager.config.target_duration
+    while True:
+        data, whole = rendition.read_part(uri, sent)
+        if data:
+            sent += len(data)
+            yield data
+        if whole:
+            return
+        if not await packager.wait_until(name, partial(_grown, rendition, uri, sent), limit):
+            return
+
+
+def _grown(rendition: RenditionPackager, uri: str, offset: int) -> bool:
+    """Whether part `uri` has bytes past `offset`, or is whole."""
+    return rendition.read_part(uri, offset) != (b"", False)
 
 
 async def _wait_for_part(storage: MediaStorage, packager: StreamPackager | None, key: str, name: str,

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, cast
 import av
 
 from ...observability import ENCODER_SPEED
-from ..hls.fmp4 import BoxSplitter, FragmentInfo, avc_codec_string, parse_moof
+from ..hls.fmp4 import BoxSplitter, avc_codec_string, parse_moof
 from ..hls.packager import PackagingConfig, RenditionPackager, SegmentInfo, StreamPackager
 from ..storage.base import MediaStorage
 from .ladder import Rendition, select_ladder
@@ -167,15 +167,20 @@ class _RenditionEncoder:
         self.packager = packager
         self.sink = _Sink()
         self.splitter = BoxSplitter()
-        # A fragment closes before the first packet at or past frag_duration: just under the part
-        # length gives whole parts of exactly part_seconds at 24 and 30 fps (none over PART-TARGET).
-        frag = int((part_seconds - 0.001) * 1_000_000)
+        self.config = packager.owner.config
+        # A fragment (a CMAF chunk) closes before the first packet at or past frag_duration: just under
+        # a whole number of frames that divides the part, so the packager's parts of part_seconds are
+        # whole chunks (none over PART-TARGET), and a player streaming the open part gets a chunk every
+        # couple of frames. flush_packets hands each chunk over the moment the muxer writes it.
+        frames = self.config.chunk_frames(rendition.fps)
+        frag = int((frames / rendition.fps - 0.001) * 1_000_000)
         self.container: Any = av.open(
             self.sink, mode="w", format="mp4",
             options={
                 "movflags": "empty_moov+default_base_moof+frag_keyframe+skip_trailer",
-                "frag_duration": str(max(frag, 100_000)),
+                "frag_duration": str(max(frag, 10_000)),
                 "max_interleave_delta": "1000000",
+                "flush_packets": "1",
             },
         )
         self.video: Any = cast(Any, self.container.add_stream(encoder, rate=rendition.fps))
@@ -187,7 +192,6 @@ class _RenditionEncoder:
         self.audio: Any = self.container.add_stream("aac", rate=AUDIO_RATE, layout="stereo")
         self.audio.bit_rate = rendition.audio_kbps * 1000
         self.time_base = Fraction(1, rendition.fps)
-        self.config = packager.owner.config
         self.last_pts = -1
         self.last_scaled: av.VideoFrame | None = None
         self.filled = 0
@@ -198,8 +202,6 @@ class _RenditionEncoder:
         self.spent = 0.0
         self.speed_media = 0.0
         self.speed_busy = 0.0
-        # While closing, fragments wait here so the last one can be merged or dropped (see _emit_tail).
-        self._tail: list[tuple[bytes, FragmentInfo]] | None = None
 
     def encode_video(self, frame: av.VideoFrame, at: float, keyframe: bool) -> bool:
         # floor of the time shifted by the keyframe slack: a frame just before a keyframe time stays in
@@ -248,7 +250,6 @@ class _RenditionEncoder:
             return
         self.closed = True
         self._drain()
-        self._tail = []
         try:
             self._mux_video(self.video.encode(None))
             for packet in self.audio.encode(None):
@@ -257,32 +258,8 @@ class _RenditionEncoder:
         except Exception:
             log.exception("closing the %s muxer failed", self.rendition.name)
         self._drain()
-        self._emit_tail()
-
-    def _emit_tail(self) -> None:
-        """Hand over the fragments the close produced, without a short last part where that can be avoided.
-
-        The publisher stops at any moment, so the muxer's final fragment can be a frame or two; hls.js
-        stalls on parts under ~200 ms (before a discontinuity and at the end alike). Such a fragment joins
-        the one before it when both were held here and stay within PART-TARGET; otherwise the segment
-        ends at the previous part boundary and those few frames are dropped.
-        """
-        tail, self._tail = self._tail or [], None
-        short = self.config.min_part_seconds
-        timescale = self.video.time_base.denominator
-        if len(tail) >= 2:
-            (data, info), (last_data, last) = tail[-2], tail[-1]
-            if not last.starts_with_sync and (info.duration + last.duration) / timescale <= self.config.part_target:
-                merged = FragmentInfo(info.base_time, info.duration + last.duration, info.samples + last.samples,
-                                      info.starts_with_sync)
-                tail[-2:] = [(data + last_data, merged)]
-        # A stream that is nothing but this fragment keeps it.
-        if tail and tail[-1][1].duration / timescale < short and (len(tail) > 1 or self.packager.has_media):
-            dropped = tail.pop()[1]
-            log.info("%s/%s: dropped a %.3f s final fragment (shorter than %.1f s)", self.packager.owner.stream_id,
-                     self.rendition.name, dropped.duration / timescale, short)
-        for data, info in tail:
-            self.packager.add_part(data, info, timescale, self.origin)
+        # The open part ends here (dropped when it is too short for players, see flush_part).
+        self.packager.flush_part()
 
     def _drain(self) -> None:
         for chunk in self.sink.take():
@@ -302,10 +279,7 @@ class _RenditionEncoder:
             info = parse_moof(moof, 1)
             if info is None:
                 return  # an audio-only fragment (the end of the stream): nothing a player needs
-            if self._tail is not None:
-                self._tail.append((moof + data, info))
-                return
-            self.packager.add_part(moof + data, info, self.video.time_base.denominator, self.origin)
+            self.packager.add_chunk(moof + data, info, self.video.time_base.denominator, self.origin)
 
 
 class _Clock:
