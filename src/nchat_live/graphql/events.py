@@ -17,6 +17,7 @@ from strawberry.scalars import JSON
 from strawberry.types import Info
 
 from ..errors import AccessDenied, NotFound
+from ..resolvers import polls as poll_domain
 from ..subscriptions.access import parse_stream_id
 from ..subscriptions.bus import BusEvent
 from ..subscriptions.feeds import StreamFeed, any_stream_feed, stream_feed
@@ -29,6 +30,7 @@ STATUS_EVENTS = (
 )
 VIEWER_COUNT_INTERVAL_S = 1.0
 REACTION_BATCH_S = 0.1
+POLL_BATCH_S = 0.2
 
 
 def _stream_feed(ctx: Context, stream_id: object, types: Collection[str]) -> AbstractAsyncContextManager[StreamFeed]:
@@ -143,10 +145,15 @@ class ChatEventType(enum.Enum):
     DELETED = "deleted"
     PINNED = "pinned"
     UNPINNED = "unpinned"
+    HELD = "held"
+    DENIED = "denied"
 
 
 _CHAT_TYPES = {"chat.message": ChatEventType.MESSAGE, "chat.deleted": ChatEventType.DELETED,
-               "chat.pinned": ChatEventType.PINNED, "chat.unpinned": ChatEventType.UNPINNED}
+               "chat.pinned": ChatEventType.PINNED, "chat.unpinned": ChatEventType.UNPINNED,
+               "chat.held": ChatEventType.HELD, "chat.denied": ChatEventType.DENIED}
+# Held and denied messages (migration 0015) reach their author and the stream's managers only.
+_PRIVATE_CHAT_TYPES = frozenset({"chat.held", "chat.denied"})
 
 
 @strawberry.type(description="A chat message, or its deletion (without content), pin or unpin.")
@@ -158,6 +165,7 @@ class ChatEvent:
     content: str | None
     created_at: str | None
     is_pinned: bool | None
+    status: str | None = None
 
     @classmethod
     def of(cls, event: BusEvent) -> ChatEvent:
@@ -170,6 +178,29 @@ class ChatEvent:
             content=None if kind is ChatEventType.DELETED else _str(p.get("content")),
             created_at=_str(p.get("created_at")),
             is_pinned={ChatEventType.PINNED: True, ChatEventType.UNPINNED: False}.get(kind, p.get("is_pinned")),
+            status={ChatEventType.HELD: "held", ChatEventType.DENIED: "denied"}.get(kind, _str(p.get("status"))),
+        )
+
+
+@strawberry.type(description="A poll's results: counts per option (in the order of options), voters, status.")
+class PollResults:
+    id: strawberry.ID
+    stream_id: strawberry.ID
+    question: str
+    options: list[str]
+    vote_counts: list[int]
+    voters: int
+    status: str
+    allow_multiple: bool
+    closes_at: str | None
+
+    @classmethod
+    def of(cls, p: dict[str, Any]) -> PollResults:
+        return cls(
+            id=strawberry.ID(str(p["id"])), stream_id=strawberry.ID(str(p["stream_id"])), question=str(p["question"]),
+            options=[str(o) for o in p["options"]], vote_counts=[int(c) for c in p["vote_counts"]],
+            voters=int(p["voters"]), status=str(p["status"]), allow_multiple=bool(p["allow_multiple"]),
+            closes_at=_str(p.get("closes_at")),
         )
 
 
@@ -309,9 +340,40 @@ class Subscription:
     @strawberry.subscription(description="Chat of a stream: new messages, deletions (no content), pins.")
     async def chat_events(self, info: Info[Context, None], stream_id: strawberry.ID
                           ) -> AsyncGenerator[ChatEvent, None]:
-        async with _stream_feed(info.context, stream_id, list(_CHAT_TYPES)) as feed:
+        ctx = info.context
+        async with _stream_feed(ctx, stream_id, list(_CHAT_TYPES)) as feed:
+            async with ctx.session() as session:
+                manager = bool(await session.fetchval("SELECT nchat.can_manage_stream($1::uuid)", feed.stream_id))
+            me = ctx.claims.user_id
             async for event in feed:
+                if event.type in _PRIVATE_CHAT_TYPES and not manager and (
+                        me is None or str(event.payload.get("user_id")) != me):
+                    continue
                 yield ChatEvent.of(event)
+
+    @strawberry.subscription(description="Poll results of a stream: the current polls first, then changed "
+                                         "results, at most one batch per 200 ms (the latest counts of each poll).")
+    async def poll_results(self, info: Info[Context, None], stream_id: strawberry.ID
+                           ) -> AsyncGenerator[list[PollResults], None]:
+        ctx = info.context
+        async with _stream_feed(ctx, stream_id, ["poll.results"]) as feed:
+            async with ctx.session() as session:
+                current = await poll_domain.polls(session, str(feed.stream_id))
+            yield [PollResults.of({**p, "closes_at": p["closes_at"].isoformat() if p["closes_at"] else None})
+                   for p in current]
+            last_at = time.monotonic()
+            while True:
+                first = await feed.next()
+                assert first is not None
+                latest = {str(first.payload["id"]): first.payload}
+                while (wait := last_at + POLL_BATCH_S - time.monotonic()) > 0:
+                    more = await feed.next(wait)
+                    if more is not None:
+                        latest[str(more.payload["id"])] = more.payload
+                while (extra := feed.ready()) is not None:
+                    latest[str(extra.payload["id"])] = extra.payload
+                last_at = time.monotonic()
+                yield [PollResults.of(p) for p in latest.values()]
 
     @strawberry.subscription(description="Emoji reactions of a stream, batched: at most one batch per 100 ms.")
     async def reactions(self, info: Info[Context, None], stream_id: strawberry.ID

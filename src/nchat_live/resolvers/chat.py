@@ -29,7 +29,7 @@ from ._common import (
 
 _MESSAGE_COLUMNS = (
     "id, stream_id, user_id, content, is_pinned, pinned_at, pinned_by, is_deleted, deleted_at, deleted_by, "
-    "created_at"
+    "created_at, status"
 )
 
 
@@ -53,6 +53,7 @@ def _event(stream: Row, message: Row) -> dict[str, Any]:
     return {
         **event_base(stream), "id": message["id"], "user_id": message["user_id"], "content": message["content"],
         "created_at": message["created_at"].isoformat(), "is_pinned": message["is_pinned"],
+        "status": message.get("status", "visible"),
     }
 
 
@@ -65,8 +66,9 @@ async def send_chat_message(
     limits: ChatLimits = DEFAULT_LIMITS,
 ) -> Row:
     """Post as the caller. The rules (content 1..500 cleaned, stream live, chat enabled, chat mode,
-    bans and timeouts, slow mode, rate limit) are the insert trigger's (migration 0009), so the table
-    API obeys them too; a refusal arrives as NchatError with its code."""
+    bans and timeouts, slow mode, rate limit; the channel's moderation rules of migration 0015) are the
+    insert triggers', so the table API obeys them too; a refusal arrives as NchatError with its code, a
+    held message comes back with status 'held'."""
     user_id = require_user(session, "chat")
     stream = await load_stream(session, stream_id)
     await set_rule_context(session, now, chat_max=limits.messages, chat_window_s=limits.window.total_seconds())
@@ -76,7 +78,8 @@ async def send_chat_message(
         stream["id"], user_id, strip_nul(content),
     )
     message = row(record)
-    session.emit("chat.message", _event(stream, message))
+    # A message the channel's rules hold (migration 0015) reaches its author and the moderators only.
+    session.emit("chat.held" if message["status"] == "held" else "chat.message", _event(stream, message))
     return message
 
 

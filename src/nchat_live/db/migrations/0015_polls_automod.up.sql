@@ -296,6 +296,9 @@ DECLARE
   s record;
   n integer;
 BEGIN
+  IF TG_OP = 'INSERT' AND NOT nchat.is_admin() THEN
+    NEW.user_id := coalesce(NEW.user_id, nchat.user_id());  -- the preset: the caller
+  END IF;
   SELECT id, stream_id, status, closes_at, allow_multiple, cardinality(options) AS options INTO p
     FROM nchat_stream_polls WHERE id = NEW.poll_id;
   IF NOT FOUND THEN

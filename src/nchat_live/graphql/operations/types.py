@@ -124,6 +124,8 @@ class ChatMessage:
     is_deleted: bool
     deleted_at: datetime | None
     created_at: datetime
+    status: str | None = strawberry.field(
+        default=None, description="visible; held (seen by its author and the moderators until reviewed); denied")
 
 
 @strawberry.type(description="One page of chat, oldest first; pass nextCursor as `before` for older messages.")
