@@ -1,6 +1,7 @@
 // /watch/{id}: the viewer's page. LL-HLS through hls.js, quality and volume, live edge and measured
 // latency, viewer count, chat, reactions, Q&A. An unknown or ended stream says so.
 import Hls from "hls.js/light";
+import { playWhep } from "./whep";
 import "./style.css";
 import { getToken } from "./api";
 import { mountChat } from "./chat";
@@ -80,9 +81,9 @@ function onStream(row: StreamRow): void {
   }
   if (row.status === "live") {
     say(notice, "");
-    if (!hls && !video.src && !starting) {
+    if (!hls && !video.src && !video.srcObject && !starting) {
       starting = true;
-      void play(hlsUrlFor(row), true).finally(() => { starting = false; });
+      void playLive(row).finally(() => { starting = false; });
     }
   } else if (ENDED.includes(row.status)) {
     void ended(row);
@@ -137,6 +138,32 @@ async function refreshMediaToken(): Promise<string | null> {
 setInterval(() => { if (hls || video.src) void refreshMediaToken(); }, 30_000);
 
 /** The credential for a media request: only to this page's own origin, never to another host. */
+let stopWhep: (() => void) | null = null;
+
+// Live: WebRTC (WHEP, sub-second) when the browser and the server can, else LL-HLS; the label says which.
+async function playLive(row: StreamRow): Promise<void> {
+  await refreshMediaToken();
+  video.muted = true;
+  stopWhep = await playWhep(video, id, media ? media.token : null);
+  if (stopWhep) {
+    setMode("WebRTC (WHEP)");
+    void video.play().catch(() => undefined);
+    return;
+  }
+  setMode("LL-HLS");
+  await play(hlsUrlFor(row), true);
+}
+
+function setMode(text: string): void {
+  let label = document.querySelector<HTMLElement>("#playback-mode");
+  if (!label) {
+    label = h("p", { id: "playback-mode", class: "muted" });
+    $("#player").append(label);
+  }
+  label.textContent = `Playing: ${text}`;
+  label.dataset.mode = text.startsWith("WebRTC") ? "whep" : "hls";
+}
+
 function credentialFor(url: string): string | null {
   return media && isOwnOrigin(url) ? media.token : null;
 }
@@ -203,6 +230,8 @@ async function play(url: string, isLive: boolean): Promise<void> {
 }
 
 function stopPlayback(): void {
+  stopWhep?.();
+  stopWhep = null;
   hls?.destroy();
   hls = null;
   video.removeAttribute("src");
@@ -260,6 +289,12 @@ function qualityLabel(): string {
   return height >= 1080 ? "1080p" : height >= 720 ? "720p" : height >= 480 ? "480p" : "360p";
 }
 
+/** The playing rendition's bitrate (kbit/s) for the analytics' network-quality histogram. */
+function playbackKbps(): number | null {
+  const lvl = hls && hls.currentLevel >= 0 ? hls.levels[hls.currentLevel] : undefined;
+  return lvl?.bitrate ? Math.min(1_000_000, Math.round(lvl.bitrate / 1000)) : null;
+}
+
 let stopPresence: (() => void) | null = null;
 
 /** Counted as a viewer through the `watchStream` subscription; the mutations if it is refused. */
@@ -284,7 +319,8 @@ async function joinByMutation(): Promise<void> {
   heartbeat = window.setInterval(() => {
     if (!sessionId || sessionId === "pending" || sessionId === "presence") return;
     const sent = bufferingMs;
-    viewerHeartbeat(sessionId, qualityLabel(), sent).then(() => { bufferingMs -= sent; }).catch(() => undefined);
+    viewerHeartbeat(sessionId, qualityLabel(), sent, playbackKbps()).then(() => { bufferingMs -= sent; })
+      .catch(() => undefined);
   }, 10_000);
 }
 
