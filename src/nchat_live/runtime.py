@@ -17,6 +17,7 @@ from .db import Database
 from .db.embedded import EmbeddedPostgres
 from .graphql.hasura.live_queries import LiveQueryEngine
 from .graphql.schema import RoleSchemas
+from .media.extras.highlights import HighlightSuggester
 from .media.extras.metrics import QualitySampler
 from .media.extras.stream_extras import StreamExtras
 from .media.ingest.rtmp.ingest import RtmpIngest, start_rtmp
@@ -84,6 +85,8 @@ class Runtime:
         self.quality: QualitySampler | None = None
         self.rtmp: RtmpIngest | None = None
         self._media_follower: asyncio.Task[None] | None = None
+        # Suggests highlights when a recording this worker finalised is ready (issue 18).
+        self.highlights: HighlightSuggester | None = None
 
     @property
     def serves_api(self) -> bool:
@@ -182,6 +185,8 @@ class Runtime:
                 await self.media.start()
                 self.rtmp = await start_rtmp(self.media)
                 self._media_follower = asyncio.create_task(follow_status(self))
+                self.highlights = HighlightSuggester(self._bus, database, self.settings)
+                self.highlights.start()
             if self.serves_api:
                 self.scheduler = StreamScheduler.from_settings(database, self.settings)
                 self.scheduler.start()
@@ -196,6 +201,9 @@ class Runtime:
             async with _timed("scheduler"):
                 await self.scheduler.stop()
             self.scheduler = None
+        if self.highlights is not None:
+            await self.highlights.stop()
+            self.highlights = None
         if self._media_follower is not None:
             self._media_follower.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -5,6 +5,7 @@ operation and table API alike); its chapter shows in the VOD playlists (EXT-X-DA
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
@@ -49,6 +50,17 @@ async def _recording(db: Database, stream_id: str) -> dict[str, Any] | None:
     return None if row is None else dict(row)
 
 
+async def _started_at(db: Database, stream_id: str) -> Any:
+    async with db.session(Claims.service()) as s:
+        return await s.fetchval("SELECT started_at FROM nchat_streams WHERE id = $1 AND status = 'live'", stream_id)
+
+
+async def _suggested(db: Database, stream_id: str) -> list[dict[str, Any]]:
+    async with db.session(Claims.service()) as s:
+        rows = await s.fetch("SELECT * FROM nchat_stream_highlights WHERE stream_id = $1", stream_id)
+    return [dict(r) for r in rows]
+
+
 async def _gql(http: httpx.AsyncClient, token: str | None, query: str, **variables: Any) -> dict[str, Any]:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     answer = await http.post("/v1/graphql", json={"query": query, "variables": variables}, headers=headers)
@@ -58,17 +70,17 @@ async def _gql(http: httpx.AsyncClient, token: str | None, query: str, **variabl
 
 async def test_a_burst_becomes_a_suggested_highlight_with_a_chapter(stack: Runtime, world: World,
                                                                     db: Database) -> None:
-    assert stack.rtmp is not None
+    assert stack.rtmp is not None and stack.highlights is not None
     stream_id = world.public_stream
-    code, err = await run_publisher(stack.rtmp.port, world.public_key, "--seconds", "8", "--size", "320x240",
-                                    "--realtime")
-    assert code == 0, err
-    recording = await eventually(lambda: _recording(db, stream_id), 20)
-    duration = float(recording["duration_seconds"])
-    assert duration >= 7.0
+    params = HighlightParams(bucket_seconds=1, lead_seconds=2.0, tail_seconds=1.0,
+                             peaks=PeakParams(min_separation_buckets=3))
+    stack.highlights.params = params  # 1 s buckets for an 8 s stream
+    publisher = asyncio.create_task(run_publisher(
+        stack.rtmp.port, world.public_key, "--seconds", "8", "--size", "320x240", "--realtime"))
+    started = await eventually(lambda: _started_at(db, stream_id), 15)
     async with db.session(Claims.service()) as s:
-        started = await s.fetchval("SELECT started_at FROM nchat_streams WHERE id = $1", stream_id)
-        # One message a second all along, then the burst 5.0-5.9 s in (chat and reactions).
+        # One message a second all along, then the burst 5.0-5.9 s in (chat and reactions), written at
+        # those times of the stream while it is live.
         for second in range(8):
             await s.fetchval("INSERT INTO nchat_stream_chat_messages (stream_id, user_id, content, created_at) "
                              "VALUES ($1, $2, $3, $4) RETURNING id", stream_id, world.bob, "hello there",
@@ -81,16 +93,20 @@ async def test_a_burst_becomes_a_suggested_highlight_with_a_chapter(stack: Runti
             await s.fetchval("INSERT INTO nchat_stream_reactions (stream_id, user_id, emoji, created_at) "
                              "VALUES ($1, $2, '🔥', $3) RETURNING id", stream_id, world.bob,
                              started + timedelta(seconds=5.2 + n * 0.05))
+    code, err = await publisher
+    assert code == 0, err
+    recording = await eventually(lambda: _recording(db, stream_id), 20)
+    duration = float(recording["duration_seconds"])
+    assert duration >= 7.0
 
-    params = HighlightParams(bucket_seconds=1, lead_seconds=2.0, tail_seconds=1.0,
-                             peaks=PeakParams(min_separation_buckets=3))
-    made = await detect_highlights(db, stack.settings, stream_id, params)
+    # The recording is ready: the runtime's suggester found the burst.
+    made = await eventually(lambda: _suggested(db, stream_id), 20)
     assert len(made) == 1
     highlight = made[0]
     assert highlight["peak_seconds"] == 5.5 and highlight["status"] == "suggested"
     assert (highlight["start_seconds"], highlight["end_seconds"]) == (3.0, 7.0)
     assert highlight["title"] == "Goal · Penalty · Clear" and highlight["terms"] == ["goal", "penalty", "clear"]
-    # Running it again suggests nothing new.
+    # Running it again (the broadcaster's detectHighlights) suggests nothing new.
     assert await detect_highlights(db, stack.settings, stream_id, params) == []
     hid = str(highlight["id"])
     async with db.session(Claims.service()) as s:

@@ -2,11 +2,14 @@
 peaks found (resolvers/engagement.py's detect_peaks), each peak cut as a clip of the recording
 (clips.create_clip: from `lead` seconds before the peak's run to `tail` after it), titled from the chat's
 most used terms around it, stored as a `suggested` highlight, and marked with an automatic chapter.
-Runs as the server; the broadcaster then keeps or discards each highlight.
+Runs as the server when a recording is ready (HighlightSuggester, started by the runtime with the media
+worker) or on the broadcaster's `detectHighlights`; the broadcaster then keeps or discards each highlight.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,6 +17,7 @@ from typing import Any
 from ...auth import Claims
 from ...config import Settings
 from ...db import Database
+from ...errors import NchatError
 from ...resolvers.engagement import (
     HIGHLIGHT_COLUMNS,
     PeakParams,
@@ -22,6 +26,7 @@ from ...resolvers.engagement import (
     score_series,
     top_terms,
 )
+from ...subscriptions.bus import EventBus, SlowSubscriber
 from .clips import create_clip
 
 log = logging.getLogger(__name__)
@@ -92,3 +97,49 @@ async def detect_highlights(db: Database, settings: Settings, stream_id: str,
                 stream_id)
         log.info("stream %s: %d highlights suggested", stream_id, len(made))
     return made
+
+
+class HighlightSuggester:
+    """Suggests highlights when a stream's recording is ready: listens for this process's own
+    `stream.recording` events (the worker that finalised the recording), so each recording is looked at
+    once however many processes share the bus. `params = None` pauses it."""
+
+    def __init__(self, bus: EventBus, db: Database, settings: Settings) -> None:
+        self.bus = bus
+        self.db = db
+        self.settings = settings
+        self.params: HighlightParams | None = HighlightParams()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                with self.bus.listen(types={"stream.recording"}, maxsize=1000) as listener:
+                    while True:
+                        event = await listener.get()
+                        stream_id = str(event.payload.get("stream_id") or "")
+                        if event.origin != self.bus.origin or event.payload.get("status") != "ready":
+                            continue
+                        if self.params is None or not stream_id:
+                            continue
+                        try:
+                            await detect_highlights(self.db, self.settings, stream_id, self.params)
+                        except NchatError as exc:
+                            log.warning("stream %s: no highlights: %s", stream_id, exc)
+            except SlowSubscriber:
+                log.warning("highlight suggester fell behind; re-listening")
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("highlight suggester failed; restarting")
+                await asyncio.sleep(1)
