@@ -4,6 +4,7 @@ import Hls from "hls.js/light";
 import { playWhep } from "./whep";
 import "./style.css";
 import { getToken } from "./api";
+import { mountChapters } from "./chapters";
 import { mountChat } from "./chat";
 import {
   hlsUrlFor, isOwnOrigin, joinStream, leaveStreamOnUnload, mediaToken, recordingUrlFor, recordings, streamById,
@@ -117,7 +118,10 @@ async function ended(row: StreamRow): Promise<void> {
   if (ready && !notice.querySelector("[data-testid=watch-recording]")) {
     // The recording's URL is the server's own, from the stream id; the row's URL is only a sign it exists.
     notice.append(" ", h("button", { type: "button", "data-testid": "watch-recording",
-      onclick: () => void play(recordingUrlFor(id), false) }, "Watch the recording"));
+      onclick: () => {
+        void play(recordingUrlFor(id), false);
+        if (!document.querySelector("[data-testid=chapters]")) mountChapters($("#player"), video, id);
+      } }, "Watch the recording"));
   }
 }
 
