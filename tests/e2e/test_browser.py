@@ -146,6 +146,9 @@ async def _run(base: str, console: Page, viewer: Page, world: World) -> None:
     dashboard = await console.context.new_page()
     await dashboard.goto(f"{base}/dashboard/{stream_id}")
     await expect(dashboard.locator("[data-metric=bitrate_kbps]")).to_have_text(re.compile(r"^\d"), timeout=20_000)
+    # The audience bars: the viewer's headless Chromium on Linux is a desktop (loopback has no country).
+    await expect(dashboard.locator("[data-distribution=Devices]")).to_contain_text("desktop", timeout=20_000)
+    await expect(dashboard.locator("[data-distribution=Browsers]")).to_contain_text("Chrome")
     await dashboard.screenshot(path=str(SCREENSHOTS / "dashboard-live.png"), full_page=True)
     await dashboard.close()
 
@@ -192,4 +195,5 @@ async def test_unknown_stream_wrong_key_schedule_and_dashboard(
     await expect(page.locator("#title")).to_contain_text("public stream", timeout=15_000)
     await expect(page.locator(".chart canvas")).to_have_count(4)
     await expect(page.locator("#stream-state")).to_have_text("scheduled", timeout=15_000)
+    await expect(page.locator("[data-distribution=Countries]")).to_contain_text("No sessions yet", timeout=15_000)
     await page.screenshot(path=str(SCREENSHOTS / "dashboard.png"), full_page=True)

@@ -2,6 +2,7 @@
 import uPlot from "uplot";
 import "uplot/dist/uPlot.min.css";
 import "./style.css";
+import { getToken, gql } from "./api";
 import { type MetricRow, streamById, watchMetrics, watchStream } from "./ops";
 import { $, h, mountAuth, mountConnectionBanner, say, streamIdFromPath, UUID_RE } from "./ui";
 
@@ -63,6 +64,65 @@ function render(rows: MetricRow[]): void {
   say(msg, rows.length ? "" : "No measurements yet: they arrive every 5 seconds while the stream is live.", "info");
 }
 
+// The audience distributions (streamAnalytics), refreshed every 10 s while live and once after.
+interface NamedCount { name: string; count: number }
+const DISTRIBUTIONS: [string, string][] = [
+  ["countries", "Countries"], ["devices", "Devices"], ["operatingSystems", "Operating systems"],
+  ["browsers", "Browsers"], ["renditions", "Renditions"], ["bitrateHistogram", "Playback bitrate"],
+  ["bufferingHistogram", "Buffering ratio"],
+];
+const AUDIENCE = `query Audience($id: ID!) { streamAnalytics(streamId: $id) { status totalViews
+  ${DISTRIBUTIONS.map(([k]) => `${k} { name count }`).join(" ")} } }`;
+
+function bars(title: string, rows: NamedCount[]): HTMLElement {
+  const top = Math.max(1, ...rows.map((r) => r.count));
+  const total = rows.reduce((n, r) => n + r.count, 0) || 1;
+  return h("section", { class: "card bars", "data-distribution": title },
+    h("h3", {}, title),
+    rows.length ? h("ol", {}, ...rows.slice(0, 10).map((r) => h("li", {},
+      h("span", {}, r.name),
+      h("span", { class: "bar", style: `width: ${(100 * r.count) / top}%`, role: "img",
+        "aria-label": `${r.name}: ${r.count}` }),
+      h("span", {}, `${r.count} (${Math.round((100 * r.count) / total)}%)`)))) : h("p", {}, "No sessions yet."));
+}
+
+async function refreshAudience(): Promise<string | undefined> {
+  const box = $("#audience-bars");
+  try {
+    const data = await gql<{ streamAnalytics: Record<string, NamedCount[]> & { status: string } }>(AUDIENCE, { id });
+    const a = data.streamAnalytics;
+    box.replaceChildren(...DISTRIBUTIONS.map(([key, title]) => bars(title, a[key] as NamedCount[])));
+    say($("#audience-msg"), "");
+    return a.status;
+  } catch (err) {
+    say($("#audience-msg"), `Audience unavailable: ${(err as Error).message}`, "warn");
+    return undefined;
+  }
+}
+
+async function download(kind: "csv" | "pdf"): Promise<void> {
+  const token = getToken();
+  const r = await fetch(`/api/streams/${id}/analytics.${kind}`, {
+    headers: token ? { Authorization: `Bearer ${token}` } : {},
+  });
+  if (!r.ok) return say($("#audience-msg"), `Export failed (${r.status})`, "error");
+  const link = h("a", { href: URL.createObjectURL(await r.blob()), download: `stream-${id}-analytics.${kind}` });
+  link.click();
+  setTimeout(() => URL.revokeObjectURL(link.getAttribute("href") ?? ""), 10_000);
+}
+
+async function followAudience(): Promise<void> {
+  $("#export-csv").addEventListener("click", () => void download("csv"));
+  $("#export-pdf").addEventListener("click", () => void download("pdf"));
+  const status = await refreshAudience();
+  if (status === "live" || status === "preparing") {
+    const timer = window.setInterval(async () => {
+      const now = await refreshAudience();
+      if (now && now !== "live" && now !== "preparing") clearInterval(timer);
+    }, 10_000);
+  }
+}
+
 async function main(): Promise<void> {
   if (!UUID_RE.test(id)) return say(msg, "There is no stream at this address.", "error");
   try {
@@ -78,6 +138,7 @@ async function main(): Promise<void> {
     $("#peak").textContent = String(row?.peak_viewers ?? 0);
   });
   watchMetrics(id, render, (err) => say(msg, `Metrics unavailable: ${err.message}`, "warn"));
+  void followAudience();
 }
 
 void main();

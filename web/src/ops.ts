@@ -317,12 +317,14 @@ export async function joinStream(streamId: string, quality: string): Promise<str
   return data.joinStream.sessionId;
 }
 
-export async function viewerHeartbeat(sessionId: string, quality: string, bufferingMs: number): Promise<void> {
+export async function viewerHeartbeat(
+  sessionId: string, quality: string, bufferingMs: number, bitrateKbps: number | null = null,
+): Promise<void> {
   await gql(
-    `mutation Beat($sid: String!, $quality: String, $buffering: Int) {
-      viewerHeartbeat(sessionId: $sid, quality: $quality, bufferingMs: $buffering) { sessionId }
+    `mutation Beat($sid: String!, $quality: String, $buffering: Int, $kbps: Int) {
+      viewerHeartbeat(sessionId: $sid, quality: $quality, bufferingMs: $buffering, bitrateKbps: $kbps) { sessionId }
     }`,
-    { sid: sessionId, quality, buffering: Math.round(bufferingMs) },
+    { sid: sessionId, quality, buffering: Math.round(bufferingMs), kbps: bitrateKbps },
   );
 }
 
