@@ -99,10 +99,15 @@ async def add_blocked_term(session: Session, channel_id: str, term: str, *, is_p
         raise ValidationFailed(f"action '{action}' is not one of {', '.join(TERM_ACTIONS)}")
     cid = await _channel(session, channel_id)
     await _require_channel_moderator(session, cid, "add blocked terms")
+    # A term already there stays as it is (remove it to change its action).
     record = await session.fetchrow(
         f"INSERT INTO nchat_channel_blocked_terms (channel_id, term, is_pattern, action) VALUES ($1, $2, $3, $4) "
-        f"ON CONFLICT (channel_id, term, is_pattern) DO UPDATE SET action = EXCLUDED.action RETURNING {TERM_COLUMNS}",
+        f"ON CONFLICT (channel_id, term, is_pattern) DO NOTHING RETURNING {TERM_COLUMNS}",
         cid, term.replace("\x00", ""), is_pattern, action)
+    if record is None:
+        record = await session.fetchrow(
+            f"SELECT {TERM_COLUMNS} FROM nchat_channel_blocked_terms WHERE channel_id = $1 AND term = "
+            f"nchat.clean_text($2, 'term', 200) AND is_pattern = $3", cid, term.replace("\x00", ""), is_pattern)
     return row(record)
 
 
