@@ -565,6 +565,8 @@ class StreamPackager:
         self.lock = threading.RLock()
         self.renditions: dict[str, RenditionPackager] = {}
         self.master_written = False
+        # The pipeline holds the master back until its ladder is decided (the source's steady size).
+        self.hold_master = False
         # What the stored master declares per rendition: (BANDWIDTH, AVERAGE-BANDWIDTH, measured).
         self._declared: dict[str, tuple[int, int, bool]] = {}
         self.segment_listeners: list[SegmentListener] = []
@@ -597,13 +599,33 @@ class StreamPackager:
             except Exception:
                 log.exception("segment listener failed for %s", info.key)
 
+    def reset(self) -> None:
+        """Forget every rendition (the pipeline rebuilds its ladder before any player saw the stream)."""
+        assert not self.master_written
+        with self.lock:
+            self.renditions.clear()
+
+    def release_master(self) -> None:
+        """The ladder is decided: the master may be written (once every rendition has a whole segment)."""
+        self.hold_master = False
+        self._maybe_write_master()
+
     def changed(self, name: str) -> None:
         """Called by the worker after every update: maybe write the master, wake waiters."""
-        if not self.master_written:
+        self._maybe_write_master()
+        if self._loop is not None and not self._loop.is_closed():
+            # A closing loop has nobody waiting any more.
+            with contextlib.suppress(RuntimeError):
+                self._loop.call_soon_threadsafe(self._wake, name)
+
+    def _maybe_write_master(self) -> None:
+        if not self.master_written and not self.hold_master:
             with self.lock:
-                ready = all(r.has_init and (r.complete_segments >= self.config.start_segments
-                                            or (r.ended and r.segments))
-                            for r in self.renditions.values() if not r.removed)
+                live = [r for r in self.renditions.values() if not r.removed]
+                start = self.config.start_segments
+                ready = bool(live) and all(
+                    r.has_init and (r.complete_segments >= start or (r.ended and bool(r.segments))) for r in live
+                )
             if ready:
                 self.write_master()
                 for listener in self.master_listeners:
@@ -611,10 +633,6 @@ class StreamPackager:
                         listener()
                     except Exception:
                         log.exception("master listener failed for %s", self.stream_id)
-        if self._loop is not None and not self._loop.is_closed():
-            # A closing loop has nobody waiting any more.
-            with contextlib.suppress(RuntimeError):
-                self._loop.call_soon_threadsafe(self._wake, name)
 
     def measured(self) -> None:
         """A segment was measured: rewrite the stored master when what it declares no longer holds.

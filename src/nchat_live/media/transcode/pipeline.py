@@ -113,6 +113,8 @@ class PipelineStats:
     speed: float = 0.0
     renditions: list[str] = field(default_factory=list)
     trimmed: list[str] = field(default_factory=list)
+    # The ladder follows the source's steady size; decided once (see StreamPipeline).
+    ladder_decided: bool = False
 
 
 class _Sink:
@@ -198,6 +200,7 @@ class _RenditionEncoder:
         self.init: list[bytes] = []
         self.pending_moof: bytes | None = None
         self.closed = False
+        self.discarded = False
         # Real-time factor of this rendition alone (decayed sums of media seconds and encoding seconds).
         self.spent = 0.0
         self.speed_media = 0.0
@@ -245,6 +248,16 @@ class _RenditionEncoder:
             self.container.mux(packet)
         self._drain()
 
+    def discard(self) -> None:
+        """Stop without handing anything more to the packager (the ladder is being rebuilt)."""
+        self.closed = True
+        self.discarded = True
+        try:
+            self.container.close()
+        except Exception:
+            log.debug("discarding the %s muxer failed", self.rendition.name, exc_info=True)
+        self.sink.take()
+
     def close(self) -> None:
         if self.closed:
             return
@@ -267,6 +280,8 @@ class _RenditionEncoder:
                 self._box(kind, data)
 
     def _box(self, kind: bytes, data: bytes) -> None:
+        if self.discarded:
+            return
         if kind in (b"ftyp", b"moov"):
             self.init.append(data)
             if kind == b"moov":
@@ -331,6 +346,10 @@ class StreamPipeline:
         trim_after_seconds: float = 4.0,
         min_speed: float = 1.0,
         resume: dict[str, ResumeState] | None = None,
+        steady_seconds: float = 2.0,
+        decide_within_seconds: float = 8.0,
+        trim_warmup_seconds: float = 5.0,
+        trim_hysteresis: float = 0.15,
     ) -> None:
         self.stream_id = stream_id
         self.max_resolution = max_resolution
@@ -344,6 +363,7 @@ class StreamPipeline:
                 loop = None
         self.packager = StreamPackager(stream_id, storage, self.config, loop=loop, keep_segments=keep_segments,
                                        resume=resume)
+        self.packager.hold_master = True
         self.packager.segment_listeners.append(self._segment)
         self.packager.master_listeners.append(lambda: self.observer.on_master(stream_id))
         self.stats = PipelineStats()
@@ -355,6 +375,23 @@ class StreamPipeline:
         # Encoding slower than this (media seconds per worker second) for trim_after_seconds drops the
         # top rendition; above 1.0 leaves headroom for the rest of the machine.
         self.min_speed = min_speed
+        # The ladder follows the source's steady size, not its first frame (a WebRTC sender starts small
+        # and ramps up): while undecided, a source that grows rebuilds the ladder (nobody plays yet: the
+        # master waits); it is decided once the source reaches max_resolution, keeps one size for
+        # steady_seconds, or decide_within_seconds after the first frame. Later size changes are scaled
+        # into the fixed rungs.
+        self.steady_seconds = steady_seconds
+        self.decide_within_seconds = decide_within_seconds
+        # Trimming needs a sustained deficit past the warm-up (encoders start slow): speed under
+        # min_speed for trim_after_seconds, the clock reset only once speed is back above
+        # min_speed x (1 + trim_hysteresis), and no trim within trim_warmup_seconds of the ladder's start.
+        self.trim_warmup_seconds = trim_warmup_seconds
+        self.trim_hysteresis = trim_hysteresis
+        self._decided = False
+        self._first_at = 0.0
+        self._source_size = (0, 0)
+        self._source_since = 0.0
+        self._ladder_since = 0.0
         self._queue: queue.Queue[tuple[str, Any, float] | None] = queue.Queue()
         self._encoders: list[_RenditionEncoder] = []
         self._clock = _Clock()
@@ -459,14 +496,53 @@ class StreamPipeline:
         except Exception:
             log.exception("observer on_closed failed")
 
-    def _start(self, frame: av.VideoFrame) -> None:
+    def _start(self, frame: av.VideoFrame, at: float) -> None:
         ladder = select_ladder(frame.width, frame.height, self.max_resolution)
         for rendition in ladder:
             packager = self.packager.add_rendition(rendition)
-            self._encoders.append(_RenditionEncoder(rendition, packager, self.encoder, self.config.part_seconds))
+            self._encoders.append(_RenditionEncoder(rendition, packager, self.encoder, self.config.part_seconds,
+                                                    origin=at))
         self.stats.renditions = [r.name for r in ladder]
+        self._ladder_since = at
         log.info("stream %s: %dx%d source, ladder %s", self.stream_id, frame.width, frame.height,
                  ", ".join(self.stats.renditions))
+
+    def _follow_source(self, frame: av.VideoFrame, at: float) -> bool:
+        """Before the ladder is decided: True when the source grew past the ladder (rebuild it now)."""
+        size = (frame.width, frame.height)
+        if size != self._source_size:
+            self._source_size, self._source_since = size, at
+        if self._decided:
+            return False
+        wanted = select_ladder(frame.width, frame.height, self.max_resolution)
+        grew = len(wanted) > len(self._encoders) or wanted[0].height > self._encoders[0].rendition.height
+        if grew:
+            return True
+        top = select_ladder(10_000, 10_000, self.max_resolution)[0].height
+        if (wanted[0].height >= top or at - self._source_since >= self.steady_seconds
+                or at - self._first_at >= self.decide_within_seconds):
+            self._decided = True
+            self.stats.ladder_decided = True
+            log.info("stream %s: ladder decided on a steady %dx%d source: %s", self.stream_id, *size,
+                     ", ".join(self.stats.renditions))
+            self.packager.release_master()
+        return False
+
+    def _rebuild(self, frame: av.VideoFrame, at: float) -> None:
+        """The source grew before anyone played: the ladder starts again at this frame for its new size."""
+        log.info("stream %s: source grew to %dx%d before the ladder was decided; rebuilding it", self.stream_id,
+                 frame.width, frame.height)
+        for encoder in self._encoders:
+            encoder.discard()
+            self._unexport(encoder)
+        self._encoders = []
+        self.packager.reset()
+        self._origin = at
+        self._start(frame, at)
+        self._audio_fifo = None
+        self._resampler = None
+        self._audio_samples = self._audio_encoded = round(at * AUDIO_RATE)
+        self._audio_origin = self._audio_encoded
 
     def _video(self, frame: av.VideoFrame, arrival: float) -> None:
         self.stats.frames_in += 1
@@ -480,7 +556,13 @@ class StreamPipeline:
         if at <= self._last_video:
             return
         if not self._encoders:
-            self._start(frame)
+            self._first_at = self._source_since = at
+            self._source_size = (frame.width, frame.height)
+            self._start(frame, self._origin)
+        if self._follow_source(frame, at):
+            self._rebuild(frame, at)
+            self._new_epoch = False
+            self._next_key = None
         if self._next_key is not None and at - self._last_video > _RenditionEncoder.MAX_FILL_SECONDS:
             # The source stalled longer than repeating its last frame covers: a part spanning the gap
             # would outlast PART-TARGET (players reject the playlist), so the gap becomes a discontinuity.
@@ -563,13 +645,15 @@ class StreamPipeline:
             for encoder in self._encoders:
                 speed = encoder.speed_media / max(encoder.speed_busy, 1e-6)
                 ENCODER_SPEED.labels(self.stream_id, encoder.rendition.name).set(round(speed, 3))
-        if self.stats.speed < self.min_speed and len(self._encoders) > 1:
+        warm = self._decided and at - self._ladder_since >= self.trim_warmup_seconds
+        if warm and self.stats.speed < self.min_speed and len(self._encoders) > 1:
             if self._slow_since is None:
                 self._slow_since = now
             elif now - self._slow_since > self.trim_after_seconds:
                 self._trim()
                 self._slow_since = None
-        else:
+                self._ladder_since = at  # the smaller ladder warms up again before it may be judged
+        elif not warm or self.stats.speed >= self.min_speed * (1 + self.trim_hysteresis):
             self._slow_since = None
 
     def _trim(self) -> None:
