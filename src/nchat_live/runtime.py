@@ -88,6 +88,9 @@ class Runtime:
         # Suggests highlights when a recording this worker finalised is ready (issue 18).
         self.highlights: HighlightSuggester | None = None
 
+    def _live_stream_ids(self) -> list[str]:
+        return list(self.media.streams) if self.media is not None else []
+
     @property
     def serves_api(self) -> bool:
         return self.role in ("all", "api")
@@ -185,7 +188,7 @@ class Runtime:
                 await self.media.start()
                 self.rtmp = await start_rtmp(self.media)
                 self._media_follower = asyncio.create_task(follow_status(self))
-                self.highlights = HighlightSuggester(self._bus, database, self.settings)
+                self.highlights = HighlightSuggester(self._bus, database, self.settings, self._live_stream_ids)
                 self.highlights.start()
             if self.serves_api:
                 self.scheduler = StreamScheduler.from_settings(database, self.settings)

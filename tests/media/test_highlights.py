@@ -39,6 +39,11 @@ async def stack(settings: Settings, tmp_path_factory: pytest.TempPathFactory) ->
         "publisher_grace_seconds": 1.0, "media_cleanup_delay_seconds": 0.5, "rtmp_media_timeout_seconds": 3.0,
     }))
     await runtime.start()
+    assert runtime.highlights is not None
+    # Live engagement counted every second here (15 s by default).
+    await runtime.highlights.stop()
+    runtime.highlights.refresh_seconds = 1.0
+    runtime.highlights.start()
     yield runtime
     await runtime.stop()
 
@@ -53,6 +58,13 @@ async def _recording(db: Database, stream_id: str) -> dict[str, Any] | None:
 async def _started_at(db: Database, stream_id: str) -> Any:
     async with db.session(Claims.service()) as s:
         return await s.fetchval("SELECT started_at FROM nchat_streams WHERE id = $1 AND status = 'live'", stream_id)
+
+
+async def _live_engagement(db: Database, stream_id: str) -> bool:
+    async with db.session(Claims.service()) as s:
+        return bool(await s.fetchval(
+            "SELECT count(*) FROM nchat_stream_engagement e JOIN nchat_streams s ON s.id = e.stream_id "
+            "WHERE e.stream_id = $1 AND s.status = 'live' AND e.chat_messages > 0", stream_id))
 
 
 async def _suggested(db: Database, stream_id: str) -> list[dict[str, Any]]:
@@ -93,6 +105,8 @@ async def test_a_burst_becomes_a_suggested_highlight_with_a_chapter(stack: Runti
             await s.fetchval("INSERT INTO nchat_stream_reactions (stream_id, user_id, emoji, created_at) "
                              "VALUES ($1, $2, '🔥', $3) RETURNING id", stream_id, world.bob,
                              started + timedelta(seconds=5.2 + n * 0.05))
+    # While the stream runs, its engagement is counted (the suggester's periodic refresh).
+    assert await eventually(lambda: _live_engagement(db, stream_id), 6)
     code, err = await publisher
     assert code == 0, err
     recording = await eventually(lambda: _recording(db, stream_id), 20)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -102,24 +103,41 @@ async def detect_highlights(db: Database, settings: Settings, stream_id: str,
 class HighlightSuggester:
     """Suggests highlights when a stream's recording is ready: listens for this process's own
     `stream.recording` events (the worker that finalised the recording), so each recording is looked at
-    once however many processes share the bus. `params = None` pauses it."""
+    once however many processes share the bus. `params = None` pauses it. While streams are live on this
+    worker (`live_streams`), their engagement table is brought up to date every `refresh_seconds`."""
 
-    def __init__(self, bus: EventBus, db: Database, settings: Settings) -> None:
+    def __init__(self, bus: EventBus, db: Database, settings: Settings,
+                 live_streams: Callable[[], Iterable[str]] = tuple, refresh_seconds: float = 15.0) -> None:
         self.bus = bus
         self.db = db
         self.settings = settings
         self.params: HighlightParams | None = HighlightParams()
-        self._task: asyncio.Task[None] | None = None
+        self.live_streams = live_streams
+        self.refresh_seconds = refresh_seconds
+        self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run())
+        self._tasks = [asyncio.create_task(self._run()), asyncio.create_task(self._refresh_live())]
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+                await task
+        self._tasks = []
+
+    async def _refresh_live(self) -> None:
+        while True:
+            await asyncio.sleep(self.refresh_seconds)
+            params = self.params or HighlightParams()
+            for stream_id in list(self.live_streams()):
+                try:
+                    async with self.db.session(Claims.service()) as session:
+                        await session.fetchval("SELECT nchat.engagement_refresh($1, $2)", stream_id,
+                                               params.bucket_seconds)
+                except NchatError as exc:
+                    log.warning("stream %s: engagement not counted: %s", stream_id, exc)
 
     async def _run(self) -> None:
         while True:
