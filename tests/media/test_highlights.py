@@ -157,6 +157,14 @@ async def test_a_burst_becomes_a_suggested_highlight_with_a_chapter(stack: Runti
         # Kept: every reader of the stream sees it, anonymous included.
         shown = (await _gql(http, None, read, sid=stream_id))["data"]["nchat_stream_highlights"]
         assert shown == [{"id": hid, "title": "Goal · Penalty · Clear", "status": "kept"}]
+        # The domain operations answer the same: a kept highlight is readable, still not bob's to decide.
+        domain = await _gql(http, world.token(world.bob),
+                            'mutation($id: ID!) { setHighlightStatus(id: $id, status: "discarded") { status } }',
+                            id=hid)
+        assert domain["errors"][0]["extensions"]["code"] == "permission-error"
+        listed = await _gql(http, None, "query($sid: ID!) { streamHighlights(streamId: $sid) { title status } }",
+                            sid=stream_id)
+        assert listed["data"]["streamHighlights"] == [{"title": "Goal · Penalty · Clear", "status": "kept"}]
         # Highlights are the server's to insert.
         insert = await _gql(http, world.token(world.alice),
                             "mutation($sid: uuid!) { insert_nchat_stream_highlights_one(object: {stream_id: $sid, "
