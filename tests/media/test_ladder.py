@@ -7,9 +7,13 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from aiortc import RTCPeerConnection, RTCSessionDescription
+
 from nchat_live.media.storage.local import LocalStorage
+from nchat_live.media.transcode.ladder import sender_kbps, with_bandwidth
 from nchat_live.media.transcode.pipeline import StreamPipeline
 
+from .media_client import SyntheticVideo
 from .test_pipeline import frames
 
 
@@ -69,3 +73,24 @@ def test_no_trim_during_warm_up_and_a_trimmed_rung_leaves_the_master(tmp_path: P
     master = slow.packager.render_master()
     assert renditions_in(master) == ["360p"] == renditions_in((tmp_path / "slow" / "master.m3u8").read_text())
     assert "../480p/" not in slow.packager.renditions["360p"].render()  # no rendition report for it either
+
+
+async def test_whip_answer_lets_the_sender_start_at_the_preset_bit_rate() -> None:
+    """b=AS/b=TIAS and x-google-start/max-bitrate in the answer's video section; aiortc (and browsers) accept it."""
+    sender, receiver = RTCPeerConnection(), RTCPeerConnection()
+    try:
+        sender.addTransceiver(SyntheticVideo(320, 240, 30), direction="sendonly")
+        await sender.setLocalDescription(await sender.createOffer())
+        await receiver.setRemoteDescription(sender.localDescription)
+        await receiver.setLocalDescription(await receiver.createAnswer())
+        answer = with_bandwidth(receiver.localDescription.sdp, sender_kbps("720p"))
+        video = answer.split("m=video", 1)[1]
+        assert "\r\nb=AS:3128\r\n" in video and "\r\nb=TIAS:3000000\r\n" in video
+        codecs = re.findall(r"a=rtpmap:(\d+) (\w+)/", video)
+        for pt, name in codecs:
+            if name.lower() != "rtx":
+                assert re.search(rf"a=fmtp:{pt} .*x-google-start-bitrate=2000;x-google-max-bitrate=3000", video), name
+        await sender.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+    finally:
+        await sender.close()
+        await receiver.close()

@@ -2,6 +2,7 @@
 // camera and microphone, preview, go live over WHIP, follow viewers and chat, end the stream.
 import "./style.css";
 import { ApiError, claims, getToken } from "./api";
+import { mountHighlightsEditor } from "./chapters";
 import { mountChat } from "./chat";
 import {
   createStream, endStream, myChannels, myStreams, startStream, streamById, streamKey, type StreamRow,
@@ -141,6 +142,7 @@ async function useStream(id: string, key: string | null): Promise<void> {
   }));
   stopViews.push(mountChat($("#chat"), { streamId: id, moderate: true }));
   stopViews.push(mountQa($("#qa"), { streamId: id, host: true }));
+  stopViews.push(mountHighlightsEditor($("#qa"), id));
   stopViews.push(mountReactions($("#reactions"), $("#overlay"), mediaMsg, id, false));
 }
 
@@ -163,12 +165,48 @@ setInterval(() => {
 
 // ---- camera and microphone ---------------------------------------------------------------------
 
+/** The stream's preset: the camera size asked for and the bit rate the encoder may send (twice the
+ * server's top rung, as the WHIP answer's b=TIAS says). */
+const PRESETS: Record<string, { width: number; height: number; kbps: number }> = {
+  "1080p": { width: 1920, height: 1080, kbps: 6000 },
+  "720p": { width: 1280, height: 720, kbps: 3000 },
+  "480p": { width: 854, height: 480, kbps: 1600 },
+  "360p": { width: 640, height: 360, kbps: 800 },
+};
+
+function preset(): { width: number; height: number; kbps: number } {
+  return PRESETS[stream?.max_resolution ?? "720p"] ?? PRESETS["720p"];
+}
+
+function cameraPreset(): MediaTrackConstraints {
+  const { width, height } = preset();
+  return { width: { ideal: width }, height: { ideal: height }, frameRate: { ideal: 30 } };
+}
+
+/** Ask the camera for the preset's size and the encoder for its bit rate, keeping the resolution when
+ * bandwidth or CPU is short (frame rate gives way first): the ladder is built from what arrives. */
+async function applyPreset(pc: RTCPeerConnection): Promise<void> {
+  const video = media?.getVideoTracks()[0];
+  if (video) {
+    video.contentHint = "detail";
+    await video.applyConstraints(cameraPreset()).catch(() => undefined);
+  }
+  for (const sender of pc.getSenders()) {
+    if (sender.track?.kind !== "video") continue;
+    const params = sender.getParameters() as RTCRtpSendParameters & { degradationPreference?: string };
+    if (!params.encodings?.length) params.encodings = [{}];
+    params.encodings[0].maxBitrate = preset().kbps * 1000;
+    params.degradationPreference = "maintain-resolution";
+    await sender.setParameters(params).catch(() => undefined);
+  }
+}
+
 async function startMedia(): Promise<void> {
   media?.getTracks().forEach((t) => t.stop());
   media = null;
   try {
     media = await navigator.mediaDevices.getUserMedia({
-      video: cameraSelect.value ? { deviceId: { exact: cameraSelect.value } } : { width: 1280, height: 720 },
+      video: { ...(cameraSelect.value ? { deviceId: { exact: cameraSelect.value } } : {}), ...cameraPreset() },
       audio: micSelect.value ? { deviceId: { exact: micSelect.value } } : true,
     });
   } catch (err) {
@@ -235,6 +273,7 @@ async function connect(key: string): Promise<void> {
   say(mediaMsg, "Connecting to the ingest server…", "info");
   try {
     session = await publish(whipUrlFor(current.id), key, media);
+    await applyPreset(session.pc);
   } catch (err) {
     session = null;
     const rejected = err instanceof WhipError && (err.status === 401 || err.status === 403);

@@ -28,6 +28,7 @@ from starlette.routing import Route
 
 from ...errors import NchatError
 from ...ids import is_canonical_uuid
+from ..transcode.ladder import sender_kbps, with_bandwidth
 from ..worker.placement import lease_holder_url, worker_for_stream
 
 if TYPE_CHECKING:
@@ -326,7 +327,9 @@ class WhipEndpoint:
         links = ice_link_headers(servers)
         if links:
             headers["Link"] = ", ".join(links)
-        return Response(pc.localDescription.sdp, status_code=201, media_type="application/sdp", headers=headers)
+        # The sender may ramp to the preset's bit rate at once (see ladder.with_bandwidth).
+        answer_sdp = with_bandwidth(pc.localDescription.sdp, sender_kbps(info.max_resolution))
+        return Response(answer_sdp, status_code=201, media_type="application/sdp", headers=headers)
 
     @staticmethod
     def _full(manager: MediaManager) -> Response:
