@@ -103,3 +103,84 @@ export function mountChapters(host: HTMLElement, video: HTMLVideoElement, stream
   refresh();
   return { refresh };
 }
+
+// ---- console: the broadcaster's highlights and chapters ----------------------------------------
+
+interface HighlightRow {
+  id: string;
+  title: string;
+  status: string;
+  startSeconds: number;
+  endSeconds: number;
+  peakSeconds: number;
+}
+
+const HIGHLIGHT_FIELDS = "id title status startSeconds endSeconds peakSeconds";
+
+/** The console's panel after `after`: suggested highlights to keep or discard, and the chapters to edit.
+ *  Returns a function that removes it. */
+export function mountHighlightsEditor(after: HTMLElement, streamId: string): () => void {
+  addStyle();
+  const box = h("section", { class: "highlights-editor", "data-testid": "highlights-editor" });
+  const msg = h("p", { class: "msg", hidden: true });
+  const highlightList = h("ul", { class: "highlight-list" });
+  const chapterList = h("ol", { class: "chapter-list" });
+  const newTitle = h("input", { placeholder: "Chapter title", maxlength: 200, "aria-label": "New chapter title" });
+  const newStart = h("input", { type: "number", min: 0, step: 1, value: 0, "aria-label": "New chapter start (s)",
+    style: "width: 6rem" });
+  after.after(box);
+
+  const fail = (err: unknown): void => {
+    msg.hidden = false;
+    msg.textContent = (err as Error).message;
+  };
+  const load = async (): Promise<void> => {
+    const data = await gql<{ streamHighlights: HighlightRow[] }>(
+      `query H($id: ID!) { streamHighlights(streamId: $id) { ${HIGHLIGHT_FIELDS} } }`, { id: streamId });
+    highlightList.replaceChildren(...data.streamHighlights.map((row) => h("li", { "data-testid": "highlight" },
+      `${clock(row.startSeconds)}–${clock(row.endSeconds)} ${row.title} `,
+      h("span", { class: "badge" }, row.status), " ",
+      h("button", { type: "button", class: "link", disabled: row.status === "kept",
+        onclick: () => void decide(row.id, "kept") }, "Keep"),
+      h("button", { type: "button", class: "link danger", disabled: row.status === "discarded",
+        onclick: () => void decide(row.id, "discarded") }, "Discard"))));
+    const rows = await chapters(streamId);
+    chapterList.replaceChildren(...rows.map((row) => {
+      const title = h("input", { value: row.title, maxlength: 200, "aria-label": "Chapter title" });
+      const start = h("input", { type: "number", min: 0, step: 1, value: row.start_seconds, style: "width: 6rem",
+        "aria-label": "Chapter start (s)" });
+      return h("li", { "data-testid": "chapter-edit" }, start, " ", title, " ",
+        h("button", { type: "button", class: "link", onclick: () => void run(
+          `mutation U($id: ID!, $t: String, $s: Float) { updateChapter(id: $id, title: $t, startSeconds: $s) { id } }`,
+          { id: row.id, t: title.value, s: Number(start.value) }) }, "Save"),
+        h("button", { type: "button", class: "link danger", onclick: () => void run(
+          "mutation R($id: ID!) { removeChapter(id: $id) }", { id: row.id }) }, "Remove"));
+    }));
+  };
+  const run = async (query: string, variables: Record<string, unknown>): Promise<void> => {
+    try {
+      msg.hidden = true;
+      await gql(query, variables);
+      await load();
+    } catch (err) {
+      fail(err);
+    }
+  };
+  const decide = (id: string, status: string): Promise<void> =>
+    run("mutation D($id: ID!, $s: String!) { setHighlightStatus(id: $id, status: $s) { id } }", { id, s: status });
+
+  box.append(
+    h("h2", {}, "Highlights"),
+    h("button", { type: "button", class: "secondary", "data-testid": "detect-highlights", onclick: () => void run(
+      "mutation F($id: ID!) { detectHighlights(streamId: $id) { id } }", { id: streamId }) }, "Find highlights"),
+    highlightList,
+    h("h2", {}, "Chapters"),
+    chapterList,
+    h("div", { class: "row" }, newStart, newTitle, h("button", { type: "button", onclick: () => void run(
+      "mutation A($id: ID!, $s: Float!, $t: String!) { addChapter(streamId: $id, startSeconds: $s, title: $t) { id } }",
+      { id: streamId, s: Number(newStart.value), t: newTitle.value }) }, "Add chapter")),
+    msg,
+  );
+  load().catch(fail);
+  return () => box.remove();
+}
