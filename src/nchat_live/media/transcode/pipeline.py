@@ -31,6 +31,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any, cast
 
@@ -552,6 +553,7 @@ class StreamPipeline:
             # Behind real time: drop rather than let latency grow without bound.
             self.stats.frames_dropped += 1
             return
+        self._anchor(arrival)
         at = self._clock.time("video", frame.pts, frame.time_base, arrival)
         if at <= self._last_video:
             return
@@ -594,6 +596,12 @@ class StreamPipeline:
             except Exception:
                 log.exception("observer on_keyframe failed")
         self._measure(frame, at, time.perf_counter() - work_started)
+
+    def _anchor(self, arrival: float) -> None:
+        """Pipeline time 0 is the first frame's arrival: PROGRAM-DATE-TIME counts from that wall-clock
+        moment (not from when the pipeline was made, which can be a WHIP handshake earlier)."""
+        if self._clock.t0 is None and not self.packager.resume_states:
+            self.packager.epoch = datetime.now(UTC) - timedelta(seconds=time.monotonic() - arrival)
 
     def _unexport(self, encoder: _RenditionEncoder) -> None:
         with contextlib.suppress(KeyError):
@@ -692,6 +700,7 @@ class StreamPipeline:
         self.stats.audio_frames_in += 1
         if self._new_epoch and not self._encoders:
             pass  # audio before the first video frame still anchors the clock below
+        self._anchor(arrival)
         at = self._clock.time("audio", frame.pts, frame.time_base, arrival)
         if self._resampler is None:
             self._resampler = av.AudioResampler(format="fltp", layout="stereo", rate=AUDIO_RATE)
