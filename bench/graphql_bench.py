@@ -1,9 +1,19 @@
-"""GraphQL over HTTP vs one hand-written SQL statement: requests/s and p50/p99 for typical nchat queries.
+"""GraphQL over HTTP vs one hand-written SQL statement and vs PostGraphile: requests/s, p50/p99.
 
 Starts a real uvicorn (subprocess, loopback) on a fresh database seeded here, drives it with httpx at a
 fixed concurrency, then produces the same results with one hand-written statement each through
 asyncpg: as the connecting superuser (no RLS: the floor), and inside a transaction as nchat_user
-with the caller's claims (the same row-level security the GraphQL path pays for).
+with the caller's claims (the same row-level security the GraphQL path pays for). Cases: three
+queries, a mutation (`sendChatMessage` vs one INSERT ... RETURNING) and a live-query push (insert a
+chat message, wait for the subscription's push; SQL: the insert and the same query re-run).
+
+PostGraphile v4 (`bench/postgraphile/`, `npm install` there; not a dependency of nchat-live) serves
+the same database in the same run, driven by the same client: each request runs as the role
+`nchat_bench_reader`, which holds SELECT on every column and is a member of `nchat_user` (v4 selects
+whole rows in subqueries, which nchat_user's column grants refuse), with the caller's claims in
+`hasura.user`, so the same policies apply. Its aggregate is `totalCount` + a distinct count
+(`@graphile/pg-aggregates` 0.1 has no max of a timestamp); it has no live queries here (v4 needs
+`@graphile/subscriptions-lds` and wal2json): n/a.
 
     .venv/bin/python bench/graphql_bench.py [--seconds 3] [--concurrency 8]
         [--pg postgresql://postgres@127.0.0.1:5432/postgres]
@@ -13,9 +23,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import secrets
+import shutil
 import socket
 import statistics
 import sys
@@ -25,6 +37,8 @@ from typing import Any
 
 import asyncpg
 import httpx
+import websockets
+from websockets.typing import Subprotocol
 
 from nchat_live.auth import Claims, mint_token
 from nchat_live.db import Database
@@ -80,6 +94,42 @@ SELECT json_build_object('nchat_stream_chat_messages_aggregate', json_build_obje
 FROM nchat_stream_chat_messages WHERE stream_id = $1 AND NOT is_deleted
 """
 
+SEND_CHAT = """mutation($id: ID!, $content: String!) {
+  sendChatMessage(streamId: $id, content: $content) { id content }
+}"""
+SEND_CHAT_SQL = """
+WITH m AS (INSERT INTO nchat_stream_chat_messages (stream_id, user_id, content) VALUES ($1, $2, $3)
+           RETURNING id, content)
+SELECT json_build_object('sendChatMessage', json_build_object('id', m.id, 'content', m.content)) FROM m
+"""
+LIVE_CHAT = """subscription($id: uuid!) {
+  nchat_stream_chat_messages(where: {stream_id: {_eq: $id}}, order_by: {created_at: desc}, limit: 1) { id content }
+}"""
+LIVE_CHAT_SQL = """
+SELECT json_build_object('nchat_stream_chat_messages', coalesce(json_agg(x.j), '[]')) FROM (
+  SELECT json_build_object('id', c.id, 'content', c.content) AS j FROM nchat_stream_chat_messages c
+  WHERE c.stream_id = $1 ORDER BY c.created_at DESC LIMIT 1) x
+"""
+
+# PostGraphile v4's spelling of the same queries (its inflection: allX, xById, relations by key).
+PGL_STREAM_WITH_CHAT = """query($id: UUID!) { nchatStreamById(id: $id) { id title status currentViewers
+  nchatUserByBroadcasterId { id username displayName avatarUrl }
+  nchatStreamChatMessagesByStreamId(orderBy: CREATED_AT_DESC, first: 50) { nodes { id content createdAt
+    nchatUserByUserId { id username displayName avatarUrl } } } } }"""
+PGL_LIVE_STREAMS = """query($channel: UUID!) {
+  allNchatStreams(condition: {channelId: $channel, status: "live"}, orderBy: STARTED_AT_DESC) {
+    nodes { id title thumbnailUrl currentViewers startedAt nchatUserByBroadcasterId { username displayName } } } }"""
+PGL_CHAT_AGGREGATE = """query($id: UUID!) {
+  allNchatStreamChatMessages(condition: {streamId: $id, isDeleted: false}) {
+    totalCount aggregates { distinctCount { userId } } } }"""
+PGL_SEND_CHAT = """mutation($id: UUID!, $user: UUID!, $content: String!) {
+  createNchatStreamChatMessage(input: {nchatStreamChatMessage: {streamId: $id, userId: $user, content: $content}}) {
+    nchatStreamChatMessage { id content } } }"""
+PGL_READER = "nchat_bench_reader"
+CHATTERS = 400
+USER = "__user"  # a case's variables may name the caller under this key (taken out before sending)
+PGL_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "postgraphile")
+
 
 async def seed(url: str) -> dict[str, str]:
     db = Database(url)
@@ -98,8 +148,22 @@ async def seed(url: str) -> dict[str, str]:
             "INSERT INTO nchat_stream_chat_messages (stream_id, user_id, content, created_at) "
             "VALUES ($1, $2, $3, now() - make_interval(secs => $4))",
             [(streams[0], users[i % 20], f"message {i}", float(i)) for i in range(500)])
+        # Chatters of the mutation case: the chat rate limit (5 messages per 10 s per user and stream)
+        # holds on every path, so each request posts as the next (user, stream) of 400 x 3.
+        chatters = [str(await s.fetchval(
+            "INSERT INTO nchat_users (username, display_name) VALUES ($1, $2) RETURNING id", f"chatter{i}", f"C {i}"))
+            for i in range(CHATTERS)]
     await db.close()
-    return {"user": users[1], "channel": channel, "stream": streams[0]}
+    # PostGraphile's reader: every column (v4 selects whole rows), and nchat_user's policies.
+    conn = await asyncpg.connect(url)
+    await conn.execute(f"""DO $$ BEGIN
+      IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{PGL_READER}') THEN
+        CREATE ROLE {PGL_READER} NOLOGIN IN ROLE nchat_user; END IF; END $$""")
+    await conn.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {PGL_READER}")
+    await conn.execute(f"GRANT {PGL_READER} TO current_user")
+    await conn.close()
+    return {"user": users[1], "channel": channel, "stream": streams[0], "chat_streams": ",".join(streams[1:4]),
+            "live_stream": streams[4], "chatters": ",".join(chatters)}
 
 
 _SET_ROLE = "SELECT set_config('role', 'nchat_user', true), set_config('hasura.user', $1, true)"
@@ -132,78 +196,206 @@ async def measure(call: Callable[[], Awaitable[Any]], seconds: float, concurrenc
     }
 
 
+async def _wait_ready(client: httpx.AsyncClient, path: str) -> None:
+    for _ in range(300):
+        try:
+            if (await client.get(path)).status_code < 500:
+                return
+        except httpx.TransportError:
+            pass
+        await asyncio.sleep(0.1)
+    raise RuntimeError(f"{client.base_url}{path} did not answer")
+
+
+async def _start_postgraphile(url: str, installed: bool) -> tuple[asyncio.subprocess.Process | None, str | None]:
+    node = shutil.which("node")
+    if node is None or not installed:
+        print("postgraphile: n/a (needs node and `npm install` in bench/postgraphile)")
+        return None, None
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": url, "PORT": str(port), "PGL_ROLE": PGL_READER}
+    proc = await asyncio.create_subprocess_exec(node, os.path.join(PGL_DIR, "server.js"), env=env, cwd=PGL_DIR)
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def _pgl_installed() -> bool:
+    return os.path.isdir(os.path.join(PGL_DIR, "node_modules", "postgraphile"))
+
+
+def _row(label: str, g: dict[str, float], f: dict[str, float], r: dict[str, float],
+         p: dict[str, float] | None) -> str:
+    pgl = f"{p['rps']:7.0f} {p['p50_ms']:7.1f} {g['rps'] / p['rps']:6.2f}" if p else f"{'n/a':>7} {'':7} {'':6}"
+    return (f"{label:34} {g['rps']:7.0f} {g['p50_ms']:7.1f} {g['p99_ms']:7.1f} | {f['rps']:7.0f} {f['p50_ms']:7.1f} "
+            f"{g['rps'] / f['rps']:6.2f} | {r['rps']:7.0f} {r['p50_ms']:7.1f} {g['rps'] / r['rps']:6.2f} | {pgl}")
+
+
 async def run(args: argparse.Namespace) -> None:
     name = f"nchat_bench_{secrets.token_hex(4)}"
     admin = await asyncpg.connect(args.pg)
     await admin.execute(f'CREATE DATABASE "{name}"')
     url = args.pg.rsplit("/", 1)[0] + "/" + name
     server: asyncio.subprocess.Process | None = None
+    pgl_proc: asyncio.subprocess.Process | None = None
     try:
         ids = await seed(url)
         port = free_port()
         env = {**os.environ, "DATABASE_URL": url, "NCHAT_JWT_SECRET": JWT_SECRET, "NCHAT_MEDIA_ENABLED": "false",
                "NCHAT_DB_POOL_SIZE": str(args.concurrency)}
+        # The server as `nchat-live serve` runs it (uvloop and httptools when installed: `auto`).
         server = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "uvicorn", "--factory", "nchat_live.app:create_app", "--port", str(port),
             "--log-level", "warning", "--no-access-log", env=env)
+        pgl_proc, pgl_base = await _start_postgraphile(url, _pgl_installed())
         base = f"http://127.0.0.1:{port}"
         token = mint_token(JWT_SECRET, ids["user"])
-        cases = [
-            ("stream + broadcaster + last 50 chat with users", STREAM_WITH_CHAT, {"id": ids["stream"]},
-             STREAM_WITH_CHAT_SQL, ids["stream"]),
-            ("live streams of a channel", LIVE_STREAMS, {"channel": ids["channel"]}, LIVE_STREAMS_SQL, ids["channel"]),
-            ("chat aggregate", CHAT_AGGREGATE, {"id": ids["stream"]}, CHAT_AGGREGATE_SQL, ids["stream"]),
+        claims = Claims.user(ids["user"]).as_setting()
+        stream, channel, user = ids["stream"], ids["channel"], ids["user"]
+        chatters = ids["chatters"].split(",")
+        pairs = itertools.cycle([(st, ch) for ch in chatters for st in ids["chat_streams"].split(",")])
+        tokens = {ch: mint_token(JWT_SECRET, ch) for ch in chatters}
+        seq = itertools.count()
+
+        def chat() -> dict[str, Any]:
+            st, ch = next(pairs)
+            return {"id": st, "content": f"m{next(seq)}", USER: ch}
+
+        def chat_sql() -> list[Any]:
+            st, ch = next(pairs)
+            return [st, ch, f"s{next(seq)}"]
+
+        def chat_pgl() -> dict[str, Any]:
+            st, ch = next(pairs)
+            return {"id": st, "user": ch, "content": f"p{next(seq)}", USER: ch}
+
+        # (label, graphql document, its variables, SQL, its parameters (the user: the second), PostGraphile's)
+        cases: list[tuple[str, str, Callable[[], dict[str, Any]], str, Callable[[], list[Any]], str | None,
+                          Callable[[], dict[str, Any]]]] = [
+            ("stream + broadcaster + 50 chat", STREAM_WITH_CHAT, lambda: {"id": stream},
+             STREAM_WITH_CHAT_SQL, lambda: [stream], PGL_STREAM_WITH_CHAT, lambda: {"id": stream}),
+            ("live streams of a channel", LIVE_STREAMS, lambda: {"channel": channel},
+             LIVE_STREAMS_SQL, lambda: [channel], PGL_LIVE_STREAMS, lambda: {"channel": channel}),
+            ("chat aggregate", CHAT_AGGREGATE, lambda: {"id": stream},
+             CHAT_AGGREGATE_SQL, lambda: [stream], PGL_CHAT_AGGREGATE, lambda: {"id": stream}),
+            ("mutation sendChatMessage", SEND_CHAT, chat, SEND_CHAT_SQL, chat_sql, PGL_SEND_CHAT, chat_pgl),
         ]
+
+        def as_caller(variables: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str], dict[str, str]]:
+            """The variables without the caller, and the caller's headers for nchat-live and PostGraphile."""
+            caller = variables.pop(USER, user)
+            return (variables, {"authorization": f"Bearer {tokens.get(caller) or token}"},
+                    {"x-hasura-claims": Claims.user(caller).as_setting()})
+
         limits = httpx.Limits(max_connections=args.concurrency, max_keepalive_connections=args.concurrency)
         async with httpx.AsyncClient(base_url=base, headers={"authorization": f"Bearer {token}"},
-                                     limits=limits, timeout=30) as client:
-            for _ in range(300):
-                try:
-                    if (await client.get("/healthz")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                await asyncio.sleep(0.1)
+                                     limits=limits, timeout=30) as client, \
+                httpx.AsyncClient(base_url=pgl_base or base, headers={"x-hasura-claims": claims},
+                                  limits=limits, timeout=30) as pgl_client:
+            await _wait_ready(client, "/healthz")
+            if pgl_base is not None:
+                await _wait_ready(pgl_client, "/graphql")
             pool = await asyncpg.create_pool(url, min_size=args.concurrency, max_size=args.concurrency)
-            print(f"concurrency {args.concurrency}, {args.seconds:.0f} s per case")
-            claims = Claims.user(ids["user"]).as_setting()
+            print(f"concurrency {args.concurrency}, {args.seconds:g} s per case")
             print("graphql: HTTP to uvicorn as a user (RLS); sql: one hand-written statement via asyncpg as the "
-                  "superuser (no RLS); sql+rls: the same statement in a transaction as nchat_user with the claims")
-            print(f"{'query':48} {'gql rps':>7} {'p50 ms':>7} {'p99 ms':>7} | {'sql rps':>7} {'p50 ms':>7} "
-                  f"{'p99 ms':>7} {'ratio':>6} | {'rls rps':>7} {'p50 ms':>7} {'p99 ms':>7} {'ratio':>6}")
-            for label, query, variables, sql, param in cases:
-                body = {"query": query, "variables": variables}
-                first = (await client.post("/v1/graphql", json=body)).json()
-                floor = json.loads(await pool.fetchval(sql, param))
+                  "superuser (no RLS); sql+rls: the same statement in a transaction as nchat_user with the claims; "
+                  "pgl: PostGraphile v4, same database and policies; ratio: graphql rps / that column's rps")
+            print(f"{'case':34} {'gql rps':>7} {'p50 ms':>7} {'p99 ms':>7} | {'sql rps':>7} {'p50 ms':>7} "
+                  f"{'ratio':>6} | {'rls rps':>7} {'p50 ms':>7} {'ratio':>6} | {'pgl rps':>7} {'p50 ms':>7} "
+                  f"{'ratio':>6}")
+            for label, query, variables, sql, params, pgl_query, pgl_variables in cases:
+                first_vars, first_headers, _ = as_caller(variables())
+                first = (await client.post("/v1/graphql", json={"query": query, "variables": first_vars},
+                                           headers=first_headers)).json()
+                floor = json.loads(await pool.fetchval(sql, *params()))
                 assert "errors" not in first, first
                 assert _shape(first["data"]) == _shape(floor), (first["data"], floor)
 
-                async def gql_call(body: dict[str, Any] = body) -> None:
-                    response = await client.post("/v1/graphql", json=body)
-                    response.json()
+                async def gql_call(query: str = query, variables: Callable[[], dict[str, Any]] = variables) -> None:
+                    values, headers, _ = as_caller(variables())
+                    response = await client.post("/v1/graphql", json={"query": query, "variables": values},
+                                                 headers=headers)
+                    answer = response.json()
+                    assert "errors" not in answer, answer
 
-                async def sql_call(sql: str = sql, param: str = param) -> None:
-                    json.loads(await pool.fetchval(sql, param))
+                async def sql_call(sql: str = sql, params: Callable[[], list[Any]] = params) -> None:
+                    json.loads(await pool.fetchval(sql, *params()))
 
-                async def rls_call(sql: str = sql, param: str = param) -> None:
+                async def rls_call(sql: str = sql, params: Callable[[], list[Any]] = params) -> None:
+                    values = params()
+                    caller = Claims.user(values[1]).as_setting() if len(values) > 1 else claims
                     async with pool.acquire() as conn, conn.transaction():
-                        await conn.execute(_SET_ROLE, claims)
-                        json.loads(await conn.fetchval(sql, param))
+                        await conn.execute(_SET_ROLE, caller)
+                        json.loads(await conn.fetchval(sql, *values))
+
+                async def pgl_call(query: str | None = pgl_query,
+                                   variables: Callable[[], dict[str, Any]] = pgl_variables) -> None:
+                    values, _, headers = as_caller(variables())
+                    response = await pgl_client.post("/graphql", json={"query": query, "variables": values},
+                                                     headers=headers)
+                    answer = response.json()
+                    assert "errors" not in answer, answer
 
                 await measure(gql_call, 0.5, args.concurrency)  # warm caches and the pool
                 g = await measure(gql_call, args.seconds, args.concurrency)
                 f = await measure(sql_call, args.seconds, args.concurrency)
                 r = await measure(rls_call, args.seconds, args.concurrency)
-                print(f"{label:48} {g['rps']:7.0f} {g['p50_ms']:7.1f} {g['p99_ms']:7.1f} | {f['rps']:7.0f} "
-                      f"{f['p50_ms']:7.1f} {f['p99_ms']:7.1f} {g['rps'] / f['rps']:6.2f} | {r['rps']:7.0f} "
-                      f"{r['p50_ms']:7.1f} {r['p99_ms']:7.1f} {g['rps'] / r['rps']:6.2f}")
+                p = None
+                if pgl_base is not None and pgl_query is not None:
+                    await measure(pgl_call, 0.5, args.concurrency)
+                    p = await measure(pgl_call, args.seconds, args.concurrency)
+                print(_row(label, g, f, r, p), flush=True)
+            await _live_push(args, base, token, pool, claims, ids["live_stream"], chatters)
             await pool.close()
     finally:
-        if server is not None:
-            server.terminate()
-            await asyncio.wait_for(server.wait(), 10)
+        for proc in (server, pgl_proc):
+            if proc is not None:
+                proc.terminate()
+                await asyncio.wait_for(proc.wait(), 10)
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
+
+
+_INSERT_CHAT = "INSERT INTO nchat_stream_chat_messages (stream_id, user_id, content) VALUES ($1, $2, $3)"
+
+
+async def _live_push(args: argparse.Namespace, base: str, token: str, pool: asyncpg.Pool, claims: str,
+                     stream: str, chatters: list[str]) -> None:
+    """One subscriber; each round inserts a chat message and waits for the push that carries it."""
+    ws_url = base.replace("http://", "ws://") + "/v1/graphql"
+    async with websockets.connect(ws_url, subprotocols=[Subprotocol("graphql-transport-ws")]) as ws:
+        await ws.send(json.dumps({"type": "connection_init", "payload": {"headers": {
+            "Authorization": f"Bearer {token}"}}}))
+        assert json.loads(await ws.recv())["type"] == "connection_ack"
+        await ws.send(json.dumps({"id": "1", "type": "subscribe",
+                                  "payload": {"query": LIVE_CHAT, "variables": {"id": stream}}}))
+        await asyncio.wait_for(ws.recv(), 10)  # the first result
+        n = itertools.count()
+        users = itertools.cycle(chatters)
+
+        async def push() -> None:
+            content = f"live {next(n)}"
+            await pool.execute(_INSERT_CHAT, stream, next(users), content)
+            while True:
+                message = json.loads(await asyncio.wait_for(ws.recv(), 10))
+                assert message["type"] == "next", message
+                rows = message["payload"]["data"]["nchat_stream_chat_messages"]
+                if rows and rows[0]["content"] == content:
+                    return
+
+        async def sql_push() -> None:
+            await pool.execute(_INSERT_CHAT, stream, next(users), f"sql {next(n)}")
+            json.loads(await pool.fetchval(LIVE_CHAT_SQL, stream))
+
+        async def rls_push() -> None:
+            await pool.execute(_INSERT_CHAT, stream, next(users), f"rls {next(n)}")
+            async with pool.acquire() as conn, conn.transaction():
+                await conn.execute(_SET_ROLE, claims)
+                json.loads(await conn.fetchval(LIVE_CHAT_SQL, stream))
+
+        await measure(push, 0.5, 1)
+        g = await measure(push, args.seconds, 1)
+        f = await measure(sql_push, args.seconds, 1)
+        r = await measure(rls_push, args.seconds, 1)
+        print(_row("live-query push (1 subscriber)", g, f, r, None), flush=True)
 
 
 def _shape(value: Any) -> Any:
