@@ -12,15 +12,25 @@ export interface ChapterRow {
 }
 
 export async function chapters(streamId: string): Promise<ChapterRow[]> {
-  const data = await gql<{ nchat_stream_chapters: ChapterRow[] }>(
+  return (await chaptersAndLength(streamId)).rows;
+}
+
+/** The chapters, and the full recording's length (seconds; null while there is none). */
+async function chaptersAndLength(streamId: string): Promise<{ rows: ChapterRow[]; length: number | null }> {
+  const data = await gql<{
+    nchat_stream_chapters: ChapterRow[];
+    nchat_stream_recordings: { duration_seconds: number | null }[];
+  }>(
     `query Chapters($id: uuid!) {
       nchat_stream_chapters(where: {stream_id: {_eq: $id}}, order_by: [{start_seconds: asc}, {created_at: asc}]) {
         id start_seconds title source
       }
+      nchat_stream_recordings(where: {stream_id: {_eq: $id}, kind: {_eq: "full"}}, limit: 1) { duration_seconds }
     }`,
     { id: streamId },
   );
-  return data.nchat_stream_chapters;
+  const length = data.nchat_stream_recordings[0]?.duration_seconds;
+  return { rows: data.nchat_stream_chapters, length: length ? Number(length) : null };
 }
 
 // Kept here rather than in style.css: the chapter view is this module's alone.
@@ -53,6 +63,7 @@ export function mountChapters(host: HTMLElement, video: HTMLVideoElement, stream
   box.hidden = true;
   host.append(box);
   let rows: ChapterRow[] = [];
+  let length: number | null = null;
 
   const current = (): void => {
     const at = video.currentTime;
@@ -68,7 +79,7 @@ export function mountChapters(host: HTMLElement, video: HTMLVideoElement, stream
     if (!rows.length) { box.hidden = true; return; }
     box.hidden = false;
     const duration = Number.isFinite(video.duration) && video.duration > 0
-      ? video.duration : Math.max(...rows.map((r) => r.start_seconds)) + 1;
+      ? video.duration : length ?? Math.max(...rows.map((r) => r.start_seconds)) + 1;
     const seek = (row: ChapterRow) => () => {
       video.currentTime = row.start_seconds;
       current();
@@ -94,7 +105,11 @@ export function mountChapters(host: HTMLElement, video: HTMLVideoElement, stream
   };
 
   const refresh = (): void => {
-    chapters(streamId).then((found) => { rows = found; render(); }).catch(() => {
+    chaptersAndLength(streamId).then((found) => {
+      rows = found.rows;
+      length = found.length;
+      render();
+    }).catch(() => {
       // Chapters are an extra: a failure only leaves them out.
     });
   };
