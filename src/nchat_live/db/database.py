@@ -61,9 +61,14 @@ class Database:
         """
         async with self._pool_lock:
             if self._pool is None:
+                # jit off: a request statement runs in milliseconds, and the planner's estimate for a
+                # row-level-security filter (it costs each EXISTS policy as if probed per row, whatever
+                # it then runs) can pass jit_above_cost, so the JIT would compile for ~1 s on a 20 ms
+                # statement (bench/rls_explain.py).
                 self._pool = await asyncpg.create_pool(
                     self.url, min_size=0, max_size=self.pool_size * 2, timeout=5, command_timeout=30,
                     max_inactive_connection_lifetime=1800, init=_decode_json, connection_class=_PooledConnection,
+                    server_settings={"jit": "off"},
                 )
             return self._pool
 

@@ -79,8 +79,10 @@ async def status(conn: asyncpg.Connection) -> MigrationStatus:
     )
 
 
-async def upgrade(conn: asyncpg.Connection) -> list[int]:
-    """Apply every pending migration, each in its own transaction. Returns what was applied."""
+async def upgrade(conn: asyncpg.Connection, target: int | None = None) -> list[int]:
+    """Apply every pending migration (up to `target`, when given), each in its own transaction.
+
+    Returns what was applied."""
     done: list[int] = []
     await conn.execute("SELECT pg_advisory_lock($1)", ADVISORY_LOCK_KEY)
     try:
@@ -92,7 +94,7 @@ async def upgrade(conn: asyncpg.Connection) -> list[int]:
                 "it was migrated by a newer release: upgrade nchat-live or restore a matching backup"
             )
         for migration in available():
-            if migration.version not in state.pending:
+            if migration.version not in state.pending or (target is not None and migration.version > target):
                 continue
             try:
                 async with conn.transaction():
