@@ -73,9 +73,15 @@ export function mountChat(root: HTMLElement, opts: ChatOptions): () => void {
             h("button", { type: "button", class: "link danger", "aria-label": "Delete message",
               onclick: () => act(() => deleteChatMessage(row.id)) }, "Delete"))
           : null;
-        return h("li", { "data-id": row.id, class: row.is_pinned ? "is-pinned" : "" },
-          h("span", { class: "author" }, author(row)), " ",
-          h("span", { class: "content" }, row.content), tools);
+        // A held or denied message reaches only its author and the moderators (RLS): say so.
+        const status = row.status && row.status !== "visible"
+          ? h("span", { class: "badge", "data-testid": "chat-status" },
+            row.status === "held" ? "held for review" : "not published")
+          : null;
+        return h("li", { "data-id": row.id, "data-status": row.status ?? "visible",
+          class: row.is_pinned ? "is-pinned" : "" },
+        h("span", { class: "author" }, author(row)), " ",
+        h("span", { class: "content" }, row.content), status, tools);
       }),
     );
     list.scrollTop = list.scrollHeight;

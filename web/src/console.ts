@@ -8,6 +8,8 @@ import {
   createStream, endStream, myChannels, myStreams, startStream, streamById, streamKey, type StreamRow,
   watchStream, whipUrlFor,
 } from "./ops";
+import { mountModeration } from "./moderation";
+import { mountPolls } from "./polls";
 import { mountQa } from "./qa";
 import { mountReactions } from "./reactions";
 import { $, formatDuration, h, mountAuth, mountConnectionBanner, say } from "./ui";
@@ -143,6 +145,8 @@ async function useStream(id: string, key: string | null): Promise<void> {
   stopViews.push(mountChat($("#chat"), { streamId: id, moderate: true }));
   stopViews.push(mountQa($("#qa"), { streamId: id, host: true }));
   stopViews.push(mountHighlightsEditor($("#qa"), id));
+  stopViews.push(mountPolls($("#chat"), { streamId: id, host: true }));
+  stopViews.push(mountModeration($("#chat"), { streamId: id, channelId: stream.channel_id }));
   stopViews.push(mountReactions($("#reactions"), $("#overlay"), mediaMsg, id, false));
 }
 

@@ -33,6 +33,8 @@ export interface ChatRow {
   created_at: string;
   is_pinned: boolean;
   is_deleted: boolean;
+  // visible; held (its author and the moderators see it until reviewed); denied (its author only)
+  status?: string;
   user_id: string;
   user: { display_name: string | null; username: string } | null;
 }
@@ -201,7 +203,7 @@ export function watchChat(id: string, onData: (rows: ChatRow[]) => void, onError
   return live<{ nchat_stream_chat_messages: ChatRow[] }>(
     "WatchChat($id: uuid!)",
     `nchat_stream_chat_messages(where: {stream_id: {_eq: $id}}, order_by: {created_at: desc}, limit: 50) {
-      id content created_at is_pinned is_deleted user_id user { display_name username }
+      id content created_at is_pinned is_deleted status user_id user { display_name username }
     }`,
     { id },
     (d) => onData(d.nchat_stream_chat_messages),

@@ -10,6 +10,7 @@ import {
   hlsUrlFor, isOwnOrigin, joinStream, leaveStreamOnUnload, mediaToken, recordingUrlFor, recordings, streamById,
   type StreamRow, viewerHeartbeat, watchAsViewer, watchStream,
 } from "./ops";
+import { mountPolls } from "./polls";
 import { mountQa } from "./qa";
 import { mountReactions } from "./reactions";
 import { $, h, mountAuth, mountConnectionBanner, say, streamIdFromPath, UUID_RE } from "./ui";
@@ -79,6 +80,7 @@ function onStream(row: StreamRow): void {
     if (row.enable_qa) mountQa($("#qa"), { streamId: id, host: false });
     else $("#qa").hidden = true;
     if (row.enable_reactions) mountReactions($("#reactions"), $("#overlay"), playerMsg, id, true);
+    mountPolls($("#chat"), { streamId: id, host: false });
   }
   if (row.status === "live") {
     say(notice, "");
