@@ -16,11 +16,12 @@ from nchat_live.config import Settings
 from nchat_live.db import Database
 from nchat_live.errors import NchatError
 from nchat_live.resolvers import polls
+from nchat_live.resolvers.scheduler import StreamScheduler
 from tests.graphql.conftest import GQL, app, client, code, data  # noqa: F401 - fixtures
 from tests.subscriptions.conftest import open_socket, recv_json, serve
 from tests.support import World, set_live
 
-from .conftest import Clock
+from .conftest import Clock, Events
 
 
 @pytest.fixture
@@ -168,3 +169,15 @@ async def test_results_stream_to_everyone_batched_over_the_websocket(db: Databas
             for ws in (viewer, *voters):
                 await ws.close()
             await asyncio.sleep(0)
+
+
+async def test_the_scheduler_closes_a_poll_when_its_time_is_up(db: Database, world: World, clock: Clock,
+                                                               events: Events) -> None:
+    await set_live(db, world.public_stream)
+    poll = await create(db, world.alice, world.public_stream, duration_seconds=10, now=clock.now)
+    scheduler = StreamScheduler(db)
+    await scheduler.run_once(clock.advance(5))
+    assert not [e for e in events.of("poll.results") if e["id"] == poll["id"] and e["status"] == "closed"]
+    assert (await scheduler.run_once(clock.advance(6))).closed_polls >= 1  # (other tests' polls may be due too)
+    final = [e for e in events.of("poll.results") if e["id"] == poll["id"]][-1]
+    assert final["status"] == "closed" and final["vote_counts"] == [0, 0, 0]

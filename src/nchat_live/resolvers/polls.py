@@ -35,6 +35,20 @@ async def _close_due(session: Session, stream: Row) -> None:
         session.emit("poll.results", results_event(stream, row(record)))
 
 
+async def close_due_polls(session: Session, now: datetime) -> int:
+    """The scheduler's sweep (as the server): closes every open poll whose duration has run out and
+    publishes its final results, so subscribers see the close without anyone reading or voting."""
+    await set_rule_context(session, now)
+    closed = 0
+    for sid in await session.fetch("SELECT DISTINCT stream_id FROM nchat_stream_polls WHERE status = 'open' "
+                                   "AND closes_at <= $1 LIMIT 100", now):
+        stream = await load_stream(session, str(sid["stream_id"]))
+        for record in await session.fetch(f"SELECT {POLL_COLUMNS} FROM nchat.poll_close_due($1)", stream["id"]):
+            session.emit("poll.results", results_event(stream, row(record)))
+            closed += 1
+    return closed
+
+
 async def create_poll(
     session: Session, stream_id: str, question: str, options: list[str], *, allow_multiple: bool = False,
     duration_seconds: int | None = None, open_now: bool = True, now: datetime | None = None,

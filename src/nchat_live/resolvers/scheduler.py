@@ -7,7 +7,8 @@ Each `run_once(now)`:
 2. cancels scheduled streams (status scheduled or preparing) that never went live `grace` after their
    start time;
 3. closes viewer sessions silent for 30 s;
-4. creates next month's quality-metrics partition.
+4. creates next month's quality-metrics partition;
+5. closes live polls whose duration has run out (resolvers/polls.py), publishing their final results.
 It runs in one transaction as the service, under a transaction-level advisory lock that several
 API processes contend for: one does the work, the others skip that tick.
 """
@@ -24,7 +25,7 @@ from ..auth import Claims
 from ..config import Settings
 from ..db import Database, Session
 from ..errors import ConfigError, ValidationFailed
-from . import lifecycle, viewers
+from . import lifecycle, polls, viewers
 from ._common import Row, load_stream, require_user, utcnow
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,7 @@ class TickReport:
     reminders: list[tuple[str, int]] = field(default_factory=list)
     expired_streams: list[str] = field(default_factory=list)
     expired_viewers: int = 0
+    closed_polls: int = 0
     skipped: bool = False
 
 
@@ -117,6 +119,7 @@ class StreamScheduler:
             await self._expire_streams(s, now, report)
             report.expired_viewers = await viewers.expire_silent_sessions(s, now, self.viewer_silence)
             await s.fetchval("SELECT nchat.ensure_quality_metrics_partition($1)", now + timedelta(days=32))
+            report.closed_polls = await polls.close_due_polls(s, now)
         return report
 
     async def _remind(self, s: Session, now: datetime, report: TickReport) -> None:
