@@ -406,6 +406,7 @@ class StreamPipeline:
         self._audio_encoded = 0
         self._audio_origin = 0
         self._video_backlog = 0
+        self._last_audio_arrival: float | None = None
         self._slow_since: float | None = None
         self._speed_media = 0.0
         self._speed_busy = 0.0
@@ -583,7 +584,12 @@ class StreamPipeline:
             while self._next_key <= at + _KEY_SLACK:
                 self._next_key = self._key_after(self._next_key)
         self._last_video = at
-        self._ensure_audio_until(at - 0.25)
+        # Silence fills the audio the source did not send. With live audio it stays 0.25 s behind the
+        # video (real audio arriving a little late is kept); without (a video-only source), it reaches
+        # the video's time at once: the muxer interleaves, and would hold every video chunk back until
+        # audio caught up (max_interleave_delta, 1 s).
+        audio_live = self._last_audio_arrival is not None and arrival - self._last_audio_arrival < 1.0
+        self._ensure_audio_until(at - 0.25 if audio_live else at)
         work_started = time.perf_counter()
         for encoder in self._encoders:
             encoder_started = time.perf_counter()
@@ -698,6 +704,7 @@ class StreamPipeline:
 
     def _audio(self, frame: av.AudioFrame, arrival: float) -> None:
         self.stats.audio_frames_in += 1
+        self._last_audio_arrival = arrival
         if self._new_epoch and not self._encoders:
             pass  # audio before the first video frame still anchors the clock below
         self._anchor(arrival)
