@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import secrets
@@ -239,7 +240,7 @@ async def measure(base: str, token: str, channel: str, args: argparse.Namespace)
     g2g = [s["g2g"] for s in samples]
     edge = [s["edge"] for s in samples if s["edge"] is not None]
     rates = []
-    for a, b in zip(senders, senders[1:], strict=False):
+    for a, b in itertools.pairwise(senders):
         if b["bytes"] and a["bytes"] and b["at"] > a["at"]:
             rates.append((b["bytes"] - a["bytes"]) * 8 / (b["at"] - a["at"]))  # kbit/s (ms clock)
     last = senders[-1] if senders else {}
