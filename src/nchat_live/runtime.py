@@ -19,6 +19,7 @@ from .graphql.hasura.live_queries import LiveQueryEngine
 from .graphql.schema import RoleSchemas
 from .media.extras.highlights import HighlightSuggester
 from .media.extras.metrics import QualitySampler
+from .media.extras.simulcast import Simulcast
 from .media.extras.stream_extras import StreamExtras
 from .media.ingest.rtmp.ingest import RtmpIngest, start_rtmp
 from .media.worker.control import follow_status
@@ -83,6 +84,7 @@ class Runtime:
         # Attached to the media worker from outside: recording, DVR, thumbnails, clean-up; quality samples.
         self.media_extras: StreamExtras | None = None
         self.quality: QualitySampler | None = None
+        self.simulcast: Simulcast | None = None
         self.rtmp: RtmpIngest | None = None
         self._media_follower: asyncio.Task[None] | None = None
         # Suggests highlights when a recording this worker finalised is ready (issue 18).
@@ -185,6 +187,8 @@ class Runtime:
                 self.media.attach(self.media_extras)
                 self.quality = QualitySampler(database, self.settings.media_metrics_seconds)
                 self.media.attach(self.quality)
+                self.simulcast = Simulcast(self.media)  # pushes to the streams' RTMP destinations
+                self.media.attach(self.simulcast)
                 await self.media.start()
                 self.rtmp = await start_rtmp(self.media)
                 self._media_follower = asyncio.create_task(follow_status(self))
@@ -216,6 +220,10 @@ class Runtime:
             # Ending live streams closes their segments, so recordings stay valid.
             async with _timed("media"):
                 await self.media.stop()
+        if self.simulcast is not None:
+            async with _timed("simulcast"):
+                await self.simulcast.stop()
+            self.simulcast = None
         if self.rtmp is not None:
             async with _timed("rtmp"):
                 await self.rtmp.stop()

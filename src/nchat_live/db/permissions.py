@@ -82,6 +82,12 @@ CHAT_SETTINGS_WRITE = cols("link_filter, allowed_domains, emote_only, min_accoun
 MODERATION_LOG_READ = cols("id, channel_id, stream_id, actor_id, action, target_user_id, target_message_id, details, "
                            "created_at")
 
+# 0017: simulcast destinations. The key is write-only: no role selects it (nchat_admin neither; the
+# media worker reads it through nchat.simulcast_targets). Status columns are the worker's.
+SIMULCAST_READ = cols("id, stream_id, name, url, key_hint, rendition, enabled, status, last_error, attempts, "
+                      "status_at, created_by, created_at, updated_at")
+SIMULCAST_SERVER_OWNED = cols("key_hint, status, last_error, attempts, status_at")
+
 _USERS_PUBLIC = cols("id, username, display_name, avatar_url, status, created_at, updated_at")
 _CHANNEL_READ = cols("id, name, slug, description, is_private, owner_id, metadata, created_at, updated_at")
 
@@ -178,6 +184,12 @@ SIGNED_IN_MODEL: dict[str, TableRule] = {
     "nchat_moderation_log": TableRule(
         select=MODERATION_LOG_READ, check="the channel's owner/admin/moderators read; written by triggers only"),
 }
+
+SIGNED_IN_MODEL["nchat_stream_simulcast_destinations"] = TableRule(
+    select=SIMULCAST_READ, insert=cols("stream_id, name, url, stream_key, rendition, enabled, created_by"),
+    update=cols("name, url, stream_key, rendition, enabled"), delete=True,
+    check="the stream's managers; stream_key written, never read; created_by is the caller",
+    presets={"created_by": "caller"})
 
 ANONYMOUS_MODEL: dict[str, TableRule] = {
     "nchat_users": TableRule(select=_USERS_PUBLIC, check="read all"),

@@ -31,7 +31,7 @@ from . import events, operations
 from .hasura.catalog import Catalog, load_catalog
 from .hasura.resolvers import resolve_root, subscribe_root
 from .hasura.schema import RoleTypes
-from .operations import highlights, media, polls
+from .operations import highlights, media, polls, simulcast
 
 if TYPE_CHECKING:
     from ..runtime import Runtime
@@ -53,8 +53,10 @@ class DomainRoots:
 
 # The product's domain fields: the streaming operations, the media operations, the event subscriptions.
 DOMAIN = DomainRoots(
-    query=merge_types("Query", (operations.Query, media.Query, polls.Query, highlights.Query)),
-    mutation=merge_types("Mutation", (operations.Mutation, media.Mutation, polls.Mutation, highlights.Mutation)),
+    query=merge_types("Query", (operations.Query, media.Query, polls.Query, highlights.Query,
+                                    simulcast.Query)),
+    mutation=merge_types("Mutation", (operations.Mutation, media.Mutation, polls.Mutation, highlights.Mutation,
+                                       simulcast.Mutation)),
     subscription=events.Subscription,
 )
 

@@ -1,3 +1,6 @@
+DROP FUNCTION IF EXISTS nchat.simulcast_targets(uuid);
+DROP TABLE IF EXISTS nchat_stream_simulcast_destinations;
+DROP FUNCTION IF EXISTS nchat.simulcast_preset();
 DROP FUNCTION IF EXISTS nchat.viewer_playback(text, integer);
 DROP FUNCTION IF EXISTS nchat.viewer_describe(text, text, text, text, text);
 ALTER TABLE nchat_stream_viewers
