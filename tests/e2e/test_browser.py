@@ -186,6 +186,15 @@ async def test_unknown_stream_wrong_key_schedule_and_dashboard(
     await page.get_by_role("button", name="Go live").click()
     await expect(page.locator("#media-msg")).to_contain_text("stream key was rejected", timeout=15_000)
     await expect(page.locator("#status")).to_have_attribute("data-status", "scheduled")
+    # Simulcast settings: a destination is added; its key is never shown again, only its last characters.
+    await page.get_by_label("Name", exact=True).fill("Backup")
+    await page.get_by_label("RTMP(S) URL").fill("rtmp://127.0.0.1:9/live")
+    await page.get_by_label("Destination key").fill("secret-key-0042")
+    await page.get_by_role("button", name="Add destination").click()
+    added = page.locator("[data-destination=Backup]")
+    await expect(added).to_contain_text("…0042", timeout=15_000)
+    await expect(added.locator(".badge")).to_have_text("idle")
+    assert "secret-key" not in await page.locator("#simulcast").inner_text()
 
     await page.goto(f"{base}/schedule")
     await expect(page.locator("#schedule-list")).to_contain_text("public stream", timeout=15_000)

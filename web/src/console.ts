@@ -12,6 +12,7 @@ import { mountModeration } from "./moderation";
 import { mountPolls } from "./polls";
 import { mountQa } from "./qa";
 import { mountReactions } from "./reactions";
+import { mountSimulcast } from "./simulcast";
 import { $, formatDuration, h, mountAuth, mountConnectionBanner, say } from "./ui";
 import { publish, WhipError, type WhipSession } from "./whip";
 
@@ -148,6 +149,7 @@ async function useStream(id: string, key: string | null): Promise<void> {
   stopViews.push(mountPolls($("#chat"), { streamId: id, host: true }));
   stopViews.push(mountModeration($("#chat"), { streamId: id, channelId: stream.channel_id }));
   stopViews.push(mountReactions($("#reactions"), $("#overlay"), mediaMsg, id, false));
+  stopViews.push(mountSimulcast($("#simulcast"), id));
 }
 
 function renderStatus(): void {
