@@ -37,6 +37,7 @@ ALLOWED_CODES = frozenset({
     "question-not-found", "question-closed", "already-voted", "message-not-found", "message-deleted",
     "publisher-exists", "chat-disabled", "chat-mode-subscribers-only", "chat-mode-followers-only",
     "reactions-disabled", "qa-disabled",
+    "highlight-not-found", "chapter-not-found", "invalid-highlight-status", "invalid-chapter",
 })
 
 ROLES = ("anonymous", "user", "moderator", "admin")
