@@ -1,20 +1,26 @@
-"""Fan-out: one chat message delivered to N websocket subscribers, nchat-live vs python-socketio.
+"""Fan-out: one stream's events delivered to N websocket subscribers, nchat-live vs python-socketio.
 
-Each server runs in its own process on loopback; the N clients and the publisher share this
-process (one clock for latency). nchat-live: clients subscribe to `chatEvents` over
-graphql-transport-ws as anonymous viewers of a public stream, and the message is published on
-the Redis bus, as another API process would. python-socketio: clients join the default
-namespace, and the message is sent by a client whose event the server broadcasts to everyone.
+The servers run in their own processes on loopback (nchat-live: `--workers W` processes on one port
+with SO_REUSEPORT, sharing the Redis bus, as `nchat-live serve --workers W` does). The N clients run
+in `--client-procs` separate processes (N/k sockets each), so the figures are the server's and not
+one client loop's; latency is receive time minus the publish time carried in the event (one clock,
+one machine). The publisher is this process: chat messages, reactions and viewer counts go onto the
+Redis bus as another API process would publish them; python-socketio broadcasts a client's event.
 
-    .venv/bin/python bench/fanout.py            # N = 100, 1000
-    .venv/bin/python bench/fanout.py -n 100 1000 5000 --messages 20
-    .venv/bin/python bench/fanout.py --no-deflate   # nchat clients without permessage-deflate
+    .venv/bin/python bench/fanout.py                       # chat, N = 1000 and 5000, nchat + socketio
+    .venv/bin/python bench/fanout.py -n 5000 --workers 2   # both cores serve
+    .venv/bin/python bench/fanout.py -n 5000 --scenario reactions viewers
+    .venv/bin/python bench/fanout.py -n 20000 --scenario idle --no-socketio   # memory per connection
+    .venv/bin/python bench/fanout.py --ws wsproto          # uvicorn's websocket implementation
+    .venv/bin/python bench/fanout.py --server-src /tmp/old/src   # an older checkout's server (before/after)
+    .venv/bin/python bench/fanout.py --profile /tmp/prof   # cProfile each server process (pstats files)
 
-The websockets client offers permessage-deflate and uvicorn accepts it, so by default every nchat
-frame is compressed once per subscriber; python-socketio's client does not offer it.
-
-Needs PostgreSQL (NCHAT_TEST_PG, a scratch database is created and dropped) and Redis
-(NCHAT_TEST_REDIS).
+Each row: p50/p99/max delivery latency, delivered/expected, server CPU seconds and CPU % of one
+core over the measured window, server RSS (all workers). Chat messages go out at `--rate` per
+second (`--messages` of them); reactions in bursts of `--burst` per round; viewer counts once per
+1.1 s (the feed sends at most one a second). Needs PostgreSQL (NCHAT_TEST_PG, a scratch database is
+created and dropped) and Redis (NCHAT_TEST_REDIS). The per-address connection cap is lifted for
+the bench's servers (every client is on 127.0.0.1).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import os
 import resource
 import secrets
@@ -30,7 +37,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from multiprocessing.connection import Connection
 from typing import Any
 
 import asyncpg
@@ -39,6 +46,13 @@ import websockets
 PG = os.environ.get("NCHAT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS = os.environ.get("NCHAT_TEST_REDIS", "redis://127.0.0.1:6379/0")
 CONTENT = "benchmark message " + "x" * 100
+QUERIES = {
+    "chat": "subscription($s: ID!) { chatEvents(streamId: $s) { id content createdAt } }",
+    "reactions": "subscription($s: ID!) { reactions(streamId: $s) { reactions { id emoji } } }",
+    "viewers": "subscription($s: ID!) { viewerCount(streamId: $s) { count } }",
+    "idle": "subscription($s: ID!) { chatEvents(streamId: $s) { id content createdAt } }",
+}
+WRAP = 2**31  # viewer counts carry the publish time in ms modulo a GraphQL Int
 
 
 def free_port() -> int:
@@ -47,39 +61,78 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-# -- servers (run in child processes) ------------------------------------------------------------
+def raise_nofile() -> None:
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
-def serve_nchat(port: int, database_url: str) -> None:
+
+# -- servers (child processes) -------------------------------------------------------------------
+
+def reuseport_socket(port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(("127.0.0.1", port))
+    sock.listen(8192)
+    return sock
+
+
+def run_profiled(run: Any) -> None:
+    path = os.environ.get("FANOUT_PROFILE")
+    if not path:
+        run()
+        return
+    import cProfile
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    try:
+        run()
+    finally:
+        profiler.disable()
+        profiler.dump_stats(f"{path}.{os.getpid()}")
+
+
+def serve_nchat(port: int, database_url: str, ws: str, deflate: bool) -> None:
     import uvicorn
 
     from nchat_live.app import create_app
     from nchat_live.config import Settings
 
-    settings = Settings(DATABASE_URL=database_url, BUS_URL=REDIS, NCHAT_MEDIA_ENABLED=False)
-    uvicorn.run(create_app(settings), host="127.0.0.1", port=port, log_level="warning",
-                ws_ping_interval=None, backlog=8192)
+    raise_nofile()
+    settings = Settings(DATABASE_URL=database_url, BUS_URL=REDIS, NCHAT_MEDIA_ENABLED=False,
+                        NCHAT_WS_MAX_CONNECTIONS_PER_CLIENT=0)
+    config = uvicorn.Config(create_app(settings), log_level="warning", ws=ws, ws_ping_interval=None,
+                            ws_per_message_deflate=deflate)
+    sock = reuseport_socket(port)
+    run_profiled(lambda: uvicorn.Server(config).run(sockets=[sock]))
 
 
-def serve_socketio(port: int) -> None:
+def serve_socketio(port: int, ws: str) -> None:
     import socketio
     import uvicorn
 
+    raise_nofile()
     sio = socketio.AsyncServer(async_mode="asgi", cors_allowed_origins="*")
 
     @sio.on("send")  # type: ignore[misc]
     async def send(_sid: str, data: Any) -> None:
         await sio.emit("chat", data)
 
-    uvicorn.run(socketio.ASGIApp(sio), host="127.0.0.1", port=port, log_level="warning",
-                ws_ping_interval=None, backlog=8192)
+    config = uvicorn.Config(socketio.ASGIApp(sio), log_level="warning", ws=ws, ws_ping_interval=None)
+    sock = reuseport_socket(port)
+    run_profiled(lambda: uvicorn.Server(config).run(sockets=[sock]))
 
 
-def spawn(*args: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, __file__, *args])
+def spawn(args: list[str], src: str | None) -> subprocess.Popen[bytes]:
+    env = dict(os.environ)
+    if src:
+        env["PYTHONPATH"] = src
+    return subprocess.Popen([sys.executable, __file__, *args], env=env)
 
 
 async def wait_port(port: int) -> None:
-    for _ in range(300):
+    for _ in range(600):
         try:
             _, writer = await asyncio.open_connection("127.0.0.1", port)
             writer.close()
@@ -89,123 +142,237 @@ async def wait_port(port: int) -> None:
     raise RuntimeError(f"server on port {port} did not start")
 
 
-# -- measurement ---------------------------------------------------------------------------------
-
-class Tally:
-    def __init__(self) -> None:
-        self.latencies: list[float] = []
-        self.last_at = 0.0
-        self.count = 0
-        self.done = asyncio.Event()
-        self.expected = 0
-
-    def got(self, sent_at: float) -> None:
-        now = time.time()
-        self.latencies.append(now - sent_at)
-        self.last_at = now
-        self.count += 1
-        if self.count >= self.expected:
-            self.done.set()
+def cpu_seconds(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
-async def measure(n: int, messages: int, publish: Callable[[float], Awaitable[None]], tally: Tally
-                  ) -> dict[str, float]:
-    busy = 0.0
-    for _ in range(messages):
-        tally.done.clear()
-        tally.expected = tally.count + n
-        sent_at = time.time()
-        await publish(sent_at)
-        try:
-            await asyncio.wait_for(tally.done.wait(), 30)
-        except TimeoutError:
-            print(f"  warning: {tally.expected - tally.count} deliveries missing after 30 s", file=sys.stderr)
-        busy += tally.last_at - sent_at
-        await asyncio.sleep(0.05)
-    lat = sorted(tally.latencies)
-    return {
-        "p50_ms": 1000 * statistics.median(lat),
-        "p99_ms": 1000 * lat[min(len(lat) - 1, int(len(lat) * 0.99))],
-        "msgs_per_s": tally.count / busy if busy > 0 else float("nan"),
-        "delivered": tally.count,
-    }
+def rss_mib(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+    return total / 1024
 
 
-async def bench_nchat(n: int, messages: int, port: int, stream_id: str, channel_id: str, deflate: bool = True
-                      ) -> dict[str, float]:
-    from nchat_live.subscriptions.bus import EventBus
+# -- clients (child processes) -------------------------------------------------------------------
 
-    tally = Tally()
-    query = "subscription($s: ID!) { chatEvents(streamId: $s) { id content createdAt } }"
+def latency_of(kind: str, data: dict[str, Any], now: float) -> list[float]:
+    if "chatEvents" in data:
+        return [now - float(data["chatEvents"]["createdAt"])]
+    if "reactions" in data:
+        return [now - float(r["id"]) for r in data["reactions"]["reactions"]]
+    if "viewerCount" in data:
+        count = int(data["viewerCount"]["count"])
+        if count == 0:
+            return []  # the snapshot on subscribe
+        now_ms = int(now * 1000)
+        return [((now_ms - count) % WRAP) / 1000]
+    if "chat" in data:  # socketio
+        return [now - float(data["chat"]["created_at"])]
+    return []
 
-    async def client() -> websockets.ClientConnection:
+
+async def client_loop(pipe: Connection, system: str, kind: str, port: int, count: int, stream_id: str,
+                      deflate: bool) -> None:
+    latencies: list[float] = []
+    got = asyncio.Event()
+    sockets: list[Any] = []
+    readers: list[asyncio.Task[None]] = []
+
+    async def nchat_client() -> None:
         ws = await websockets.connect(f"ws://127.0.0.1:{port}/v1/graphql", subprotocols=["graphql-transport-ws"],
-                                      max_queue=None, ping_interval=None,
+                                      max_queue=None, ping_interval=None, open_timeout=60,
                                       compression="deflate" if deflate else None)
         await ws.send(json.dumps({"type": "connection_init", "payload": {}}))
         assert json.loads(await ws.recv())["type"] == "connection_ack"
         await ws.send(json.dumps({"type": "subscribe", "id": "1",
-                                  "payload": {"query": query, "variables": {"s": stream_id}}}))
-        return ws
+                                  "payload": {"query": QUERIES[kind], "variables": {"s": stream_id}}}))
+        sockets.append(ws)
 
-    async def reader(ws: websockets.ClientConnection) -> None:
-        async for raw in ws:
-            msg = json.loads(raw)
-            if msg.get("type") == "next":
-                tally.got(float(msg["payload"]["data"]["chatEvents"]["createdAt"]))
+        async def read() -> None:
+            async for raw in ws:
+                msg = json.loads(raw)
+                if msg.get("type") == "next":
+                    latencies.extend(latency_of(kind, msg["payload"]["data"], time.time()))
+                    got.set()
+                elif msg.get("type") in ("error", "complete"):
+                    print(f"  client: {str(msg)[:200]}", file=sys.stderr)
+        readers.append(asyncio.create_task(read()))
 
-    clients = []
-    for i in range(0, n, 200):
-        clients += await asyncio.gather(*(client() for _ in range(min(200, n - i))))
-    readers = [asyncio.create_task(reader(ws)) for ws in clients]
-    bus = EventBus(REDIS)
-    await bus.start()
-    await asyncio.sleep(1.0)  # subscriptions registered server-side
+    async def sio_client() -> None:
+        import socketio
 
-    async def publish(sent_at: float) -> None:
-        await bus.publish("chat.message", {"stream_id": stream_id, "channel_id": channel_id,
-                                           "id": secrets.token_hex(4), "content": CONTENT,
-                                           "created_at": repr(sent_at), "user_id": None, "is_pinned": False})
-
-    try:
-        return await measure(n, messages, publish, tally)
-    finally:
-        await bus.stop()
-        for task in readers:
-            task.cancel()
-        await asyncio.gather(*(ws.close() for ws in clients), return_exceptions=True)
-
-
-async def bench_socketio(n: int, messages: int, port: int) -> dict[str, float]:
-    import socketio
-
-    tally = Tally()
-
-    async def client() -> Any:
         sio = socketio.AsyncClient(reconnection=False)
-        sio.on("chat", lambda data: tally.got(float(data["created_at"])))
-        await sio.connect(f"http://127.0.0.1:{port}", transports=["websocket"])
-        return sio
 
-    clients = []
-    for i in range(0, n, 200):
-        clients += await asyncio.gather(*(client() for _ in range(min(200, n - i))))
-    sender = await client()
-    tally_sender_skip = 1  # the sender receives the broadcast too; expect n + 1 per message
-    await asyncio.sleep(1.0)
+        def on_chat(data: Any) -> None:
+            latencies.extend(latency_of(kind, {"chat": data}, time.time()))
+            got.set()
+        sio.on("chat", on_chat)
+        await sio.connect(f"http://127.0.0.1:{port}", transports=["websocket"], wait_timeout=60)
+        sockets.append(sio)
 
-    async def publish(sent_at: float) -> None:
-        await sender.emit("send", {"id": secrets.token_hex(4), "content": CONTENT, "created_at": repr(sent_at),
-                                   "user_id": None, "is_pinned": False})
+    make = nchat_client if system == "nchat" else sio_client
+    failed = 0
+    for i in range(0, count, 100):
+        results = await asyncio.gather(*(make() for _ in range(min(100, count - i))), return_exceptions=True)
+        failed += sum(isinstance(r, BaseException) for r in results)
+    pipe.send(("ready", len(sockets), failed))
+    loop = asyncio.get_running_loop()
+    while True:
+        command = await loop.run_in_executor(None, pipe.recv)
+        if command[0] == "collect":
+            expected, deadline = command[1], time.monotonic() + command[2]
+            while len(latencies) < expected and time.monotonic() < deadline:
+                got.clear()
+                try:
+                    await asyncio.wait_for(got.wait(), max(0.01, deadline - time.monotonic()))
+                except TimeoutError:
+                    break
+            pipe.send(("latencies", latencies[:]))
+            latencies.clear()
+        elif command[0] == "close":
+            for task in readers:
+                task.cancel()
+            closes = [s.close() if system == "nchat" else s.disconnect() for s in sockets]
+            await asyncio.gather(*closes, return_exceptions=True)
+            pipe.send(("closed",))
+            return
 
+
+def client_process(pipe: Connection, system: str, kind: str, port: int, count: int, stream_id: str,
+                   deflate: bool) -> None:
+    raise_nofile()
+    asyncio.run(client_loop(pipe, system, kind, port, count, stream_id, deflate))
+
+
+class Clients:
+    """k client processes holding n sockets between them."""
+
+    def __init__(self, system: str, kind: str, port: int, n: int, procs: int, stream_id: str, deflate: bool) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self.pipes: list[Connection] = []
+        self.counts = [n // procs + (1 if i < n % procs else 0) for i in range(procs)]
+        self.procs = []
+        for count in self.counts:
+            ours, theirs = ctx.Pipe()
+            proc = ctx.Process(target=client_process, args=(theirs, system, kind, port, count, stream_id, deflate))
+            proc.start()
+            self.pipes.append(ours)
+            self.procs.append(proc)
+
+    async def _recv(self, pipe: Connection) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(None, pipe.recv)
+
+    async def ready(self) -> tuple[int, int]:
+        answers = await asyncio.gather(*(self._recv(p) for p in self.pipes))
+        return sum(a[1] for a in answers), sum(a[2] for a in answers)
+
+    async def collect(self, per_socket: int, within: float) -> list[float]:
+        for pipe, count in zip(self.pipes, self.counts, strict=True):
+            pipe.send(("collect", per_socket * count, within))
+        answers = await asyncio.gather(*(self._recv(p) for p in self.pipes))
+        return [x for a in answers for x in a[1]]
+
+    async def close(self) -> None:
+        for pipe in self.pipes:
+            pipe.send(("close",))
+        await asyncio.gather(*(self._recv(p) for p in self.pipes), return_exceptions=True)
+        for proc in self.procs:
+            proc.join(10)
+
+
+# -- one measured run ----------------------------------------------------------------------------
+
+async def run_case(system: str, kind: str, n: int, args: argparse.Namespace, port: int, pids: list[int],
+                   stream_id: str, channel_id: str) -> dict[str, Any]:
+    from nchat_live.subscriptions.bus import EventBus
+
+    rss_before = rss_mib(pids)
+    clients = Clients(system, kind, port, n, min(args.client_procs, n), stream_id, args.deflate)
+    connected, failed = await clients.ready()
+    await asyncio.sleep(1.5)  # subscriptions registered server-side
+    rss_held = rss_mib(pids)
+    bus = EventBus(REDIS) if system == "nchat" else None
+    sender: Any = None
+    if bus is not None:
+        await bus.start()
+    else:
+        import socketio
+
+        sender = socketio.AsyncClient(reconnection=False)
+        await sender.connect(f"http://127.0.0.1:{port}", transports=["websocket"])
+    cpu0, t0 = cpu_seconds(pids), time.monotonic()
+    per_socket = 0
     try:
-        return await measure(n + tally_sender_skip, messages, publish, tally)
+        if kind == "chat":
+            for _ in range(args.messages):
+                sent_at = repr(time.time())
+                if bus is not None:
+                    await bus.publish("chat.message", {
+                        "stream_id": stream_id, "channel_id": channel_id, "id": secrets.token_hex(4),
+                        "content": CONTENT, "created_at": sent_at, "user_id": None, "is_pinned": False})
+                else:
+                    await sender.emit("send", {"id": secrets.token_hex(4), "content": CONTENT,
+                                               "created_at": sent_at, "user_id": None, "is_pinned": False})
+                per_socket += 1
+                await asyncio.sleep(1 / args.rate)
+        elif kind == "reactions":
+            assert bus is not None
+            for _ in range(args.messages):
+                for _ in range(args.burst):
+                    await bus.publish("reaction", {"stream_id": stream_id, "id": repr(time.time()), "emoji": "🔥",
+                                                   "position_x": 0.5, "position_y": 0.5, "user_id": None})
+                    per_socket += 1
+                    await asyncio.sleep(0.002)
+                await asyncio.sleep(1 / args.rate)
+        elif kind == "viewers":
+            assert bus is not None
+            for _ in range(max(2, args.messages // 5)):
+                await asyncio.sleep(1.1)
+                await bus.publish("viewer.count", {"stream_id": stream_id,
+                                                   "count": int(time.time() * 1000) % WRAP})
+                per_socket += 1
+        elif kind == "idle":
+            await asyncio.sleep(args.seconds)
+        latencies = await clients.collect(per_socket, 30)
+        elapsed = time.monotonic() - t0
+        cpu = cpu_seconds(pids) - cpu0
+        rss_after = rss_mib(pids)
     finally:
-        await asyncio.gather(*(c.disconnect() for c in [*clients, sender]), return_exceptions=True)
+        if bus is not None:
+            await bus.stop()
+        if sender is not None:
+            await sender.disconnect()
+        await clients.close()
+    lat = sorted(latencies)
+    row: dict[str, Any] = {
+        "system": system, "kind": kind, "n": n, "connected": connected, "failed": failed,
+        "delivered": len(lat), "expected": per_socket * connected, "cpu_s": cpu, "cpu_pct": 100 * cpu / elapsed,
+        "rss_mib": rss_after, "kib_per_conn": 1024 * (rss_held - rss_before) / max(1, connected),
+    }
+    if lat:
+        row |= {"p50_ms": 1000 * statistics.median(lat), "p99_ms": 1000 * lat[min(len(lat) - 1, int(len(lat) * 0.99))],
+                "max_ms": 1000 * lat[-1]}
+    return row
+
+
+def show(row: dict[str, Any]) -> str:
+    lat = (f"p50 {row['p50_ms']:7.1f} p99 {row['p99_ms']:7.1f} max {row['max_ms']:7.1f} ms"
+           if "p50_ms" in row else "p50       - p99       - max       -   ")
+    return (f"{row['system']:6s} {row['kind']:9s} N={row['n']:6d} conn {row['connected']:6d} | {lat} | "
+            f"delivered {row['delivered']}/{row['expected']} | CPU {row['cpu_s']:5.1f} s ({row['cpu_pct']:4.0f}%) | "
+            f"RSS {row['rss_mib']:7.1f} MiB, {row['kib_per_conn']:5.1f} KiB/conn")
 
 
 async def make_database() -> tuple[str, str, str, str]:
-    """A scratch database with a public channel and stream; returns (admin url, db url, stream, channel)."""
+    """A scratch database with a public channel and a live stream; returns (name, url, stream, channel)."""
     from nchat_live.auth import Claims
     from nchat_live.db import Database
 
@@ -227,47 +394,69 @@ async def make_database() -> tuple[str, str, str, str]:
     return name, url, str(stream), str(channel)
 
 
-async def main(sizes: list[int], messages: int, deflate: bool = True) -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 4 * max(sizes) + 1024)), hard))
+async def main(args: argparse.Namespace) -> None:
+    raise_nofile()
     name, url, stream_id, channel_id = await make_database()
     nchat_port, sio_port = free_port(), free_port()
-    servers = [spawn("--serve-nchat", str(nchat_port), url), spawn("--serve-socketio", str(sio_port))]
+    profile = ["FANOUT_PROFILE"] if args.profile else []
+    if args.profile:
+        os.environ["FANOUT_PROFILE"] = args.profile
+    nchat = [spawn(["--serve-nchat", str(nchat_port), url, args.ws, str(int(args.deflate))], args.server_src)
+             for _ in range(args.workers)]
+    sio = [] if args.no_socketio else [spawn(["--serve-socketio", str(sio_port), args.ws], None)]
+    for var in profile:
+        del os.environ[var]
     rows = []
     try:
         await wait_port(nchat_port)
-        await wait_port(sio_port)
-        for n in sizes:
-            ours = await bench_nchat(n, messages, nchat_port, stream_id, channel_id, deflate)
-            theirs = await bench_socketio(n, messages, sio_port)
-            rows.append((n, ours, theirs))
-            print(f"N={n}: nchat-live p50 {ours['p50_ms']:.1f} ms p99 {ours['p99_ms']:.1f} ms "
-                  f"{ours['msgs_per_s']:.0f} msg/s | python-socketio p50 {theirs['p50_ms']:.1f} ms "
-                  f"p99 {theirs['p99_ms']:.1f} ms {theirs['msgs_per_s']:.0f} msg/s", flush=True)
+        if sio:
+            await wait_port(sio_port)
+        await asyncio.sleep(2.0)  # every worker listening
+        for n in args.subscribers:
+            for kind in args.scenario:
+                row = await run_case("nchat", kind, n, args, nchat_port, [p.pid for p in nchat], stream_id, channel_id)
+                rows.append(row)
+                print(show(row), flush=True)
+                if sio and kind == "chat":
+                    row = await run_case("sio", kind, n, args, sio_port, [p.pid for p in sio], stream_id, channel_id)
+                    rows.append(row)
+                    print(show(row), flush=True)
     finally:
-        for proc in servers:
+        for proc in [*nchat, *sio]:
             proc.terminate()
-            proc.wait(10)
+        for proc in [*nchat, *sio]:
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
         conn = await asyncpg.connect(PG)
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await conn.close()
-    print("\n     N | nchat p50 ms | nchat p99 ms | nchat msg/s | sio p50 ms | sio p99 ms | sio msg/s | "
-          "msg/s ratio (nchat/sio)")
-    for n, ours, theirs in rows:
-        print(f"{n:6d} | {ours['p50_ms']:12.1f} | {ours['p99_ms']:12.1f} | {ours['msgs_per_s']:11.0f} | "
-              f"{theirs['p50_ms']:10.1f} | {theirs['p99_ms']:10.1f} | {theirs['msgs_per_s']:9.0f} | "
-              f"{ours['msgs_per_s'] / theirs['msgs_per_s']:.2f}")
+    print(f"\nworkers={args.workers} ws={args.ws} deflate={args.deflate} client procs={args.client_procs} "
+          f"rate={args.rate}/s messages={args.messages}")
+    for row in rows:
+        print(show(row))
 
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--serve-nchat":
-        serve_nchat(int(sys.argv[2]), sys.argv[3])
+        serve_nchat(int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5] == "1")
     elif len(sys.argv) > 1 and sys.argv[1] == "--serve-socketio":
-        serve_socketio(int(sys.argv[2]))
+        serve_socketio(int(sys.argv[2]), sys.argv[3])
     else:
         parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-        parser.add_argument("-n", "--subscribers", type=int, nargs="+", default=[100, 1000])
-        parser.add_argument("--messages", type=int, default=20, help="messages per N (one at a time)")
-        parser.add_argument("--no-deflate", action="store_true", help="nchat clients without permessage-deflate")
-        args = parser.parse_args()
-        asyncio.run(main(args.subscribers, args.messages, not args.no_deflate))
+        parser.add_argument("-n", "--subscribers", type=int, nargs="+", default=[1000, 5000])
+        parser.add_argument("--scenario", nargs="+", default=["chat"], choices=["chat", "reactions", "viewers", "idle"])
+        parser.add_argument("--messages", type=int, default=20, help="chat messages (or reaction rounds) per run")
+        parser.add_argument("--rate", type=float, default=10.0, help="chat messages (reaction rounds) per second")
+        parser.add_argument("--burst", type=int, default=10, help="reactions per round")
+        parser.add_argument("--seconds", type=float, default=5.0, help="how long idle subscribers are held")
+        parser.add_argument("--workers", type=int, default=1, help="nchat-live server processes on one port")
+        parser.add_argument("--client-procs", type=int, default=4, help="client processes")
+        parser.add_argument("--ws", default="websockets-sansio", choices=["websockets", "websockets-sansio", "wsproto"])
+        parser.add_argument("--deflate", action="store_true", help="permessage-deflate (off in production)")
+        parser.add_argument("--no-socketio", action="store_true", help="skip the python-socketio baseline")
+        parser.add_argument("--server-src", help="PYTHONPATH for the nchat-live server (another checkout's src)")
+        parser.add_argument("--profile", help="cProfile each server process into PROFILE.<pid>")
+        asyncio.run(main(parser.parse_args()))

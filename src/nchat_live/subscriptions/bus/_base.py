@@ -56,6 +56,8 @@ class BusStats:
     # Subscription operations that receive bus events (several may share one listener).
     subscribers: int = 0
     connections: int = 0
+    # Frames written straight from the fan-out without a task switch (websocket.py's fast path).
+    direct_sends: int = 0
     publish_errors: int = 0
     dropped: Counter[str] = field(default_factory=Counter)
 

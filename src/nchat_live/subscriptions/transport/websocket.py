@@ -16,7 +16,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from inspect import isawaitable
 from typing import TYPE_CHECKING, Any
 
@@ -76,6 +76,10 @@ class Connection:
         self.live_queries: set[str] = set()
         self.limits_live = runtime.settings.ws_max_live_queries
         self.outbox: asyncio.Queue[str] = asyncio.Queue(self.limits.send_queue)
+        # A send in progress in the sender task (frames sent directly would overtake it).
+        self._busy = False
+        self._pending: tuple[Coroutine[Any, Any, None], Any] | None = None
+        self._wake = asyncio.Event()
         self.done = asyncio.Event()
         self.close_code: int | None = None
         self.close_reason = ""
@@ -128,11 +132,34 @@ class Connection:
         self.send_text(json.dumps(message, separators=(",", ":"), default=str))
 
     def send_text(self, text: str) -> None:
-        """Queue an encoded frame; a client whose queue is full is dropped."""
+        """Send an encoded frame now when nothing is ahead of it, else queue it; a full queue drops the client.
+
+        The fast path drives the ASGI send coroutine by hand: with the socket's write buffer below
+        its high-water mark the server writes the frame and the coroutine ends without ever
+        suspending, so a fan-out to N sockets costs no task switch and no queue round trip per
+        socket. A send that has to wait (flow control) is handed to the sender task, and every
+        later frame queues behind it, so the order per socket is kept.
+        """
         if self.done.is_set():
+            return
+        if not self._busy and self.outbox.empty():
+            coro = self.ws.send({"type": "websocket.send", "text": text})
+            try:
+                yielded = coro.send(None)
+            except StopIteration:
+                self.stats.direct_sends += 1
+                return
+            except (WebSocketDisconnect, RuntimeError, OSError):
+                self.disconnected = True
+                self.shutdown(None)
+                return
+            self._busy = True
+            self._pending = (coro, yielded)
+            self._wake.set()
             return
         try:
             self.outbox.put_nowait(text)
+            self._wake.set()
         except asyncio.QueueFull:
             self.stats.dropped["slow_consumer"] += 1
             DROPPED_SUBSCRIBERS.labels("slow_consumer").inc()
@@ -141,8 +168,19 @@ class Connection:
     async def _send_loop(self) -> None:
         try:
             while True:
-                text = await self.outbox.get()
-                await self.ws.send_text(text)
+                if self._pending is not None:
+                    coro, yielded = self._pending
+                    self._pending = None
+                    await _finish(coro, yielded)
+                elif not self.outbox.empty():
+                    self._busy = True
+                    await self.ws.send_text(self.outbox.get_nowait())
+                else:
+                    self._busy = False
+                    self._wake.clear()
+                    await self._wake.wait()
+                    continue
+                self._busy = self._pending is not None or not self.outbox.empty()
         except (WebSocketDisconnect, RuntimeError, OSError):
             self.disconnected = True
             self.shutdown(None)
@@ -406,6 +444,23 @@ class Connection:
             if aclose is not None:
                 with contextlib.suppress(Exception):
                     await aclose()
+
+
+async def _finish(coro: Coroutine[Any, Any, None], yielded: Any) -> None:
+    """Run to its end a coroutine that `send_text` started by hand and that suspended on `yielded`."""
+    while True:
+        try:
+            if yielded is None:
+                await asyncio.sleep(0)
+            else:
+                await asyncio.wait([yielded])
+        except asyncio.CancelledError:
+            coro.close()
+            raise
+        try:
+            yielded = coro.send(None)
+        except StopIteration:
+            return
 
 
 def _shareable(operation: OperationDefinitionNode) -> bool:
