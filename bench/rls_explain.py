@@ -11,8 +11,8 @@ RLS / no-RLS; --plans also prints EXPLAIN ANALYZE of each statement under RLS.
 --compare (the default) measures the policies as of migration 0013 (before issue 15) and then, on the same
 database and data, after migrating on to the newest migration: a same-run before/after.
 
-    .venv/bin/python bench/rls_explain.py [--messages 100000] [--repeat 15] [--plans] [--no-compare] [--keep] [--jit]
-        [--pg postgresql://postgres@127.0.0.1:5432/postgres]
+    .venv/bin/python bench/rls_explain.py [--messages 100000] [--repeat 15] [--plans] [--no-compare] [--after N]
+        [--keep] [--jit] [--pg postgresql://postgres@127.0.0.1:5432/postgres]
 """
 
 from __future__ import annotations
@@ -166,7 +166,7 @@ async def run(args: argparse.Namespace) -> None:
             if args.compare:
                 print(f"\n== before: policies as of migration {BEFORE:04d}")
                 before = await measure(conn, ids, args.repeat, args.plans)
-                applied = await migrations.upgrade(conn)
+                applied = await migrations.upgrade(conn, target=args.after)
                 await conn.execute("ANALYZE")
                 # a fresh connection: no plan cached under the old policies
                 await conn.close()
@@ -194,6 +194,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=15)
     parser.add_argument("--plans", action="store_true", help="EXPLAIN ANALYZE each statement under RLS")
     parser.add_argument("--jit", action="store_true", help="leave the server's jit setting (the app turns it off)")
+    parser.add_argument("--after", type=int, default=None,
+                        help="migrate on to this version for the 'after' figures (default: the newest)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch database (its name is printed)")
     parser.add_argument("--no-compare", dest="compare", action="store_false",
                         help="only the newest migration (no before/after)")

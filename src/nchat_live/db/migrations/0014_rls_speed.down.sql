@@ -44,3 +44,7 @@ END $$;
 CREATE INDEX nchat_channel_members_user_idx ON nchat_channel_members (user_id);
 DROP INDEX nchat_channel_members_user_channel_idx;
 DROP FUNCTION nchat.my_channels();
+DROP FUNCTION nchat.hidden_streams();
+DROP FUNCTION nchat.hidden_channels();
+DROP INDEX nchat_channels_private_idx;
+DROP INDEX nchat_streams_channel_idx;

@@ -4,19 +4,18 @@
 --   1. Claims are read once per statement: every policy's nchat.user_id() / is_staff() / is_admin() /
 --      role() becomes a scalar sub-select, which the planner runs once as an InitPlan (a bare call of a
 --      STABLE function is re-evaluated for every row, parsing the `hasura.user` JSON each time).
---   2. Read visibility is a join the planner can hash, not a SECURITY DEFINER call per row (a definer
+--   2. Read visibility is a set the planner hashes, not a SECURITY DEFINER call per row (a definer
 --      function is never inlined: each call is a full executor start/stop, 22x the cost of a 500-row
---      count). A row of a stream's child table (chat, reactions, recordings, questions) is visible when
---      its stream is: `stream_id IN (SELECT s.id FROM nchat_streams s)`, the stream's own policy applying
---      inside. A stream or a membership is visible with its channel: a public one (`channel_id IN (SELECT
---      c.id FROM nchat_channels c WHERE NOT c.is_private)`) or one of the caller's (nchat.my_channels(), a
---      small set). Each is an uncorrelated IN, which Postgres runs as a hashed SubPlan: the set is built
---      once per statement and each row costs a hash probe. (EXISTS would let the planner choose a
---      per-row probe instead, and it does for generic plans of prepared statements: 3x slower on a
---      20,000-row count; and it costs EXISTS as if probed per row, inflating estimates past
---      jit_above_cost.) The price is the size of the set: every visible stream, once per statement
---      (about 0.5 ms per 1,000 streams); see README, "RLS cost".
---   3. An index that answers "my channels" from the index alone.
+--      count). The set is what the caller may NOT read (nchat.hidden_channels(): private channels they are
+--      not in; nchat.hidden_streams(): those channels' streams), which on a mostly public platform is the
+--      small one; `stream_id NOT IN (SELECT nchat.hidden_streams())` is an uncorrelated sub-select that
+--      Postgres runs as a hashed SubPlan, built once per statement, one hash probe per row. (Tried and
+--      measured, bench/rls_explain.py: `EXISTS (SELECT 1 FROM nchat_streams s WHERE s.id = stream_id)`
+--      through the stream's own policy lets generic plans of prepared statements probe per row, 3x slower
+--      on a 20,000-row count, and is costed as if probed per row, which passes jit_above_cost; `stream_id
+--      IN (SELECT s.id FROM nchat_streams s)` hashes every visible stream, ~1 ms per statement at 1,200
+--      streams, 7x a 50-message read.) The price: the hidden set, built once per statement.
+--   3. Indexes that answer "my channels", "private channels" and "streams of a channel" from the index.
 --
 -- Nothing else changes: same roles, same rows, same checks on writes (writes touch one row; they keep the
 -- helper functions, whose answers are unchanged). tests/db/test_rls.py and tests/security hold both.
@@ -29,6 +28,25 @@ LANGUAGE sql STABLE SECURITY DEFINER ROWS 10 AS $$
 $$;
 REVOKE ALL ON FUNCTION nchat.my_channels() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION nchat.my_channels() TO nchat_anonymous, nchat_user, nchat_moderator, nchat_admin;
+
+-- What the caller may not read: private channels they are not a member of, and those channels' streams
+-- (nothing for staff). The policies below test `NOT IN` these: a live-streaming platform is mostly public,
+-- so the hidden set is the small one (visibility is all public channels and streams plus the caller's).
+CREATE FUNCTION nchat.hidden_channels() RETURNS SETOF uuid
+LANGUAGE sql STABLE SECURITY DEFINER ROWS 10 AS $$
+  SELECT c.id FROM public.nchat_channels c
+   WHERE c.is_private AND NOT nchat.is_staff()
+     AND NOT EXISTS (SELECT 1 FROM public.nchat_channel_members m WHERE m.channel_id = c.id AND m.user_id = nchat.user_id())
+$$;
+CREATE FUNCTION nchat.hidden_streams() RETURNS SETOF uuid
+LANGUAGE sql STABLE SECURITY DEFINER ROWS 10 AS $$
+  SELECT s.id FROM public.nchat_streams s WHERE s.channel_id IN (SELECT nchat.hidden_channels())
+$$;
+REVOKE ALL ON FUNCTION nchat.hidden_channels(), nchat.hidden_streams() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION nchat.hidden_channels(), nchat.hidden_streams()
+  TO nchat_anonymous, nchat_user, nchat_moderator, nchat_admin;
+CREATE INDEX nchat_channels_private_idx ON nchat_channels (id) WHERE is_private;
+CREATE INDEX nchat_streams_channel_idx ON nchat_streams (channel_id) INCLUDE (id);
 
 CREATE INDEX nchat_channel_members_user_channel_idx ON nchat_channel_members (user_id, channel_id);
 DROP INDEX nchat_channel_members_user_idx;
@@ -65,27 +83,22 @@ BEGIN
   END LOOP;
 END $$;
 
--- 2. Read visibility as sets.
+-- 2. Read visibility as sets: nchat.can_read_channel(x) is `x NOT IN (SELECT nchat.hidden_channels())` for a
+-- row whose channel exists (a foreign key), nchat.can_read_stream(x) is `x NOT IN (SELECT
+-- nchat.hidden_streams())`; each is an uncorrelated sub-select that Postgres runs as a hashed SubPlan, built
+-- once per statement, one hash probe per row.
 -- Channels: public, yours (owner: a channel being inserted with RETURNING is not yet in my_channels),
 -- a member's, or staff.
 ALTER POLICY read_visible ON nchat_channels
   USING (NOT is_private OR owner_id = (SELECT nchat.user_id()) OR (SELECT nchat.is_staff())
          OR id IN (SELECT nchat.my_channels()));
 
--- Streams and memberships: with their channel (nchat.can_read_channel, as a set).
-ALTER POLICY read_visible ON nchat_streams
-  USING ((SELECT nchat.is_staff()) OR channel_id IN (SELECT nchat.my_channels())
-         OR channel_id IN (SELECT c.id FROM nchat_channels c WHERE NOT c.is_private));
-ALTER POLICY read_visible ON nchat_channel_members
-  USING ((SELECT nchat.is_staff()) OR channel_id IN (SELECT nchat.my_channels())
-         OR channel_id IN (SELECT c.id FROM nchat_channels c WHERE NOT c.is_private));
+-- Streams and memberships: with their channel.
+ALTER POLICY read_visible ON nchat_streams USING (channel_id NOT IN (SELECT nchat.hidden_channels()));
+ALTER POLICY read_visible ON nchat_channel_members USING (channel_id NOT IN (SELECT nchat.hidden_channels()));
 
--- A stream's rows: with the stream (nchat.can_read_stream, as a set: the stream's policy applies inside).
-ALTER POLICY read_visible ON nchat_stream_chat_messages
-  USING ((SELECT nchat.is_staff()) OR stream_id IN (SELECT s.id FROM nchat_streams s));
-ALTER POLICY read_visible ON nchat_stream_reactions
-  USING ((SELECT nchat.is_staff()) OR stream_id IN (SELECT s.id FROM nchat_streams s));
-ALTER POLICY read_visible ON nchat_stream_recordings
-  USING ((SELECT nchat.is_staff()) OR stream_id IN (SELECT s.id FROM nchat_streams s));
-ALTER POLICY read_visible ON nchat_stream_questions
-  USING ((SELECT nchat.is_staff()) OR stream_id IN (SELECT s.id FROM nchat_streams s));
+-- A stream's rows: with the stream.
+ALTER POLICY read_visible ON nchat_stream_chat_messages USING (stream_id NOT IN (SELECT nchat.hidden_streams()));
+ALTER POLICY read_visible ON nchat_stream_reactions USING (stream_id NOT IN (SELECT nchat.hidden_streams()));
+ALTER POLICY read_visible ON nchat_stream_recordings USING (stream_id NOT IN (SELECT nchat.hidden_streams()));
+ALTER POLICY read_visible ON nchat_stream_questions USING (stream_id NOT IN (SELECT nchat.hidden_streams()));
