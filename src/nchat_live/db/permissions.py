@@ -178,7 +178,7 @@ SIGNED_IN_MODEL: dict[str, TableRule] = {
         check="readable with the channel; written by its owner/admin/moderators (logged)",
         presets={"updated_by": "caller"}),
     "nchat_channel_blocked_terms": TableRule(
-        select=cols("id, channel_id, term, is_pattern, action, created_by, created_at"),
+        select=cols("id, channel_id, term, is_pattern, action, matcher, created_by, created_at"),
         insert=cols("channel_id, term, is_pattern, action"), delete=True,
         check="the channel's owner/admin/moderators only (logged)", presets={"created_by": "caller"}),
     "nchat_moderation_log": TableRule(

@@ -92,6 +92,8 @@ CREATE TABLE nchat_channel_blocked_terms (
   term text NOT NULL CHECK (length(term) BETWEEN 1 AND 200),
   is_pattern boolean NOT NULL DEFAULT false,
   action text NOT NULL DEFAULT 'block' CHECK (action IN ('block', 'hold')),
+  -- What a message is matched against: a word's regular expression (nchat.term_regex), made once here.
+  matcher text GENERATED ALWAYS AS (CASE WHEN is_pattern THEN term ELSE nchat.term_regex(term) END) STORED,
   created_by uuid REFERENCES nchat_users (id) ON DELETE SET NULL,
   created_at timestamptz NOT NULL DEFAULT now(),
   UNIQUE (channel_id, term, is_pattern)
@@ -190,7 +192,7 @@ CREATE POLICY insert_moderator ON nchat_channel_chat_settings FOR INSERT TO ncha
 CREATE POLICY update_moderator ON nchat_channel_chat_settings FOR UPDATE TO nchat_user, nchat_moderator
   USING (nchat.can_moderate_channel(channel_id)) WITH CHECK (nchat.can_moderate_channel(channel_id));
 
-GRANT SELECT (id, channel_id, term, is_pattern, action, created_by, created_at)
+GRANT SELECT (id, channel_id, term, is_pattern, action, matcher, created_by, created_at)
   ON nchat_channel_blocked_terms TO nchat_user, nchat_moderator;
 GRANT INSERT (channel_id, term, is_pattern, action) ON nchat_channel_blocked_terms TO nchat_user, nchat_moderator;
 GRANT DELETE ON nchat_channel_blocked_terms TO nchat_user, nchat_moderator;
@@ -372,6 +374,8 @@ DECLARE
   host text;
   folded text := nchat.fold_text(p_content);
   t record;
+  block_words text;
+  hold_words text;
   verdict text := 'visible';
 BEGIN
   SELECT * INTO cfg FROM nchat_channel_chat_settings WHERE channel_id = p_channel;
@@ -403,16 +407,27 @@ BEGIN
       END LOOP;
     END IF;
   END IF;
-  FOR t IN SELECT term, is_pattern, action FROM nchat_channel_blocked_terms WHERE channel_id = p_channel
-            ORDER BY action = 'block' DESC LOOP
-    IF (t.is_pattern AND (p_content ~* t.term OR folded ~* t.term))
-       OR (NOT t.is_pattern AND folded ~ nchat.term_regex(t.term)) THEN
+  -- The words as one alternation per action: one regular expression each, compiled once and then found
+  -- in Postgres's cache of compiled expressions while the list is unchanged. Patterns one by one (a
+  -- pattern's back-references would not survive being joined).
+  SELECT string_agg(matcher, '|' ORDER BY id) FILTER (WHERE NOT is_pattern AND action = 'block'),
+         string_agg(matcher, '|' ORDER BY id) FILTER (WHERE NOT is_pattern AND action = 'hold')
+    INTO block_words, hold_words FROM nchat_channel_blocked_terms WHERE channel_id = p_channel;
+  IF block_words IS NOT NULL AND folded ~ block_words THEN
+    PERFORM nchat.refuse(403, 'blocked-term', 'your message contains a term this channel does not allow');
+  END IF;
+  FOR t IN SELECT term, action FROM nchat_channel_blocked_terms WHERE channel_id = p_channel AND is_pattern
+            ORDER BY action = 'block' DESC, id LOOP
+    IF p_content ~* t.term OR folded ~* t.term THEN
       IF t.action = 'block' THEN
         PERFORM nchat.refuse(403, 'blocked-term', 'your message contains a term this channel does not allow');
       END IF;
       verdict := 'held';
     END IF;
   END LOOP;
+  IF hold_words IS NOT NULL AND folded ~ hold_words THEN
+    verdict := 'held';
+  END IF;
   RETURN verdict;
 END $$;
 
