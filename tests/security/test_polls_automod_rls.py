@@ -11,6 +11,7 @@ import pytest
 
 from nchat_live.auth import Claims
 from nchat_live.db import Database
+from nchat_live.db.permissions import POLL_SERVER_OWNED
 from nchat_live.errors import NchatError
 from nchat_live.resolvers import automod, chat, polls
 from tests.support import World, set_live
@@ -46,7 +47,7 @@ async def test_a_private_streams_poll_is_invisible_to_outsiders(db: Database, wo
     assert await refused(db, Claims.anonymous(), "SELECT * FROM nchat_stream_poll_votes") == "permission-error"
 
 
-@pytest.mark.parametrize("column", ["status", "vote_counts", "voters", "closes_at", "opened_at", "closed_at"])
+@pytest.mark.parametrize("column", sorted(POLL_SERVER_OWNED))
 async def test_the_broadcaster_cannot_write_poll_state(db: Database, world: World, poll: dict[str, Any],
                                                       column: str) -> None:
     assert await refused(db, Claims.user(world.alice), f"UPDATE nchat_stream_polls SET {column} = {column} "

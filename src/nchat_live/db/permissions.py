@@ -74,8 +74,8 @@ CHAPTER_READ = cols("id, stream_id, start_seconds, title, source, highlight_id, 
 # Polls and moderation (migration 0015): counts and status are the server's (definer triggers and
 # nchat.poll_set_status / chat_review); who voted for what is the voter's and the broadcaster's.
 POLL_READ = cols("id, stream_id, created_by, question, options, allow_multiple, duration_seconds, status, opened_at, "
-                 "closes_at, closed_at, vote_counts, voters, created_at, updated_at")
-POLL_SERVER_OWNED = cols("status, opened_at, closes_at, closed_at, vote_counts, voters")
+                 "closes_at, closed_at, vote_counts, voters, revision, created_at, updated_at")
+POLL_SERVER_OWNED = cols("status, opened_at, closes_at, closed_at, vote_counts, voters, revision")
 CHAT_SETTINGS_READ = cols("channel_id, link_filter, allowed_domains, emote_only, min_account_age_seconds, updated_by, "
                           "updated_at")
 CHAT_SETTINGS_WRITE = cols("link_filter, allowed_domains, emote_only, min_account_age_seconds")

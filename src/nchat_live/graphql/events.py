@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 import time
-from collections.abc import AsyncGenerator, Collection
+from collections.abc import AsyncGenerator, Callable, Collection
 from contextlib import AbstractAsyncContextManager
 from typing import Any, cast
 
@@ -287,6 +287,15 @@ async def _viewer_counts(ctx: Context, stream_id: str, initial: int) -> AsyncGen
             pending = None
 
 
+def _newest(latest: dict[str, dict[str, Any]]) -> Callable[[dict[str, Any]], None]:
+    """Keeps in `latest` the highest-revision results of each poll."""
+    def keep(payload: dict[str, Any]) -> None:
+        pid = str(payload["id"])
+        if pid not in latest or int(payload.get("revision", 0)) >= int(latest[pid].get("revision", 0)):
+            latest[pid] = payload
+    return keep
+
+
 @strawberry.type
 class Subscription:
     @strawberry.subscription(description="Status changes of a stream: started, ended, cancelled, failed, updated.")
@@ -361,19 +370,28 @@ class Subscription:
                 current = await poll_domain.polls(session, str(feed.stream_id))
             yield [PollResults.of({**p, "closes_at": p["closes_at"].isoformat() if p["closes_at"] else None})
                    for p in current]
+            # Results of concurrent votes may arrive out of order: the poll's revision puts them back.
+            sent = {str(p["id"]): int(p["revision"]) for p in current}
             last_at = time.monotonic()
             while True:
                 first = await feed.next()
                 assert first is not None
-                latest = {str(first.payload["id"]): first.payload}
+                latest: dict[str, dict[str, Any]] = {}
+                keep = _newest(latest)
+                keep(first.payload)
                 while (wait := last_at + POLL_BATCH_S - time.monotonic()) > 0:
                     more = await feed.next(wait)
                     if more is not None:
-                        latest[str(more.payload["id"])] = more.payload
+                        keep(more.payload)
                 while (extra := feed.ready()) is not None:
-                    latest[str(extra.payload["id"])] = extra.payload
+                    keep(extra.payload)
+                fresh = [p for pid, p in latest.items() if int(p.get("revision", 0)) > sent.get(pid, -1)]
+                if not fresh:
+                    continue
+                for p in fresh:
+                    sent[str(p["id"])] = int(p.get("revision", 0))
                 last_at = time.monotonic()
-                yield [PollResults.of(p) for p in latest.values()]
+                yield [PollResults.of(p) for p in fresh]
 
     @strawberry.subscription(description="Emoji reactions of a stream, batched: at most one batch per 100 ms.")
     async def reactions(self, info: Info[Context, None], stream_id: strawberry.ID

@@ -18,7 +18,7 @@ from ._common import Row, event_base, iso, load_stream, parse_uuid, require_user
 
 POLL_COLUMNS = (
     "id, stream_id, created_by, question, options, allow_multiple, duration_seconds, status, opened_at, closes_at, "
-    "closed_at, vote_counts, voters, created_at, updated_at"
+    "closed_at, vote_counts, voters, revision, created_at, updated_at"
 )
 
 
@@ -26,7 +26,7 @@ def results_event(stream: Row, poll: Row) -> dict[str, Any]:
     return {
         **event_base(stream), "id": poll["id"], "question": poll["question"], "options": list(poll["options"]),
         "vote_counts": list(poll["vote_counts"]), "voters": poll["voters"], "status": poll["status"],
-        "allow_multiple": poll["allow_multiple"], "closes_at": iso(poll["closes_at"]),
+        "allow_multiple": poll["allow_multiple"], "closes_at": iso(poll["closes_at"]), "revision": poll["revision"],
     }
 
 

@@ -62,6 +62,9 @@ CREATE TABLE nchat_stream_polls (
   closed_at timestamptz,
   vote_counts integer[] NOT NULL DEFAULT '{}',
   voters integer NOT NULL DEFAULT 0,
+  -- Bumped with every change of counts or status under the poll's row lock: results published by
+  -- concurrent votes can be put in order (the pollResults subscription drops a stale one).
+  revision integer NOT NULL DEFAULT 0,
   created_at timestamptz NOT NULL DEFAULT now(),
   updated_at timestamptz NOT NULL DEFAULT now()
 );
@@ -147,7 +150,7 @@ ALTER POLICY read_visible ON nchat_stream_chat_messages
          AND (status = 'visible' OR user_id = (SELECT nchat.user_id()) OR nchat.can_manage_stream(stream_id))));
 
 GRANT SELECT (id, stream_id, created_by, question, options, allow_multiple, duration_seconds, status, opened_at,
-              closes_at, closed_at, vote_counts, voters, created_at, updated_at)
+              closes_at, closed_at, vote_counts, voters, revision, created_at, updated_at)
   ON nchat_stream_polls TO nchat_anonymous, nchat_user, nchat_moderator;
 GRANT INSERT (id, stream_id, created_by, question, options, allow_multiple, duration_seconds)
   ON nchat_stream_polls TO nchat_user, nchat_moderator;
@@ -242,6 +245,7 @@ BEGIN
   NEW.closed_at := NULL;
   NEW.vote_counts := array_fill(0, ARRAY[cardinality(cleaned)]);
   NEW.voters := 0;
+  NEW.revision := 0;
   NEW.created_at := nchat.rule_clock();
   IF nchat.can_manage_stream(NEW.stream_id) THEN
     SELECT status INTO s FROM nchat_streams WHERE id = NEW.stream_id;
@@ -273,11 +277,12 @@ BEGIN
     IF p.status <> 'draft' THEN
       PERFORM nchat.refuse(409, 'poll-not-draft', format('the poll is ''%s''; only a draft opens', p.status));
     END IF;
-    RETURN QUERY UPDATE nchat_stream_polls SET status = 'open', opened_at = at,
+    RETURN QUERY UPDATE nchat_stream_polls SET status = 'open', opened_at = at, revision = revision + 1,
                         closes_at = at + duration_seconds * interval '1 second'
                   WHERE id = p_poll RETURNING *;
   ELSIF p_status = 'closed' THEN
-    RETURN QUERY UPDATE nchat_stream_polls SET status = 'closed', closed_at = coalesce(closed_at, least(at, closes_at))
+    RETURN QUERY UPDATE nchat_stream_polls SET status = 'closed', revision = revision + 1,
+                        closed_at = coalesce(closed_at, least(at, closes_at))
                   WHERE id = p_poll RETURNING *;
   ELSE
     PERFORM nchat.refuse(400, 'validation-failed', format('status ''%s'' is not open or closed', p_status));
@@ -287,7 +292,7 @@ END $$;
 -- Closes the stream's open polls whose duration has run out (called on read and by the domain); returns them.
 CREATE FUNCTION nchat.poll_close_due(p_stream uuid) RETURNS SETOF nchat_stream_polls
 LANGUAGE sql SECURITY DEFINER SET search_path = public, pg_temp AS $$
-  UPDATE nchat_stream_polls SET status = 'closed', closed_at = closes_at
+  UPDATE nchat_stream_polls SET status = 'closed', closed_at = closes_at, revision = revision + 1
    WHERE stream_id = p_stream AND status = 'open' AND closes_at <= nchat.rule_clock() RETURNING *
 $$;
 
@@ -352,7 +357,7 @@ BEGIN
     END LOOP;
   END IF;
   UPDATE nchat_stream_polls
-     SET vote_counts = counts,
+     SET vote_counts = counts, revision = revision + 1,
          voters = voters + CASE TG_OP WHEN 'INSERT' THEN 1 WHEN 'DELETE' THEN -1 ELSE 0 END
    WHERE id = poll;
   RETURN NULL;
