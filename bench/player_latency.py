@@ -31,6 +31,7 @@ import statistics
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -94,7 +95,8 @@ const bench = window.bench = { samples: [], errors: [], stalls: 0, waiting: fals
 video.addEventListener("playing", () => { if (bench.started === null) bench.started = performance.now();
   bench.waiting = false; });
 video.addEventListener("waiting", () => { if (bench.started !== null && !bench.waiting) { bench.stalls++;
-  bench.waiting = true; } });
+  bench.waiting = true;
+  bench.errors.push({ details: "waiting", fatal: false, t: performance.now() - bench.created }); } });
 window.startHls = (url) => {
   bench.mode = "hls"; bench.created = performance.now();
   const hls = window.hls = new Hls({ lowLatencyMode: true, backBufferLength: 10 });
@@ -110,8 +112,10 @@ window.startHls = (url) => {
     if (bench.started === null || video.paused) return;
     const date = hls.playingDate;
     if (!date) return;
+    const b = video.buffered;
     bench.samples.push({ g2g: (Date.now() - date.getTime()) / 1000, edge: hls.latency, target: hls.targetLatency,
-      height: video.videoHeight });
+      height: video.videoHeight, ahead: b.length ? b.end(b.length - 1) - video.currentTime : 0,
+      t: performance.now() - bench.created });
   }, 200);
 };
 window.startWhep = async (url) => {
@@ -187,7 +191,28 @@ async def go_live(page: Page, base: str, token: str, channel: str, preset: str) 
     return stream_id
 
 
-async def measure(base: str, token: str, channel: str, args: argparse.Namespace) -> dict[str, Any]:
+def server_side(app: Any, stream_id: str) -> dict[str, Any]:
+    """The pipeline's own view: encoder speed, drops, and how old the newest listed part is (now - the
+    PROGRAM-DATE-TIME of its end): the part of the glass-to-glass time spent before a player sees it."""
+    media = app.state.runtime.media
+    live = media.streams.get(stream_id) if media is not None else None
+    if live is None:
+        return {}
+    stats = live.pipeline.stats
+    ages = {}
+    for name, rendition in live.pipeline.packager.renditions.items():
+        with live.pipeline.packager.lock:
+            segment = rendition.segments[-1] if rendition.segments else None
+            if segment is None:
+                continue
+            end = segment.program_date_time + timedelta(seconds=sum(p.duration for p in segment.parts))
+        ages[name] = round((datetime.now(UTC) - end).total_seconds(), 3)
+    return {"encoder_speed": round(stats.speed, 2), "frames_in": stats.frames_in,
+            "frames_dropped": stats.frames_dropped, "source": f"{stats.source_width}x{stats.source_height}",
+            "ladder": stats.renditions, "trimmed": stats.trimmed, "newest_part_age_s": ages}
+
+
+async def measure(app: Any, base: str, token: str, channel: str, args: argparse.Namespace) -> dict[str, Any]:
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
@@ -216,15 +241,18 @@ async def measure(base: str, token: str, channel: str, args: argparse.Namespace)
                     master_after = time.monotonic() - clicked
                     break
                 await asyncio.sleep(0.1)
+            await asyncio.sleep(args.join_after)
             if args.player == "whep":
                 await player.evaluate("(u) => window.startWhep(u)", f"{base}/whep/{stream_id}")
             else:
                 await player.evaluate("(u) => window.startHls(u)", master_url)
             senders: list[dict[str, Any]] = []
+            server: dict[str, Any] = {}
             until = time.monotonic() + args.seconds + 10
             while time.monotonic() < until:
                 await asyncio.sleep(1.0)
                 sample = await console.evaluate(SENDER_STATS)
+                server = server_side(app, stream_id) or server
                 if sample:
                     senders.append(sample)
                 started = await player.evaluate("() => window.bench.started !== null")
@@ -237,6 +265,8 @@ async def measure(base: str, token: str, channel: str, args: argparse.Namespace)
         finally:
             await browser.close()
     samples = bench["samples"][5:]  # the first second is start-up
+    if os.environ.get("BENCH_DEBUG") == "1":
+        print(json.dumps({"errors": bench["errors"], "samples": bench["samples"][:40]}), file=sys.stderr)
     g2g = [s["g2g"] for s in samples]
     edge = [s["edge"] for s in samples if s["edge"] is not None]
     rates = []
@@ -254,6 +284,7 @@ async def measure(base: str, token: str, channel: str, args: argparse.Namespace)
         "stalls": bench["stalls"],
         "errors": sorted({f"{e['details']}{' (fatal)' if e['fatal'] else ''}" for e in bench["errors"]}),
         "renditions_offered": bench["levels"], "renditions_played": sorted(bench["played"]),
+        "server": server,
         "sender": {
             "size": f"{last.get('width')}x{last.get('height')}" if last else None,
             "fps": last.get("fps"), "limitation": last.get("limitation"),
@@ -276,10 +307,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     settings = Settings(DATABASE_URL=url, NCHAT_MEDIA_DIR=media / "live", STREAM_RECORDING_ENABLED=False,
                         NCHAT_RTMP_PORT=0, NCHAT_PUBLIC_URL=base_url(sock))
     try:
-        with serve_app_in_thread(create_app(settings), sock=sock) as base:
+        app = create_app(settings)
+        with serve_app_in_thread(app, sock=sock) as base:
             user, channel = await make_world(url)
             token = mint_token(settings.jwt_secret, user, "user")
-            return await measure(base, token, channel, args)
+            return await measure(app, base, token, channel, args)
     finally:
         conn = await asyncpg.connect(admin)
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -291,6 +323,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--preset", default="720p", choices=["1080p", "720p", "480p", "360p"])
     parser.add_argument("--player", default="hls", choices=["hls", "whep"])
+    parser.add_argument("--join-after", type=float, default=0.0,
+                        help="seconds between the master playlist appearing and the player starting")
     args = parser.parse_args()
     print(json.dumps(asyncio.run(run(args)), indent=2))
 

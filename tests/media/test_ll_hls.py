@@ -29,18 +29,18 @@ def test_default_parts_and_hold_back_follow_the_spec() -> None:
     assert (config.chunk_frames(30), config.chunk_frames(24)) == (2, 2)  # 10 and 8 frames to a part
 
 
-def test_pipeline_parts_stay_within_target_and_master_waits_for_a_whole_segment(tmp_path: Path) -> None:
+def test_pipeline_parts_stay_within_target_and_master_waits_for_two_whole_segments(tmp_path: Path) -> None:
     pipeline = StreamPipeline("ll", LocalStorage(tmp_path), max_resolution="360p", max_backlog_seconds=float("inf"))
-    source = frames(640, 360, 100)
+    source = frames(640, 360, 130)
     try:
-        for frame in source[:55]:  # under one segment: no master yet
+        for frame in source[:100]:  # under two segments: no master yet
             pipeline.push_video(frame)
         deadline = time.monotonic() + 20
         while pipeline.backlog and time.monotonic() < deadline:
             time.sleep(0.02)
         time.sleep(0.2)
         assert not pipeline.master_ready
-        for frame in source[55:]:
+        for frame in source[100:]:
             pipeline.push_video(frame)
         while not pipeline.master_ready and time.monotonic() < deadline:
             time.sleep(0.02)
@@ -50,7 +50,8 @@ def test_pipeline_parts_stay_within_target_and_master_waits_for_a_whole_segment(
         assert "#EXT-X-PART-INF:PART-TARGET=0.334" in playlist
         assert "PART-HOLD-BACK=1.002" in playlist
         assert re.search(r'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="seg\d+\.\d+\.m4s"', playlist)
-        assert "#EXTINF:2.00000,\nseg0.m4s" in playlist  # the first playlist holds more than the hold-back
+        # The first playlist a player sees holds two whole segments: far more than the hold-back.
+        assert "#EXTINF:2.00000,\nseg0.m4s" in playlist and "#EXTINF:2.00000,\nseg1.m4s" in playlist
     finally:
         pipeline.close()
     target, durations = parts_of((tmp_path / "ll" / "360p" / "index.m3u8").read_text())

@@ -32,7 +32,7 @@ def feed(packager: RenditionPackager, count: int, start_ms: int = 0, part_ms: in
 @pytest.fixture
 async def packager(tmp_path: Path) -> StreamPackager:
     # Hand-made 0.5 s parts (four to a segment) keep the numbers below readable.
-    stream = StreamPackager("s1", LocalStorage(tmp_path), PackagingConfig(part_seconds=0.5),
+    stream = StreamPackager("s1", LocalStorage(tmp_path), PackagingConfig(part_seconds=0.5, start_segments=1),
                             loop=asyncio.get_running_loop())
     for rendition in (HIGH, LOW):
         stream.add_rendition(rendition).set_init(b"init", "avc1.64001f")

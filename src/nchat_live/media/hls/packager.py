@@ -61,9 +61,9 @@ class PackagingConfig:
     # has this many complete segments, then from their measured sizes.
     measure_segments: int = 3
     # The master playlist appears once every rendition has this many complete segments: the first
-    # playlist a player sees then holds more than PART-HOLD-BACK of media (no levelEmptyError, no
-    # stall at start).
-    start_segments: int = 1
+    # playlist a player sees then holds well over PART-HOLD-BACK of media (no levelEmptyError; with
+    # one segment, hls.js joining at once stalled in its first second and then kept 1 s more latency).
+    start_segments: int = 2
 
     @property
     def part_target(self) -> float:
