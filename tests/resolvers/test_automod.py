@@ -6,6 +6,7 @@ moderation log."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -198,3 +199,48 @@ async def test_rules_and_log_are_for_the_channels_moderators(db: Database, world
         ("term-added", world.alice), ("pin", world.mod), ("delete", world.mod), ("timeout", world.mod),
         ("unban", world.mod), ("term-removed", world.mod)]
     assert log[3]["target_user_id"] == world.bob and log[4]["target_message_id"] == message["id"]
+
+
+async def mutate(server: Server, token: str, query: str, variables: dict[str, Any]) -> Any:  # noqa: F811
+    ws = await open_socket(server.url(), token)
+    try:
+        await ws.send(json.dumps({"type": "subscribe", "id": "m", "payload": {"query": query, "variables": variables}}))
+        msg = await recv_json(ws)
+    finally:
+        await ws.close()
+    assert not msg["payload"].get("errors"), msg
+    return msg["payload"]["data"]
+
+
+EVENTS = "subscription($s: ID!) { chatEvents(streamId: $s) { type id content status } }"
+
+
+async def test_held_events_reach_the_author_and_moderators_only(db: Database, world: World,
+                                                                 server: Server) -> None:  # noqa: F811
+    await set_live(db, world.public_stream)
+    await as_owner(db, world, lambda s: automod.add_blocked_term(s, world.public_channel, "spoiler", action="hold"))
+    sockets = {u: await open_socket(server.url(), world.token(getattr(world, u))) for u in ("bob", "carol", "mod")}
+    try:
+        for ws in sockets.values():
+            await ws.send(json.dumps({"type": "subscribe", "id": "e", "payload": {
+                "query": EVENTS, "variables": {"s": world.public_stream}}}))
+        await asyncio.sleep(0.3)  # the feeds are listening
+        # Through the server (its bus carries the events): the websocket path.
+        held = await mutate(server, world.token(world.bob), SEND, {"s": world.public_stream,
+                                                                  "c": "spoiler: it was him"})
+        held = held["sendChatMessage"]
+        await mutate(server, world.token(world.carol), SEND, {"s": world.public_stream, "c": "plain"})
+        for user in ("bob", "mod"):
+            got = (await recv_json(sockets[user]))["payload"]["data"]["chatEvents"]
+            assert got == {"type": "HELD", "id": held["id"], "content": "spoiler: it was him", "status": "held"}
+        got = (await recv_json(sockets["carol"]))["payload"]["data"]["chatEvents"]
+        assert got["content"] == "plain" and got["type"] == "MESSAGE"  # the held one never reached her
+        await mutate(server, world.token(world.mod), "mutation($m: ID!) { approveChatMessage(messageId: $m) { id } }",
+                     {"m": held["id"]})
+        for ws in sockets.values():
+            while (event := (await recv_json(ws))["payload"]["data"]["chatEvents"])["id"] != held["id"]:
+                pass
+            assert event["type"] == "MESSAGE" and event["status"] == "visible"
+    finally:
+        for ws in sockets.values():
+            await ws.close()
