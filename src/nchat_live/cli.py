@@ -24,6 +24,7 @@ from .errors import ConfigError, NchatError
 from .observability import configure_logging
 from .runtime import Runtime
 
+from .media.extras.archive import ArchiveError, Archiver
 log = logging.getLogger("nchat_live")
 
 
@@ -195,6 +196,16 @@ def build_parser() -> argparse.ArgumentParser:
                            help="json: one object a line with the request id (for log shippers)")
 
     migrate = sub.add_parser("migrate", help="apply, revert or list schema migrations")
+async def _archive(args: argparse.Namespace) -> None:
+    runtime = Runtime()
+    await runtime.open_database()
+    try:
+        report = await Archiver(runtime.settings, runtime.database).run()
+        print(report.summary())
+    finally:
+        await runtime.stop()
+
+
     migrate.add_argument("action", choices=["up", "down", "status"])
     migrate.add_argument("--steps", type=int, default=1, help="how many to revert with 'down'")
 
@@ -227,7 +238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
-    except MigrationError as exc:
+    except (MigrationError, ArchiveError) as exc:
         print(f"nchat-live: error: {exc}", file=sys.stderr)
         return 2
     return 0
@@ -235,3 +246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+    sub.add_parser("archive", help="move old recordings and quality-metrics months to NCHAT_ARCHIVE_URL "
+                                   "(ages: NCHAT_ARCHIVE_RECORDINGS_AFTER_DAYS, NCHAT_ARCHIVE_METRICS_AFTER_DAYS)")
+        elif args.command == "archive":
+            asyncio.run(_archive(args))

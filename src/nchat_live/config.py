@@ -156,16 +156,23 @@ class Settings(BaseSettings):
     # media); blocking playlist reloads and preload-hinted parts one client address may hold at once.
     media_token_ttl_seconds: float = Field(default=300.0, validation_alias="NCHAT_MEDIA_TOKEN_TTL_SECONDS")
     media_token_secret: str | None = Field(default=None, validation_alias="NCHAT_MEDIA_TOKEN_SECRET")
+    # Audience analytics (resolvers/audience.py): keep viewers' addresses (default: a keyed pseudonym
+    # only), and a MaxMind-format country database (default: the one geoip2fast ships).
+    analytics_store_ip: bool = Field(default=False, validation_alias="NCHAT_ANALYTICS_STORE_IP")
+    geoip_db: Path | None = Field(default=None, validation_alias="NCHAT_GEOIP_DB")
+    # Archive (media/extras/archive.py; `nchat-live archive`, and every archive_interval_seconds on media
+    # workers when NCHAT_ARCHIVE_URL is set): recordings and quality-metrics months older than these
+    # ages move to cold storage (file:///folder or s3://bucket/prefix?endpoint=&region=).
+    archive_url: str | None = Field(default=None, validation_alias="NCHAT_ARCHIVE_URL")
+    archive_recordings_after_days: float = Field(default=90.0, validation_alias="NCHAT_ARCHIVE_RECORDINGS_AFTER_DAYS")
+    archive_metrics_after_days: float = Field(default=90.0, validation_alias="NCHAT_ARCHIVE_METRICS_AFTER_DAYS")
+    archive_interval_seconds: float = Field(default=3600.0, validation_alias="NCHAT_ARCHIVE_INTERVAL_SECONDS")
     hls_max_held_per_client: int = Field(default=32, validation_alias="NCHAT_HLS_MAX_HELD_PER_CLIENT")
 
     # GraphQL websockets (subscriptions/websocket.py): keep-alive period, concurrent operations per
     # socket, largest client message, and frames queued for a slow client before it is dropped.
     ws_keepalive_seconds: float = Field(default=10.0, validation_alias="NCHAT_WS_KEEPALIVE_SECONDS")
     ws_max_operations: int = Field(default=200, validation_alias="NCHAT_WS_MAX_OPERATIONS")
-    # Audience analytics (resolvers/audience.py): keep viewers' addresses (default: a keyed pseudonym
-    # only), and a MaxMind-format country database (default: the one geoip2fast ships).
-    analytics_store_ip: bool = Field(default=False, validation_alias="NCHAT_ANALYTICS_STORE_IP")
-    geoip_db: Path | None = Field(default=None, validation_alias="NCHAT_GEOIP_DB")
     ws_max_live_queries: int = Field(default=50, validation_alias="NCHAT_WS_MAX_LIVE_QUERIES")
     ws_max_connections_per_client: int = Field(default=500, validation_alias="NCHAT_WS_MAX_CONNECTIONS_PER_CLIENT")
     ws_max_message_bytes: int = Field(default=256 * 1024, validation_alias="NCHAT_WS_MAX_MESSAGE_BYTES")

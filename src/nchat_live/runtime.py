@@ -17,6 +17,7 @@ from .db import Database
 from .db.embedded import EmbeddedPostgres
 from .graphql.hasura.live_queries import LiveQueryEngine
 from .graphql.schema import RoleSchemas
+from .media.extras.archive import Archiver
 from .media.extras.highlights import HighlightSuggester
 from .media.extras.metrics import QualitySampler
 from .media.extras.simulcast import Simulcast
@@ -85,6 +86,7 @@ class Runtime:
         self.media_extras: StreamExtras | None = None
         self.quality: QualitySampler | None = None
         self.simulcast: Simulcast | None = None
+        self.archiver: Archiver | None = None
         self.rtmp: RtmpIngest | None = None
         self._media_follower: asyncio.Task[None] | None = None
         # Suggests highlights when a recording this worker finalised is ready (issue 18).
@@ -189,6 +191,9 @@ class Runtime:
                 self.media.attach(self.quality)
                 self.simulcast = Simulcast(self.media)  # pushes to the streams' RTMP destinations
                 self.media.attach(self.simulcast)
+                if self.settings.archive_url:  # old recordings and metrics to cold storage, on a schedule
+                    self.archiver = Archiver(self.settings, database)
+                    self.archiver.start()
                 await self.media.start()
                 self.rtmp = await start_rtmp(self.media)
                 self._media_follower = asyncio.create_task(follow_status(self))
@@ -220,6 +225,9 @@ class Runtime:
             # Ending live streams closes their segments, so recordings stay valid.
             async with _timed("media"):
                 await self.media.stop()
+        if self.archiver is not None:
+            await self.archiver.stop()
+            self.archiver = None
         if self.simulcast is not None:
             async with _timed("simulcast"):
                 await self.simulcast.stop()

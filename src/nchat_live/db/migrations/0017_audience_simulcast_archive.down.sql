@@ -1,3 +1,4 @@
+DROP FUNCTION IF EXISTS nchat.retire_quality_partition(text, bigint);
 DROP FUNCTION IF EXISTS nchat.simulcast_targets(uuid);
 DROP TABLE IF EXISTS nchat_stream_simulcast_destinations;
 DROP FUNCTION IF EXISTS nchat.simulcast_preset();

@@ -138,3 +138,36 @@ BEGIN
 END $$;
 REVOKE ALL ON FUNCTION nchat.simulcast_targets(uuid) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION nchat.simulcast_targets(uuid) TO nchat_admin;
+
+-- =============================================================================================
+-- 3. Archive: a month of quality metrics leaves the database once exported (media/extras/archive.py).
+-- The archiver (nchat_admin) exports the month through the parent table, then retires the
+-- partition here: detached and dropped only if it holds exactly the rows that were exported.
+-- =============================================================================================
+
+CREATE FUNCTION nchat.retire_quality_partition(p_partition text, p_exported bigint)
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
+DECLARE
+  n bigint;
+BEGIN
+  IF NOT nchat.is_admin() THEN
+    PERFORM nchat.refuse(403, 'permission-error', 'only the server archives metrics');
+  END IF;
+  IF p_partition !~ '^nchat_stream_quality_metrics_[0-9]{4}_[0-9]{2}$' OR NOT EXISTS (
+      SELECT 1 FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+       WHERE i.inhparent = 'public.nchat_stream_quality_metrics'::regclass AND c.relname = p_partition) THEN
+    PERFORM nchat.refuse(404, 'not-found', format('%s is not a quality-metrics partition', p_partition));
+  END IF;
+  EXECUTE format('LOCK TABLE %I IN ACCESS EXCLUSIVE MODE', p_partition);
+  EXECUTE format('SELECT count(*) FROM %I', p_partition) INTO n;
+  IF n <> p_exported THEN
+    PERFORM nchat.refuse(409, 'conflict',
+                         format('%s holds %s rows, %s were exported: export it again', p_partition, n, p_exported));
+  END IF;
+  EXECUTE format('ALTER TABLE nchat_stream_quality_metrics DETACH PARTITION %I', p_partition);
+  EXECUTE format('DROP TABLE %I', p_partition);
+  RETURN n;
+END $$;
+REVOKE ALL ON FUNCTION nchat.retire_quality_partition(text, bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION nchat.retire_quality_partition(text, bigint) TO nchat_admin;

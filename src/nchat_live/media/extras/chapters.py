@@ -22,6 +22,7 @@ from ...db import Database
 from ..hls.access import PRIVATE_PLAYLIST, MediaGrant, authorize_media
 from ..hls.playlists import MEDIA_PLAYLIST, with_dateranges
 from ..hls.routes import CORS, NO_CACHE, PLAYLIST_TYPE
+from ..storage.archive import read_archived_recording
 
 _RENDITION = re.compile(r"^\d{3,4}p$")
 
@@ -122,10 +123,14 @@ async def recording_playlist(request: Request) -> Response:
         return grant
     runtime = request.app.state.runtime
     file = runtime.settings.recording_dir / stream_id / rendition / MEDIA_PLAYLIST
-    if not _RENDITION.match(rendition) or not await asyncio.to_thread(file.is_file):
+    found = _RENDITION.match(rendition) is not None and await asyncio.to_thread(file.is_file)
+    # An archived recording's playlist comes from cold storage (media/extras/archive.py).
+    archived = None if found or not _RENDITION.match(rendition) else await asyncio.to_thread(
+        read_archived_recording, runtime.settings, stream_id, f"{rendition}/{MEDIA_PLAYLIST}")
+    if not found and archived is None:
         return JSONResponse({"error": {"code": "not-found", "message": f"no recording playlist '{rendition}' "
                                        f"for stream '{stream_id}'"}}, status_code=404, headers=CORS | NO_CACHE)
-    text = await asyncio.to_thread(file.read_text)
+    text = archived.decode() if archived is not None else await asyncio.to_thread(file.read_text)
     recording = await load(runtime.database, stream_id)
     # Chapters change when the broadcaster edits them: short-lived in caches.
     cache = grant.cache({"Cache-Control": "public, max-age=10"}, PRIVATE_PLAYLIST)

@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from ..storage.archive import read_archived_recording
 from .access import PRIVATE_FILE, PRIVATE_PLAYLIST, MediaGrant, authorize_media
 from .routes import CORS, IMMUTABLE, NO_CACHE, PLAYLIST_TYPE
 
@@ -36,14 +37,18 @@ async def recording_file(request: Request) -> Response:
     grant = await authorize_media(request, stream_id)
     if not isinstance(grant, MediaGrant):
         return grant
-    file = settings.recording_dir / stream_id / path
-    if not await asyncio.to_thread(file.is_file):
-        return _not_found(f"no recording file '{path}' for stream '{stream_id}'")
     # Playlists of a finished recording never change, but a deleted one must not linger in caches.
     if path.endswith(".m3u8"):
         cache = grant.cache({"Cache-Control": "public, max-age=60"}, PRIVATE_PLAYLIST)
     else:
         cache = grant.cache(IMMUTABLE, PRIVATE_FILE)
+    file = settings.recording_dir / stream_id / path
+    if not await asyncio.to_thread(file.is_file):
+        # An archived recording (media/extras/archive.py) is served from cold storage.
+        data = await asyncio.to_thread(read_archived_recording, settings, stream_id, path)
+        if data is None:
+            return _not_found(f"no recording file '{path}' for stream '{stream_id}'")
+        return Response(data, media_type=_type(path), headers=CORS | cache)
     return FileResponse(file, media_type=_type(path), headers=CORS | cache)
 
 
