@@ -215,6 +215,8 @@ async def _archive(args: argparse.Namespace) -> None:
     token.add_argument("--ttl", type=int, default=7 * 24 * 3600, help="seconds until it expires")
 
     sub.add_parser("seed-demo", help="create a demo user, channel and stream; print a token for them")
+    sub.add_parser("archive", help="move old recordings and quality-metrics months to NCHAT_ARCHIVE_URL "
+                                   "(ages: NCHAT_ARCHIVE_RECORDINGS_AFTER_DAYS, NCHAT_ARCHIVE_METRICS_AFTER_DAYS)")
     return parser
 
 
@@ -233,6 +235,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             _token(args)
         elif args.command == "seed-demo":
             asyncio.run(_seed_demo(args))
+        elif args.command == "archive":
+            asyncio.run(_archive(args))
     except (ConfigError, NchatError) as exc:
         print(f"nchat-live: error: {exc}", file=sys.stderr)
         return 2
@@ -246,7 +250,3 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-    sub.add_parser("archive", help="move old recordings and quality-metrics months to NCHAT_ARCHIVE_URL "
-                                   "(ages: NCHAT_ARCHIVE_RECORDINGS_AFTER_DAYS, NCHAT_ARCHIVE_METRICS_AFTER_DAYS)")
-        elif args.command == "archive":
-            asyncio.run(_archive(args))
