@@ -21,10 +21,10 @@ from .config import Settings
 from .db import migrations
 from .db.migrations import MigrationError
 from .errors import ConfigError, NchatError
+from .media.extras.archive import ArchiveError, Archiver
 from .observability import configure_logging
 from .runtime import Runtime
 
-from .media.extras.archive import ArchiveError, Archiver
 log = logging.getLogger("nchat_live")
 
 
@@ -126,6 +126,16 @@ async def _migrate(args: argparse.Namespace) -> None:
         await runtime.stop()
 
 
+async def _archive(args: argparse.Namespace) -> None:
+    runtime = Runtime()
+    await runtime.open_database()
+    try:
+        report = await Archiver(runtime.settings, runtime.database).run()
+        print(report.summary())
+    finally:
+        await runtime.stop()
+
+
 def _token(args: argparse.Namespace) -> None:
     settings = Settings()
     print(mint_token(settings.jwt_secret, args.user_id, args.role, ttl_seconds=args.ttl))
@@ -196,16 +206,6 @@ def build_parser() -> argparse.ArgumentParser:
                            help="json: one object a line with the request id (for log shippers)")
 
     migrate = sub.add_parser("migrate", help="apply, revert or list schema migrations")
-async def _archive(args: argparse.Namespace) -> None:
-    runtime = Runtime()
-    await runtime.open_database()
-    try:
-        report = await Archiver(runtime.settings, runtime.database).run()
-        print(report.summary())
-    finally:
-        await runtime.stop()
-
-
     migrate.add_argument("action", choices=["up", "down", "status"])
     migrate.add_argument("--steps", type=int, default=1, help="how many to revert with 'down'")
 
