@@ -158,6 +158,10 @@ async def test_held_messages_are_seen_by_author_and_moderators_and_approved_in_p
         async with db.session(Claims.user(world.mod)) as s:
             await automod.review_message(s, second["id"], approve=True)
     assert info.value.code == "message-not-held"
+    with pytest.raises(NchatError) as info:
+        async with db.session(Claims.user(world.mod)) as s:
+            await chat.pin_chat_message(s, second["id"])  # denied: its pin event would show it to everyone
+    assert info.value.code == "message-not-visible"
     assert approved["status"] == "visible" and approved["created_at"] == first["created_at"]
     assert denied["status"] == "denied"
     assert events.of("chat.message")[-1]["id"] == first["id"]

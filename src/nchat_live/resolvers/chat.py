@@ -120,6 +120,10 @@ async def pin_chat_message(
     await require_manager(session, stream["id"], "pin messages")
     if message["is_deleted"]:
         raise ValidationFailed("a deleted message cannot be pinned", code="message-deleted")
+    if message["status"] != "visible":
+        # Its pin event would carry the text to everyone (migration 0015's held and denied messages).
+        raise ValidationFailed(f"a {message['status']} message cannot be pinned; approve it first",
+                               code="message-not-visible")
     previous = await session.fetch(
         "SELECT p.id FROM nchat_stream_chat_messages m, nchat.chat_set_pinned(m.id, false, $3) p "
         "WHERE m.stream_id = $1 AND m.is_pinned AND m.id <> $2",
