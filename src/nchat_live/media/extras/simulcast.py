@@ -327,11 +327,10 @@ class Push:
         last = 0
         init: bytes | None = None
         live = False
-        segment: Segment | None = first
+        pending: Segment | None = first
         while True:
-            if segment is None:
-                segment = await self.queue.get()
-            segment, current = None, segment
+            current = pending if pending is not None else await self.queue.get()
+            pending = None
             tags = await asyncio.to_thread(flv_tags, current.init, current.data)
             if not tags.tags:
                 continue
