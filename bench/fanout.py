@@ -15,6 +15,11 @@ Redis bus as another API process would publish them; python-socketio broadcasts 
     .venv/bin/python bench/fanout.py --server-src /tmp/old/src   # an older checkout's server (before/after)
     .venv/bin/python bench/fanout.py --profile /tmp/prof   # cProfile each server process (pstats files)
 
+nchat-live's clients are raw sockets that find the timestamps in the byte stream (a websockets
+client parsing JSON per message costs more than the server's send, and on 2 cores the clients
+would be what is measured); `--deflate` uses websockets clients. python-socketio's are its own
+client (heavier: its figures include more client time).
+
 Each row: p50/p99/max delivery latency, delivered/expected, server CPU seconds and CPU % of one
 core over the measured window, server RSS (all workers). Chat messages go out at `--rate` per
 second (`--messages` of them); reactions in bursts of `--burst` per round; viewer counts once per
@@ -27,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 import multiprocessing
 import os
@@ -41,6 +47,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 import asyncpg
+import uvloop
 import websockets
 
 PG = os.environ.get("NCHAT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -179,6 +186,80 @@ def latency_of(kind: str, data: dict[str, Any], now: float) -> list[float]:
     return []
 
 
+MARKERS = {"chat": b'"createdAt":"', "reactions": b'"id":"', "viewers": b'"count":', "idle": b'"createdAt":"'}
+
+
+def frame(text: str) -> bytes:
+    """A masked client text frame (the mask key may be any four bytes; zeros leave the payload as is)."""
+    data = text.encode()
+    size = len(data)
+    head = bytes([0x81, 0x80 | size]) if size < 126 else bytes([0x81, 0x80 | 126]) + size.to_bytes(2, "big")
+    return head + b"\0\0\0\0" + data
+
+
+class RawSubscriber(asyncio.Protocol):
+    """A graphql-transport-ws subscriber that reads its frames as bytes and only finds the timestamps.
+
+    A full client (websockets + json per message) costs several times what the server spends per
+    frame, and on a 2-core machine the clients would be what is measured. The server sends
+    unmasked, uncompressed text frames, so the timestamp is found in the raw stream.
+    """
+
+    def __init__(self, kind: str, port: int, stream_id: str, latencies: list[float], got: asyncio.Event,
+                 opened: asyncio.Future[None]) -> None:
+        self.kind, self.marker = kind, MARKERS[kind]
+        self.port, self.stream_id = port, stream_id
+        self.latencies, self.got, self.opened = latencies, got, opened
+        self.buffer = b""
+        self.upgraded = False
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's transport is no asyncio.Transport
+        key = base64.b64encode(os.urandom(16)).decode()
+        transport.write((f"GET /v1/graphql HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\nUpgrade: websocket\r\n"
+                         f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+                         "Sec-WebSocket-Protocol: graphql-transport-ws\r\n\r\n").encode())
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self.buffer + data
+        if not self.upgraded:
+            end = buffer.find(b"\r\n\r\n")
+            if end < 0:
+                self.buffer = buffer
+                return
+            if not buffer.startswith(b"HTTP/1.1 101"):
+                self.opened.set_exception(RuntimeError(buffer[:80].decode(errors="replace")))
+                return
+            self.upgraded = True
+            buffer = buffer[end + 4:]
+            assert self.transport is not None
+            self.transport.write(frame(json.dumps({"type": "connection_init", "payload": {}})) + frame(json.dumps(
+                {"type": "subscribe", "id": "1", "payload": {"query": QUERIES[self.kind],
+                                                             "variables": {"s": self.stream_id}}})))
+            self.opened.set_result(None)
+        now, marker, pos, found = time.time(), self.marker, 0, False
+        while (at := buffer.find(marker, pos)) >= 0:
+            start = at + len(marker)
+            stop = start
+            while stop < len(buffer) and buffer[stop] in b"0123456789.":
+                stop += 1
+            if stop == len(buffer):
+                break  # the value continues in the next read
+            pos = stop
+            value = float(buffer[start:stop] or 0)
+            if self.kind == "viewers":
+                if value > 0:
+                    self.latencies.append(((int(now * 1000) - int(value)) % WRAP) / 1000)
+                    found = True
+            elif value > 1e9:  # not the operation id
+                self.latencies.append(now - value)
+                found = True
+        self.buffer = buffer[pos:] if pos else buffer[-64:]
+        if found:
+            self.got.set()
+
+
 async def client_loop(pipe: Connection, system: str, kind: str, port: int, count: int, stream_id: str,
                       deflate: bool) -> None:
     latencies: list[float] = []
@@ -218,7 +299,15 @@ async def client_loop(pipe: Connection, system: str, kind: str, port: int, count
         await sio.connect(f"http://127.0.0.1:{port}", transports=["websocket"], wait_timeout=60)
         sockets.append(sio)
 
-    make = nchat_client if system == "nchat" else sio_client
+    async def raw_client() -> None:
+        loop = asyncio.get_running_loop()
+        opened: asyncio.Future[None] = loop.create_future()
+        transport, _ = await loop.create_connection(
+            lambda: RawSubscriber(kind, port, stream_id, latencies, got, opened), "127.0.0.1", port)
+        await asyncio.wait_for(opened, 60)
+        sockets.append(transport)
+
+    make = (raw_client if not deflate else nchat_client) if system == "nchat" else sio_client
     failed = 0
     for i in range(0, count, 100):
         results = await asyncio.gather(*(make() for _ in range(min(100, count - i))), return_exceptions=True)
@@ -240,7 +329,11 @@ async def client_loop(pipe: Connection, system: str, kind: str, port: int, count
         elif command[0] == "close":
             for task in readers:
                 task.cancel()
-            closes = [s.close() if system == "nchat" else s.disconnect() for s in sockets]
+            for s in sockets:
+                if isinstance(s, asyncio.BaseTransport):
+                    s.close()
+            closes = [s.close() if system == "nchat" else s.disconnect() for s in sockets
+                      if not isinstance(s, asyncio.BaseTransport)]
             await asyncio.gather(*closes, return_exceptions=True)
             pipe.send(("closed",))
             return
@@ -249,6 +342,7 @@ async def client_loop(pipe: Connection, system: str, kind: str, port: int, count
 def client_process(pipe: Connection, system: str, kind: str, port: int, count: int, stream_id: str,
                    deflate: bool) -> None:
     raise_nofile()
+    uvloop.install()
     asyncio.run(client_loop(pipe, system, kind, port, count, stream_id, deflate))
 
 

@@ -6,12 +6,15 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import multiprocessing
+import os
 import signal
 import socket
 import sys
 import uuid
 import warnings
 from collections.abc import Iterator, Sequence
+from urllib.parse import urlsplit
 
 import uvicorn
 
@@ -69,8 +72,9 @@ def listening_url(host: str, port: int) -> str:
     return f"http://{shown}:{port}"
 
 
-async def _serve(args: argparse.Namespace) -> None:
-    _check_port(args.host, args.port)
+async def _serve(args: argparse.Namespace, sock: socket.socket | None = None) -> None:
+    if sock is None:
+        _check_port(args.host, args.port)
     role = {"serve": "all", "api": "api", "media-worker": "media"}[args.command]
     settings = Settings()
     if settings.rtmp_host is None:
@@ -94,9 +98,75 @@ async def _serve(args: argparse.Namespace) -> None:
             app, host=args.host, port=args.port, log_level=args.log_level, lifespan="on", log_config=None,
             ws_per_message_deflate=settings.ws_per_message_deflate,
         )
-        await GracefulServer(config).serve()
+        await GracefulServer(config).serve(sockets=[sock] if sock is not None else None)
     finally:
         await runtime.stop()
+
+
+def _reuseport_socket(host: str, port: int) -> socket.socket:
+    """A listening socket on host:port that other workers bind too; the kernel spreads connections."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _worker(args: argparse.Namespace) -> None:
+    """One of `--workers` processes: the API on the shared port, migrations already applied."""
+    configure_logging(args.log_level, json_logs=args.log_format == "json")
+    args.no_migrate = True
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_serve(args, _reuseport_socket(args.host, args.port)))
+
+
+def _serve_workers(args: argparse.Namespace) -> int:
+    """`--workers N`: N processes on one port (SO_REUSEPORT), so every core serves websockets.
+
+    Events reach subscribers on every worker through the shared bus, so the in-process memory bus
+    is refused; media (ingest ports, transcoders) runs in one process, so `serve` with media on is
+    too: run `api --workers N` next to one `media-worker`.
+    """
+    settings = Settings()
+    if urlsplit(settings.bus_url).scheme == "memory":
+        raise ConfigError("--workers needs a bus the processes share: set BUS_URL to redis://... or postgres://")
+    if args.command == "serve" and settings.media_enabled:
+        raise ConfigError("--workers runs the API only: use `api --workers N` and one `media-worker`, "
+                          "or NCHAT_MEDIA_ENABLED=false")
+    _check_port(args.host, args.port)
+    if not args.no_migrate:
+        asyncio.run(_migrate_only())
+    ctx = multiprocessing.get_context("spawn")
+    workers = [ctx.Process(target=_worker, args=(args,), name=f"nchat-worker-{i}") for i in range(args.workers)]
+    for worker in workers:
+        worker.start()
+    print(f"nchat-live: {args.workers} workers on {args.host}:{args.port}", flush=True)
+
+    def forward(signum: int, _frame: object) -> None:
+        for worker in workers:
+            if worker.pid is not None and worker.is_alive():
+                os.kill(worker.pid, signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    status = 0
+    # A worker that dies takes the others down: a supervisor restarts the whole service.
+    while any(w.is_alive() for w in workers):
+        for worker in workers:
+            worker.join(0.5)
+            if worker.exitcode not in (None, 0) and status == 0:
+                status = 1
+                log.error("worker %s exited with %s; stopping the others", worker.name, worker.exitcode)
+                forward(signal.SIGTERM, None)
+    return status
+
+
+async def _migrate_only() -> None:
+    runtime = Runtime()
+    await runtime.open_database(migrate=True)
+    await runtime.stop()
 
 
 async def _migrate(args: argparse.Namespace) -> None:
@@ -204,6 +274,10 @@ def build_parser() -> argparse.ArgumentParser:
         serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
         serve.add_argument("--log-format", default="text", choices=["text", "json"],
                            help="json: one object a line with the request id (for log shippers)")
+        if name != "media-worker":
+            serve.add_argument("--workers", type=int, default=1,
+                               help="API processes on one port (SO_REUSEPORT), sharing events through the "
+                                    "Redis or Postgres bus; use the cores you have")
 
     migrate = sub.add_parser("migrate", help="apply, revert or list schema migrations")
     migrate.add_argument("action", choices=["up", "down", "status"])
@@ -227,6 +301,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging(getattr(args, "log_level", "info"), json_logs=getattr(args, "log_format", "text") == "json")
     try:
+        if args.command in ("serve", "api") and args.workers > 1:
+            return _serve_workers(args)
         if args.command in ("serve", "api", "media-worker"):
             asyncio.run(_serve(args))
         elif args.command == "migrate":

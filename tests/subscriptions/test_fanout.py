@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
+import pytest
+
+from nchat_live.subscriptions.transport import fanout
+from nchat_live.subscriptions.transport.protocols import Protocol
 from tests.support import World
 
 from .conftest import Server, open_socket, recv_json
@@ -77,3 +82,42 @@ async def test_a_denied_group_fails_every_member_and_is_not_kept(server: Server,
         assert (await recv_json(outsiders[0]))["payload"][0]["extensions"]["code"] == "stream-not-found"
     finally:
         await asyncio.gather(*(ws.close() for ws in outsiders))
+
+
+async def test_each_event_is_encoded_once_and_written_in_order_without_a_task_per_subscriber(
+    server: Server, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """30 subscribers, 20 events: 20 encodings and 20 frames, not 600; every socket in order."""
+    encoded: list[str] = []
+    framed: list[str] = []
+    real_dumps, real_frame = fanout._dumps, Protocol.frame
+
+    def dumps(value: Any) -> str:
+        encoded.append("x")
+        return real_dumps(value)
+
+    def frame(self: Protocol, op_id: str, payload_json: str) -> str:
+        framed.append(op_id)
+        return real_frame(self, op_id, payload_json)
+
+    monkeypatch.setattr(fanout, "_dumps", dumps)
+    monkeypatch.setattr(Protocol, "frame", frame)
+    subscribers = server.runtime.bus_stats.subscribers
+    sockets = [await open_socket(server.url(), None) for _ in range(30)]
+    query = {"query": CHAT, "variables": {"s": world.public_stream}}
+    try:
+        for ws in sockets:
+            await ws.send(json.dumps({"type": "subscribe", "id": "1", "payload": query}))
+        await wait_listening(server, subscribers + 30)
+        direct = server.runtime.bus_stats.direct_sends
+        base = {"stream_id": world.public_stream, "channel_id": world.public_channel, "user_id": world.bob}
+        for i in range(20):
+            await server.runtime.bus.publish("chat.message", {**base, "id": f"o{i}", "content": f"m{i}"})
+        for ws in sockets:
+            got = [(await recv_json(ws))["payload"]["data"]["chatEvents"]["content"] for _ in range(20)]
+            assert got == [f"m{i}" for i in range(20)]
+        assert len(encoded) == 20 and len(framed) == 20, (len(encoded), len(framed))
+        # Readers that keep up are written to straight from the shared execution.
+        assert server.runtime.bus_stats.direct_sends - direct == 600
+    finally:
+        await asyncio.gather(*(ws.close() for ws in sockets))
