@@ -143,11 +143,19 @@ END $$;
 
 GRANT SELECT (status) ON nchat_stream_chat_messages TO nchat_anonymous, nchat_user, nchat_moderator;
 -- A held or denied message: its author and the stream's managers only.
--- Written as migration 0014 writes policies: claims once per statement, the stream's visibility as a set;
--- the per-row manager check only for the rare row that is not visible.
-ALTER POLICY read_visible ON nchat_stream_chat_messages
-  USING ((SELECT nchat.is_staff()) OR (EXISTS (SELECT 1 FROM nchat_streams s WHERE s.id = stream_id)
-         AND (status = 'visible' OR user_id = (SELECT nchat.user_id()) OR nchat.can_manage_stream(stream_id))));
+-- The stream's visibility stays whatever the policy says now (migration 0014 writes it for speed); the
+-- status test is added to it (claims read once per statement; the per-row manager check only for the rare
+-- row that is not visible). The policy's previous text is kept in its comment for the down migration.
+DO $$
+DECLARE
+  q text;
+BEGIN
+  SELECT qual INTO STRICT q FROM pg_policies
+   WHERE schemaname = 'public' AND tablename = 'nchat_stream_chat_messages' AND policyname = 'read_visible';
+  EXECUTE format('COMMENT ON POLICY read_visible ON nchat_stream_chat_messages IS %L', q);
+  EXECUTE format('ALTER POLICY read_visible ON nchat_stream_chat_messages USING ((%s) AND (status = ''visible'' '
+                 'OR user_id = (SELECT nchat.user_id()) OR nchat.can_manage_stream(stream_id)))', q);
+END $$;
 
 GRANT SELECT (id, stream_id, created_by, question, options, allow_multiple, duration_seconds, status, opened_at,
               closes_at, closed_at, vote_counts, voters, revision, created_at, updated_at)
