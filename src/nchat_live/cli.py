@@ -17,6 +17,7 @@ from collections.abc import Iterator, Sequence
 from urllib.parse import urlsplit
 
 import uvicorn
+import uvloop
 
 from .app import create_app
 from .auth import Claims, mint_token
@@ -119,7 +120,15 @@ def _worker(args: argparse.Namespace) -> None:
     configure_logging(args.log_level, json_logs=args.log_format == "json")
     args.no_migrate = True
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(args, _reuseport_socket(args.host, args.port)))
+        _run_server(args, _reuseport_socket(args.host, args.port))
+
+
+def _run_server(args: argparse.Namespace, sock: socket.socket | None = None) -> None:
+    """`_serve` on uvloop for the API half (`api`: no media in the process; bench/graphql_bench.py
+    measures the API on uvloop + httptools, uvicorn's choice when installed); media stays on asyncio's loop."""
+    factory = uvloop.new_event_loop if args.command == "api" else None
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(_serve(args, sock) if sock is not None else _serve(args))
 
 
 def _serve_workers(args: argparse.Namespace) -> int:
@@ -304,7 +313,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command in ("serve", "api") and args.workers > 1:
             return _serve_workers(args)
         if args.command in ("serve", "api", "media-worker"):
-            asyncio.run(_serve(args))
+            _run_server(args)
         elif args.command == "migrate":
             asyncio.run(_migrate(args))
         elif args.command == "token":
