@@ -111,15 +111,24 @@ async def test_a_live_stream_reaches_a_loopback_rtmp_destination(stack: Runtime,
 
     server_db.publisher = capture
     try:
+        stack.simulcast.refresh_seconds = 0.5
         async with db.session(Claims.user(world.alice)) as s:
-            # The public stream goes out to the private stream's ingest (its key), and to a dead port.
+            # The public stream goes out to a dead port, and (added once it is live) to the private
+            # stream's ingest, with that stream's key.
+            await simulcast.add_destination(s, world.public_stream, name="nowhere",
+                                            url=f"rtmp://127.0.0.1:{_closed_port()}/live", stream_key="k" * 12)
+        publisher = asyncio.create_task(run_publisher(port, world.public_key, "--seconds", "10", "--size",
+                                                      "320x240", "--realtime"))
+
+        async def source_live() -> bool:
+            async with db.session(Claims.service()) as s:
+                return await s.fetchval("SELECT status FROM nchat_streams WHERE id = $1", world.public_stream) == "live"
+
+        await eventually(source_live, 15)
+        async with db.session(Claims.user(world.alice)) as s:
             await simulcast.add_destination(s, world.public_stream, name="loopback",
                                             url=f"rtmp://127.0.0.1:{port}/live", stream_key=world.private_key,
                                             rendition="360p")
-            await simulcast.add_destination(s, world.public_stream, name="nowhere",
-                                            url=f"rtmp://127.0.0.1:{_closed_port()}/live", stream_key="k" * 12)
-        publisher = asyncio.create_task(run_publisher(port, world.public_key, "--seconds", "9", "--size", "320x240",
-                                                      "--realtime"))
 
         async def target_live() -> bool:
             async with db.session(Claims.service()) as s:

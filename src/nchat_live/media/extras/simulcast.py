@@ -10,7 +10,8 @@ RTMP client would, in `av.open`).
 
 Each destination runs as one task: connecting -> live; a failure is `error` (its message is kept
 and emitted as a `simulcast.status` event) and the push retries after 1, 2, 4 ... 60 s; the stream
-ending stops it (`stopped`). The rendition is the destination's if the ladder has it, else the
+ending stops it (`stopped`). Destinations added, changed, disabled or removed while the stream is
+live are followed within REFRESH_SECONDS. The rendition is the destination's if the ladder has it, else the
 highest below it, else the lowest; chosen once every rendition has finished its first segment.
 A segment waiting behind a slow destination is dropped (oldest first, 8 queued at most): the
 destination skips ahead rather than falling behind live. The latency added is one segment.
@@ -62,6 +63,8 @@ SEND_TIMEOUT = 10.0
 BACKOFF_START = 1.0
 BACKOFF_MAX = 60.0
 QUEUE_SEGMENTS = 8
+# How often a live stream's destinations are read again (added, changed, disabled, removed ones follow).
+REFRESH_SECONDS = 5.0
 _CSID_COMMAND, _CSID_AUDIO, _CSID_VIDEO, _CSID_DATA = 3, 4, 6, 5
 
 
@@ -400,27 +403,40 @@ class Simulcast(StreamObserver):
     def __init__(self, manager: MediaManager) -> None:
         self.manager = manager
         self.db = manager.database
+        self.refresh_seconds = REFRESH_SECONDS
+        self.live: set[str] = set()
         self.pushes: dict[str, list[Push]] = {}
         self.renditions: dict[str, list[str]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loading: set[asyncio.Task[None]] = set()
+        self._refresher: asyncio.Task[None] | None = None
+        self._sync_lock = asyncio.Lock()
 
     def pipeline_observer(self, info: StreamInfo) -> PipelineObserver:
         return _Tap(self, info.stream_id)
 
     def on_started(self, session: IngestSession) -> None:
         self._loop = asyncio.get_running_loop()
-        task = self._loop.create_task(self._start(session.stream_id))
+        self.live.add(session.stream_id)
+        task = self._loop.create_task(self._sync(session.stream_id))
         self._loading.add(task)
         task.add_done_callback(self._loading.discard)
+        if self._refresher is None or self._refresher.done():
+            self._refresher = self._loop.create_task(self._refresh())
 
     def on_ended(self, session: IngestSession, reason: str) -> None:
+        self.live.discard(session.stream_id)
         for push in self.pushes.pop(session.stream_id, []):
             if push.task is not None:
                 push.task.cancel()
         self.renditions.pop(session.stream_id, None)
 
     async def stop(self) -> None:
+        self.live.clear()
+        if self._refresher is not None:
+            self._refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refresher
         for task in list(self._loading):
             task.cancel()
         tasks = [p.task for pushes in self.pushes.values() for p in pushes if p.task is not None]
@@ -429,22 +445,42 @@ class Simulcast(StreamObserver):
             task.cancel()
         await asyncio.gather(*tasks, *self._loading, return_exceptions=True)
 
-    async def _start(self, stream_id: str) -> None:
-        if stream_id in self.pushes:
-            return  # a publisher reconnecting within its grace: the pushes go on
-        try:
-            async with self.db.session(Claims.service()) as session:
-                rows = await destinations.simulcast_targets(session, stream_id)
-        except Exception:
-            log.exception("stream %s: simulcast destinations not loaded", stream_id)
-            return
-        if not rows:
-            return
-        pushes = [Push(self, stream_id, Target(str(r["id"]), r["name"], r["url"], r["stream_key"], r["rendition"]))
-                  for r in rows]
-        self.pushes[stream_id] = pushes
-        for push in pushes:
-            push.task = asyncio.get_running_loop().create_task(push.run())
+    async def _refresh(self) -> None:
+        while self.live:
+            await asyncio.sleep(self.refresh_seconds)
+            for stream_id in list(self.live):
+                await self._sync(stream_id)
+
+    async def _sync(self, stream_id: str) -> None:
+        """Start the stream's new destinations, restart changed ones, stop disabled or removed ones; the
+        others (a publisher reconnecting within its grace included) go on."""
+        async with self._sync_lock:
+            try:
+                async with self.db.session(Claims.service()) as session:
+                    rows = await destinations.simulcast_targets(session, stream_id)
+            except Exception:
+                log.exception("stream %s: simulcast destinations not loaded", stream_id)
+                return
+            if stream_id not in self.live:
+                return
+            wanted = {str(r["id"]): Target(str(r["id"]), r["name"], r["url"], r["stream_key"], r["rendition"])
+                      for r in rows}
+            kept: list[Push] = []
+            for push in self.pushes.get(stream_id, []):
+                if wanted.get(push.target.id) == push.target:
+                    kept.append(push)
+                elif push.task is not None:
+                    push.task.cancel()
+            running = {p.target.id for p in kept}
+            for target_id, target in wanted.items():
+                if target_id not in running:
+                    push = Push(self, stream_id, target)
+                    push.task = asyncio.get_running_loop().create_task(push.run())
+                    kept.append(push)
+            if kept:
+                self.pushes[stream_id] = kept
+            else:
+                self.pushes.pop(stream_id, None)
 
     def wants(self, stream_id: str) -> bool:
         return stream_id in self.pushes
