@@ -103,13 +103,6 @@ async def vote(session: Session, poll_id: str, choices: list[int], *, now: datet
     return poll
 
 
-async def my_vote(session: Session, poll_id: str) -> list[int] | None:
-    user_id = require_user(session, "see your vote")
-    choices = await session.fetchval("SELECT choices FROM nchat_stream_poll_votes WHERE poll_id = $1 AND user_id = $2",
-                                     parse_uuid(poll_id, field="pollId"), user_id)
-    return None if choices is None else [int(c) for c in choices]
-
-
 async def polls(session: Session, stream_id: str, *, now: datetime | None = None) -> list[Row]:
     """The stream's polls, newest first, with their counts (during the stream and after, with the recording)."""
     stream = await load_stream(session, stream_id)
