@@ -7,6 +7,7 @@ the database trigger on nchat_stream_viewers, so concurrent joins give exact tot
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from datetime import datetime, timedelta
 from typing import Any
@@ -52,7 +53,8 @@ async def join_stream(
     stream = await load_stream(session, stream_id)
     require_live(stream, "join")
     token = secrets.token_urlsafe(16)
-    profile = audience.describe(ip, user_agent)
+    # Off the event loop: the first lookup loads the country data and the user-agent rules (~2 s).
+    profile = await asyncio.to_thread(audience.describe, ip, user_agent)
     record = await session.fetchrow(
         "SELECT * FROM nchat.viewer_join($1, $2, $3, $4, $5::inet, $6)",
         stream["id"], token, quality, (user_agent or "")[:512] or None, audience.stored_address(ip), now or utcnow(),
