@@ -407,6 +407,7 @@ class StreamPipeline:
         self._audio_origin = 0
         self._video_backlog = 0
         self._last_audio_arrival: float | None = None
+        self._dropped_at = -math.inf
         self._slow_since: float | None = None
         self._speed_media = 0.0
         self._speed_busy = 0.0
@@ -553,6 +554,7 @@ class StreamPipeline:
         if self._video_backlog > self.max_backlog_seconds * fps and not self._new_epoch:
             # Behind real time: drop rather than let latency grow without bound.
             self.stats.frames_dropped += 1
+            self._dropped_at = time.monotonic()
             return
         self._anchor(arrival)
         at = self._clock.time("video", frame.pts, frame.time_base, arrival)
@@ -660,14 +662,17 @@ class StreamPipeline:
                 speed = encoder.speed_media / max(encoder.speed_busy, 1e-6)
                 ENCODER_SPEED.labels(self.stream_id, encoder.rendition.name).set(round(speed, 3))
         warm = self._decided and at - self._ladder_since >= self.trim_warmup_seconds
-        if warm and self.stats.speed < self.min_speed and len(self._encoders) > 1:
+        # A deficit: encoding slower than real time, or frames dropped for the backlog within the last
+        # second (the thread starved of CPU: the encode-time speed alone does not see that).
+        dropping = now - self._dropped_at < 1.0
+        if warm and (self.stats.speed < self.min_speed or dropping) and len(self._encoders) > 1:
             if self._slow_since is None:
                 self._slow_since = now
             elif now - self._slow_since > self.trim_after_seconds:
                 self._trim()
                 self._slow_since = None
                 self._ladder_since = at  # the smaller ladder warms up again before it may be judged
-        elif not warm or self.stats.speed >= self.min_speed * (1 + self.trim_hysteresis):
+        elif not warm or (self.stats.speed >= self.min_speed * (1 + self.trim_hysteresis) and not dropping):
             self._slow_since = None
 
     def _trim(self) -> None:
