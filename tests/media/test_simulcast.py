@@ -10,8 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import av
+import httpx
 import pytest
 
+from nchat_live.app import create_app
 from nchat_live.auth import Claims
 from nchat_live.config import Settings
 from nchat_live.db import Database
@@ -172,3 +174,22 @@ async def test_a_live_stream_reaches_a_loopback_rtmp_destination(stack: Runtime,
     assert ("loopback", "connecting") in statuses and ("loopback", "live") in statuses
     errors = [p for t, p in events if t == "simulcast.status" and p["status"] == "error"]
     assert errors and errors[0]["name"] == "nowhere" and errors[0]["error"]
+
+
+async def test_the_table_api_never_returns_keys(settings: Settings, db: Database, world: World) -> None:
+    app = create_app(settings.model_copy(update={"media_enabled": False}))
+    headers = {"authorization": f"Bearer {world.token(world.alice)}"}
+    async with app.router.lifespan_context(app), httpx.AsyncClient(
+            transport=httpx.ASGITransport(app), base_url="http://test") as http:
+        added = await http.post("/v1/graphql", headers=headers, json={"query": """mutation($id: ID!) {
+            addSimulcastDestination(streamId: $id, name: "Twitch", url: "rtmps://live.twitch.tv/app",
+            streamKey: "live_123456789_abcdef") { id keyHint status } }""", "variables": {"id": world.public_stream}})
+        assert added.json()["data"]["addSimulcastDestination"]["keyHint"] == "…cdef"
+        for query in ("{ nchat_stream_simulcast_destinations { stream_key } }",
+                      f'{{ simulcastDestinations(streamId: "{world.public_stream}") {{ streamKey }} }}'):
+            answer = (await http.post("/v1/graphql", headers=headers, json={"query": query})).json()
+            assert "errors" in answer and "live_123456789" not in str(answer), answer
+        listed = (await http.post("/v1/graphql", headers=headers, json={
+            "query": "{ nchat_stream_simulcast_destinations { name key_hint url } }"})).json()
+        assert {"name": "Twitch", "key_hint": "…cdef", "url": "rtmps://live.twitch.tv/app"} in \
+            listed["data"]["nchat_stream_simulcast_destinations"]
