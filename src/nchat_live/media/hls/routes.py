@@ -162,6 +162,10 @@ async def media_playlist(request: Request) -> Response:
         if data is None:
             return _error(404, "not-found", f"no rendition '{name}' for stream '{stream_id}'")
         return _playlist(data, grant)
+    if rendition.removed:
+        # Trimmed from the ladder: gone from the master, and a player still on it gets an error it
+        # recovers from by switching variants (an ENDLIST would read as the end of the stream).
+        return _error(404, "not-found", f"rendition '{name}' was dropped from the ladder of stream '{stream_id}'")
     try:
         rendition.check_request(msn, part)
     except PlaylistRequestError as exc:
