@@ -14,6 +14,8 @@ import pytest
 from starlette.applications import Starlette
 
 from nchat_live.auth import Claims
+from nchat_live.db import Database
+from nchat_live.db.database import setup_batch
 from nchat_live.graphql.context import Context
 from nchat_live.graphql.execution import execute, execute_json
 from nchat_live.graphql.hasura.fast import Stats
@@ -148,3 +150,17 @@ async def test_http_answers_fast_path_bytes(gql: GQL, cast: World) -> None:
     answers = batch.json()
     assert answers[0] == {"data": {"nchat_streams_by_pk": None}}
     assert answers[1]["errors"][0]["extensions"]["code"] == "validation-failed"
+
+
+async def test_session_setup_is_one_batch_that_quotes_the_claims(db: Database, cast: World) -> None:
+    """The claims travel as a dollar-quoted literal in the set-up batch: whatever a session variable
+    holds (quotes, the quoting tag itself), Postgres reads back exactly the claims."""
+    odd = "x'); SELECT 1; -- $nchat$ $$ \\ \u00e9"
+    claims = Claims("user", cast.bob, session_variables={"x-hasura-odd": odd})
+    async with db.session(claims, statement_timeout_ms=1234) as session:
+        setting, role, timeout = await session.fetchrow(
+            "SELECT current_setting('hasura.user'), current_user, current_setting('statement_timeout')")
+    assert json.loads(setting) == json.loads(claims.as_setting())
+    assert (role, timeout) == ("nchat_user", "1234ms")
+    # A setting holding the usual tag is quoted with another: the tag occurs once, inside the value.
+    assert setup_batch("nchat_user", '{"a": "$nchat$"}', None).count("$nchat$") == 1
