@@ -302,10 +302,10 @@ async def client_loop(pipe: Connection, system: str, kind: str, port: int, count
     async def raw_client() -> None:
         loop = asyncio.get_running_loop()
         opened: asyncio.Future[None] = loop.create_future()
-        transport, _ = await loop.create_connection(
+        _, subscriber = await loop.create_connection(
             lambda: RawSubscriber(kind, port, stream_id, latencies, got, opened), "127.0.0.1", port)
         await asyncio.wait_for(opened, 60)
-        sockets.append(transport)
+        sockets.append(subscriber)
 
     make = (raw_client if not deflate else nchat_client) if system == "nchat" else sio_client
     failed = 0
@@ -329,11 +329,11 @@ async def client_loop(pipe: Connection, system: str, kind: str, port: int, count
         elif command[0] == "close":
             for task in readers:
                 task.cancel()
-            for s in sockets:
-                if isinstance(s, asyncio.BaseTransport):
-                    s.close()
-            closes = [s.close() if system == "nchat" else s.disconnect() for s in sockets
-                      if not isinstance(s, asyncio.BaseTransport)]
+            raw = [s for s in sockets if isinstance(s, RawSubscriber)]
+            for subscriber in raw:
+                if subscriber.transport is not None:
+                    subscriber.transport.close()
+            closes = [s.close() if system == "nchat" else s.disconnect() for s in sockets if s not in raw]
             await asyncio.gather(*closes, return_exceptions=True)
             pipe.send(("closed",))
             return
