@@ -15,6 +15,7 @@ from nchat_live.db.permissions import (
     PG_ROLE,
     POLL_SERVER_OWNED,
     ROLES,
+    SERVER_ONLY_FUNCTIONS,
     SERVER_ONLY_TABLES,
     STREAM_SERVER_OWNED,
     VIEWER_ADMIN_ONLY,
@@ -137,3 +138,14 @@ async def test_the_owner_cannot_write_server_owned_columns(table: str, column: s
         async with db.session(Claims.user(world.alice)) as s:
             await s.fetch(f"UPDATE {table} SET {column} = {column} WHERE id = $1 RETURNING id", row_id)
     assert info.value.code == "permission-error"
+
+
+@pytest.mark.parametrize("function", SERVER_ONLY_FUNCTIONS)
+@pytest.mark.parametrize("role", ROLES)
+async def test_request_roles_cannot_execute_server_only_functions(db: Database, role: str, function: str) -> None:
+    async with db.session(Claims.service()) as s:
+        allowed = await s.fetchval("SELECT has_function_privilege($1, $2, 'EXECUTE')", PG_ROLE[role],
+                                   f"nchat.{function}")
+        admin = await s.fetchval("SELECT has_function_privilege('nchat_admin', $1, 'EXECUTE')", f"nchat.{function}")
+    assert allowed is False, f"{role} may execute nchat.{function}"
+    assert admin is True or function == "ensure_change_triggers()"

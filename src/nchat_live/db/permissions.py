@@ -213,6 +213,17 @@ ANONYMOUS_MODEL: dict[str, TableRule] = {
 # Tables only the server (admin) touches.
 SERVER_ONLY_TABLES = ("nchat_stream_reminders_sent", "nchat_media_workers", "nchat_media_leases")
 
+# Functions (in schema nchat) no request role below admin may execute: they write server-owned state or
+# read secrets without checking the caller's rights themselves (migration 0018).
+SERVER_ONLY_FUNCTIONS = (
+    "mod_log(uuid, uuid, text, uuid, uuid, jsonb)",
+    "publish_admission(uuid)",
+    "simulcast_targets(uuid)",
+    "retire_quality_partition(text, bigint)",
+    "ensure_change_triggers()",
+    "engagement_refresh(uuid, integer)",
+)
+
 MODEL: dict[str, dict[str, TableRule]] = {
     "anonymous": ANONYMOUS_MODEL,
     "user": SIGNED_IN_MODEL,

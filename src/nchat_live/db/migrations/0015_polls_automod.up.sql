@@ -586,4 +586,5 @@ CREATE TRIGGER nchat_channel_blocked_terms_mod_log AFTER INSERT OR DELETE ON nch
 CREATE TRIGGER nchat_channel_chat_settings_mod_log AFTER INSERT OR UPDATE ON nchat_channel_chat_settings
   FOR EACH ROW EXECUTE FUNCTION nchat.log_rule_change();
 
-GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA nchat TO nchat_anonymous, nchat_user, nchat_moderator, nchat_admin;
+-- New functions are executable by PUBLIC (Postgres's default); the server-only ones are revoked by name
+-- (0018 and db/permissions.py SERVER_ONLY_FUNCTIONS): a blanket grant here would re-open them.

@@ -159,4 +159,5 @@ BEGIN
   RETURN n;
 END $$;
 
-GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA nchat TO nchat_anonymous, nchat_user, nchat_moderator, nchat_admin;
+-- New functions are executable by PUBLIC (Postgres's default); the server-only ones are revoked by name
+-- (0018 and db/permissions.py SERVER_ONLY_FUNCTIONS): a blanket grant here would re-open them.
