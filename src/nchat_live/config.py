@@ -140,6 +140,9 @@ class Settings(BaseSettings):
     whep_max_viewers: int = Field(default=100, validation_alias="NCHAT_WHEP_MAX_VIEWERS")
     whep_max_sessions_per_client: int = Field(default=8, validation_alias="NCHAT_WHEP_MAX_SESSIONS_PER_CLIENT")
     whep_connect_timeout_seconds: float = Field(default=15.0, validation_alias="NCHAT_WHEP_CONNECT_TIMEOUT_SECONDS")
+    # Simulcast destinations may be internal addresses (loopback, private, link-local...): off, so a
+    # channel manager cannot point the media worker at the internal network.
+    simulcast_allow_private: bool = Field(default=False, validation_alias="NCHAT_SIMULCAST_ALLOW_PRIVATE")
     # Streams one media worker ingests at once (placement skips a full worker; beyond it: 503).
     media_capacity: int = Field(default=4, validation_alias="NCHAT_MEDIA_CAPACITY")
     # Failed stream-key attempts per client address (WHIP and RTMP): this many within the window,

@@ -25,7 +25,7 @@ from .media.extras.stream_extras import StreamExtras
 from .media.ingest.rtmp.ingest import RtmpIngest, start_rtmp
 from .media.worker.control import follow_status
 from .media.worker.manager import MediaManager
-from .resolvers import audience
+from .resolvers import audience, simulcast
 from .resolvers.limits import apply_limits
 from .resolvers.scheduler import StreamScheduler
 from .subscriptions.access import StreamAccess
@@ -169,6 +169,7 @@ class Runtime:
         try:
             database = await self.open_database(migrate=migrate)
             audience.configure(self.settings)  # how viewer sessions keep addresses and find countries
+            simulcast.configure(self.settings)  # whether simulcast destinations may be internal addresses
             await apply_limits(database, self.settings)  # the quotas the rules of migration 0012 read
             if self.serves_api:
                 self._graphql = await RoleSchemas.build(self)

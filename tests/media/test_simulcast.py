@@ -18,7 +18,7 @@ from nchat_live.auth import Claims
 from nchat_live.config import Settings
 from nchat_live.db import Database
 from nchat_live.errors import NchatError
-from nchat_live.media.extras.simulcast import choose_rendition, endpoint
+from nchat_live.media.extras.simulcast import Push, Segment, Target, choose_rendition, endpoint
 from nchat_live.resolvers import simulcast
 from nchat_live.runtime import Runtime
 from tests.support import World
@@ -74,6 +74,52 @@ async def test_keys_are_write_only(db: Database, world: World) -> None:
         assert await simulcast.remove_destination(s, added["id"])
 
 
+async def test_internal_destinations_are_refused(settings: Settings, db: Database, world: World) -> None:
+    simulcast.configure(settings.model_copy(update={"simulcast_allow_private": False}))
+    assert simulcast.public_address("8.8.8.8") and not simulcast.public_address("::ffff:10.0.0.1")
+    for url in ("rtmp://127.0.0.1:1935/live", "rtmp://10.1.2.3/live", "rtmp://[::1]/live", "rtmp://169.254.169.254/x",
+                "rtmp://0.0.0.0/live", "rtmp://224.0.0.1/live", "rtmps://localhost/live"):
+        with pytest.raises(NchatError) as info:
+            async with db.session(Claims.user(world.alice)) as s:
+                await simulcast.add_destination(s, world.public_stream, name="x", url=url, stream_key="k")
+        assert info.value.code == "destination-not-allowed", url
+    async with db.session(Claims.user(world.alice)) as s:
+        added = await simulcast.add_destination(s, world.public_stream, name="x", url="rtmp://8.8.8.8/live",
+                                                stream_key="k")
+    with pytest.raises(NchatError) as info:
+        async with db.session(Claims.user(world.alice)) as s:
+            await simulcast.update_destination(s, added["id"], url="rtmp://192.168.1.1/live")
+    assert info.value.code == "destination-not-allowed"
+
+    # At connect time (a name that resolved elsewhere when it was saved): refused, status `error` with the reason.
+    class Owner:
+        allow_private = False
+        reports: list[tuple[str, str | None]] = []
+
+        async def report(self, destination_id: str, status: str, *, error: str | None = None,
+                         attempts: int | None = None) -> None:
+            self.reports.append((status, error))
+
+    owner = Owner()
+    push = Push(owner, world.public_stream, Target("d", "lan", "rtmp://127.0.0.1:9/live", "k", "360p"))
+    task = asyncio.create_task(push.run())
+
+    async def connecting() -> bool:
+        return bool(owner.reports)
+
+    await eventually(connecting, 5)
+    push.offer(Segment(b"", b"", False))  # it connects when there is something to send
+
+    async def refused() -> bool:
+        return any(status == "error" for status, _ in owner.reports)
+
+    await eventually(refused, 5)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    error = next(e for status, e in owner.reports if status == "error")
+    assert error is not None and "destination-not-allowed" in error and "127.0.0.1" in error
+
+
 def _closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -85,11 +131,12 @@ async def stack(settings: Settings, tmp_path: Path) -> AsyncIterator[Runtime]:
     runtime = Runtime(settings.model_copy(update={
         "media_dir": tmp_path / "live", "recording_dir": tmp_path / "recordings", "rtmp_port": 0,
         "publisher_grace_seconds": 1.0, "media_cleanup_delay_seconds": 30.0, "rtmp_media_timeout_seconds": 3.0,
-        "recording_enabled": False,
+        "recording_enabled": False, "simulcast_allow_private": True,  # it pushes to loopback
     }))
     await runtime.start()
     yield runtime
     await runtime.stop()
+    simulcast.configure(settings)  # back to the default: internal destinations refused
 
 
 async def _rows(db: Database, stream_id: str) -> dict[str, dict[str, Any]]:

@@ -5,16 +5,25 @@ Managers of a stream add, change, enable/disable and remove its destinations. Th
 characters. The media worker (media/extras/simulcast.py) reads the enabled targets with their keys
 through `simulcast_targets` and reports each one's status here (`set_status`), which emits
 `simulcast.status` events (errors included) for the console.
+
+A destination must be a public address: a host that is (or resolves to) a loopback, private,
+link-local, multicast, reserved or unspecified address is refused (`destination-not-allowed`) when it
+is saved (literal addresses and names that resolve then) and again by the worker on every address it
+resolves at connect time (DNS can change), unless NCHAT_SIMULCAST_ALLOW_PRIVATE (`configure`).
 """
 
 from __future__ import annotations
 
+import asyncio
+import ipaddress
 import re
+import socket
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+from ..config import Settings
 from ..db import Session
 from ..errors import NotFound, ValidationFailed
 from ._common import Row, clean_text, event_base, load_stream, parse_uuid, require_manager, row, utcnow
@@ -24,6 +33,56 @@ COLUMNS = ("id, stream_id, name, url, key_hint, rendition, enabled, status, last
            "created_by, created_at, updated_at")
 _RENDITION = re.compile(r"^[0-9]{3,4}p$")
 MAX_ERROR = 500
+RESOLVE_TIMEOUT = 3.0
+_allow_private = False
+
+
+class DestinationNotAllowed(ValidationFailed):
+    code = "destination-not-allowed"
+
+
+def configure(settings: Settings) -> None:
+    """The process's policy from its settings: whether destinations may be internal addresses."""
+    global _allow_private
+    _allow_private = settings.simulcast_allow_private
+
+
+def public_address(address: str) -> bool:
+    """Whether an IP address is one a destination may be (globally routable unicast)."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return not (ip.is_loopback or ip.is_private or ip.is_link_local or ip.is_multicast or ip.is_reserved
+                or ip.is_unspecified) and ip.is_global
+
+
+async def resolve_destination(host: str, port: int, *, allow_private: bool | None = None) -> list[str]:
+    """The host's addresses (resolved now); DestinationNotAllowed when any is not public (unless allowed).
+    OSError when the name does not resolve."""
+    async with asyncio.timeout(RESOLVE_TIMEOUT):
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+    if not (_allow_private if allow_private is None else allow_private):
+        refused = [a for a in addresses if not public_address(a)]
+        if refused:
+            raise DestinationNotAllowed(
+                f"destination-not-allowed: {host} is not a public address ({refused[0]}); "
+                "internal destinations need NCHAT_SIMULCAST_ALLOW_PRIVATE")
+    return addresses
+
+
+async def _check_destination(url: str) -> str:
+    """Refuse, at save time, a URL whose host is or resolves to an internal address (a name that does
+    not resolve now is saved: the worker checks again when it connects)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    try:
+        await resolve_destination(host, parts.port or 1935)
+    except DestinationNotAllowed:
+        raise
+    except (OSError, TimeoutError, UnicodeError):
+        pass
+    return url
 
 
 def check_url(url: str) -> str:
@@ -68,7 +127,8 @@ async def add_destination(
     record = await session.fetchrow(
         "INSERT INTO nchat_stream_simulcast_destinations (stream_id, name, url, stream_key, rendition, enabled) "
         f"VALUES ($1, $2, $3, $4, $5, $6) RETURNING {COLUMNS}",
-        stream["id"], clean_text(name, field="name", max_length=100), check_url(url), _check_key(stream_key),
+        stream["id"], clean_text(name, field="name", max_length=100), await _check_destination(check_url(url)),
+        _check_key(stream_key),
         _check_rendition(rendition), enabled,
     )
     return row(record)
@@ -82,6 +142,8 @@ async def update_destination(session: Session, destination_id: str, **changes: A
     values = {k: checks[k](v) for k, v in changes.items() if v is not None and k in checks}
     if set(changes) - set(checks):
         raise ValidationFailed(f"unknown fields: {', '.join(sorted(set(changes) - set(checks)))}")
+    if "url" in values:
+        await _check_destination(values["url"])
     did = parse_uuid(destination_id, field="destinationId")
     sets = ", ".join(f"{k} = ${i}" for i, k in enumerate(values, start=2)) or "name = name"
     record = await session.fetchrow(

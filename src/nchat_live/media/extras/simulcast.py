@@ -141,6 +141,19 @@ def flv_tags(init: bytes, segment: bytes) -> Tags:
 
 # -- an RTMP publishing client ---------------------------------------------------------------------
 
+async def _connect(addresses: list[str], where: Endpoint, context: ssl.SSLContext | None,
+                   ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """The first of the resolved addresses that accepts (TLS names the host, not the address)."""
+    failure: OSError = RtmpPushError(f"{where.host} has no address")
+    for address in addresses:
+        try:
+            return await asyncio.open_connection(
+                address, where.port, ssl=context, server_hostname=where.host if where.tls else None)
+        except OSError as exc:
+            failure = exc
+    raise failure
+
+
 class RtmpPublisher:
     """One publish session to one destination (asyncio; TLS for rtmps)."""
 
@@ -153,12 +166,18 @@ class RtmpPublisher:
         self._drain_task: asyncio.Task[None] | None = None
 
     @classmethod
-    async def open(cls, url: str, key: str) -> RtmpPublisher:
+    async def open(cls, url: str, key: str, *, allow_private: bool = False) -> RtmpPublisher:
         where = endpoint(url)
         context = ssl.create_default_context() if where.tls else None
         async with asyncio.timeout(CONNECT_TIMEOUT):
-            reader, writer = await asyncio.open_connection(
-                where.host, where.port, ssl=context, server_hostname=where.host if where.tls else None)
+            # Every address the name has now must be public (DNS can change after the save-time check),
+            # and the connection goes to one of those addresses, not to a second lookup's.
+            try:
+                addresses = await destinations.resolve_destination(where.host, where.port,
+                                                                   allow_private=allow_private)
+            except destinations.DestinationNotAllowed as exc:
+                raise RtmpPushError(exc.message) from exc
+            reader, writer = await _connect(addresses, where, context)
             client = cls(reader, writer)
             try:
                 await client._handshake()
@@ -306,7 +325,8 @@ class Push:
                 first = await self.queue.get()
                 client: RtmpPublisher | None = None
                 try:
-                    client = await RtmpPublisher.open(self.target.url, self.target.stream_key)
+                    client = await RtmpPublisher.open(self.target.url, self.target.stream_key,
+                                                  allow_private=self.owner.allow_private)
                     await self._send(client, first)
                 except (OSError, EOFError, ValueError, TimeoutError, asyncio.IncompleteReadError,
                         av.error.FFmpegError) as exc:
@@ -404,6 +424,7 @@ class Simulcast(StreamObserver):
         self.manager = manager
         self.db = manager.database
         self.refresh_seconds = REFRESH_SECONDS
+        self.allow_private = manager.settings.simulcast_allow_private
         self.live: set[str] = set()
         self.pushes: dict[str, list[Push]] = {}
         self.renditions: dict[str, list[str]] = {}
