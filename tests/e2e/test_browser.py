@@ -188,7 +188,7 @@ async def test_unknown_stream_wrong_key_schedule_and_dashboard(
     await expect(page.locator("#status")).to_have_attribute("data-status", "scheduled")
     # Simulcast settings: a destination is added; its key is never shown again, only its last characters.
     await page.get_by_label("Name", exact=True).fill("Backup")
-    await page.get_by_label("RTMP(S) URL").fill("rtmp://127.0.0.1:9/live")
+    await page.get_by_label("RTMP(S) URL").fill("rtmp://ingest.example.invalid/live")  # internal addresses are refused
     await page.get_by_label("Destination key").fill("secret-key-0042")
     await page.get_by_role("button", name="Add destination").click()
     added = page.locator("[data-destination=Backup]")

@@ -1,8 +1,11 @@
-"""Live media: ingest (WHIP, RTMP), transcoding, LL-HLS packaging and serving, storage, the media worker.
+"""Live media: ingest (WHIP, RTMP), transcoding, LL-HLS packaging and serving, WHEP playback, storage, the
+media worker.
 
     ingest/     WHIP (whip.py) and RTMP (rtmp/) publishers
     transcode/  the per-stream pipeline (decode, ladder, H.264/AAC encode, fMP4 mux) and the ladder
     hls/        the packager, the one playlist writer (playlists.py), fMP4 parsing, HLS/replay routes, access
+    egress/     WHEP playback (whep.py): the stream relayed to WebRTC viewers without the ladder (relay.py:
+                one shared encode)
     storage/    the MediaStorage protocol (base.py): local disk, S3, selection by NCHAT_STORAGE_URL
     worker/     the media worker: MediaManager façade over publishers, leases, orphan sweep, key throttle; the
                 StreamObserver hooks; the status follower (control.py), placement, resume
