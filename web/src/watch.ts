@@ -152,6 +152,8 @@ async function playLive(row: StreamRow): Promise<void> {
   video.muted = true;
   stopWhep = await playWhep(video, id, media ? media.token : null);
   if (stopWhep) {
+    // The WHEP session is itself a viewer session (server side): the page does not join a second time.
+    leave();
     setMode("WebRTC (WHEP)");
     void video.play().catch(() => undefined);
     return;
@@ -185,6 +187,8 @@ async function play(url: string, isLive: boolean): Promise<void> {
   syncVolumeUi();
   if (Hls.isSupported()) {
     hls = new Hls({ lowLatencyMode: isLive, backBufferLength: 30,
+      // Live: after a stall, play up to 1.15x until back at the target latency (1 = never catch up).
+      maxLiveSyncPlaybackRate: isLive ? 1.15 : 1,
       // A private channel's media needs the stream's media token; public streams ignore it. It goes to
       // this server only: a playlist that names another host gets no credential.
       xhrSetup: (xhr, reqUrl) => {
@@ -284,7 +288,7 @@ video.addEventListener("waiting", () => { waitingSince = performance.now(); });
 video.addEventListener("playing", () => {
   if (waitingSince !== null) bufferingMs += performance.now() - waitingSince;
   waitingSince = null;
-  if (!sessionId && stream?.status === "live") join();
+  if (!sessionId && !stopWhep && stream?.status === "live") join(); // WHEP counts itself
 });
 
 function qualityLabel(): string {
