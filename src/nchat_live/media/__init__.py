@@ -11,6 +11,7 @@ media worker.
                 StreamObserver hooks; the status follower (control.py), placement, resume
     extras/     recording, DVR, thumbnails, clips, quality metrics: StreamObservers the runtime attaches
     routes.py   every HTTP route of media, for app.py
+    webrtc_http.py  the HTTP bits WHIP and WHEP share (CORS, error body, body limit, ICE servers)
 
 No module imports another that imports it back. Between packages: routes and ingest -> worker ->
 transcode -> hls -> storage, except that hls/packager.py reads transcode/ladder.py's Rendition, and

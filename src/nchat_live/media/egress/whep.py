@@ -36,7 +36,16 @@ from ...errors import NchatError
 from ...observability import VIEWERS
 from ...resolvers.viewers import join_stream, leave_stream, viewer_heartbeat
 from ..hls.access import authorize_media, caller_claims, not_found
-from ..ingest.whip import BodyTooLarge, client_address, ice_link_headers, parse_ice_servers, read_limited
+from ..webrtc_http import (
+    CORS_HEADERS,
+    BodyTooLarge,
+    client_address,
+    error_response,
+    parse_ice_servers,
+    read_limited,
+    sdp_content_type_problem,
+    with_ice_links,
+)
 from ..worker.observers import StreamObserver
 from ..worker.streams import IngestSession
 from .relay import EncodedVideoTrack, Relays
@@ -47,18 +56,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CORS_HEADERS = {
-    "Access-Control-Allow-Origin": "*",
-    "Access-Control-Allow-Methods": "POST, DELETE, PATCH, OPTIONS",
-    "Access-Control-Allow-Headers": "Authorization, Content-Type, If-Match",
-    "Access-Control-Expose-Headers": "Location, Link, ETag, Accept-Patch, Accept-Post",
-}
 HEARTBEAT_S = 10.0
 
 
 def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status,
-                        headers=CORS_HEADERS | {"Cache-Control": "no-store"} | (headers or {}))
+    return error_response(status, code, message, {"Cache-Control": "no-store"} | (headers or {}))
 
 
 def validate_offer(text: str) -> None:
@@ -208,9 +210,7 @@ class WhepEndpoint:
 
     async def options(self, request: Request) -> Response:
         headers = CORS_HEADERS | {"Accept-Post": "application/sdp"}
-        links = ice_link_headers(parse_ice_servers(request.app.state.runtime.settings.ice_servers))
-        if links:
-            headers["Link"] = ", ".join(links)
+        with_ice_links(headers, parse_ice_servers(request.app.state.runtime.settings.ice_servers))
         return Response(status_code=204, headers=headers)
 
     async def play(self, request: Request) -> Response:
@@ -225,10 +225,9 @@ class WhepEndpoint:
         if live is None or live.publisher is None or not live.went_live:
             # Not ingested here (or not yet): players fall back to HLS.
             return not_found(stream_id)
-        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if content_type != "application/sdp":
-            return _error(415, "unsupported-media-type",
-                          f"Content-Type '{content_type or 'missing'}' is not accepted; send application/sdp")
+        problem = sdp_content_type_problem(request)
+        if problem is not None:
+            return _error(415, "unsupported-media-type", problem)
         client = client_address(request)
         if self.per_client.get(client, 0) >= settings.whep_max_sessions_per_client:
             return _error(429, "too-many-sessions",
@@ -295,11 +294,9 @@ class WhepEndpoint:
                 await session.close()
 
         session.start_deadline(settings.whep_connect_timeout_seconds)
-        headers = CORS_HEADERS | {"Location": f"/whep/{stream_id}/{session.session_id}",
-                                  "ETag": f'"{session.session_id}"', "Cache-Control": "no-store"}
-        links = ice_link_headers(servers)
-        if links:
-            headers["Link"] = ", ".join(links)
+        headers = with_ice_links(CORS_HEADERS | {"Location": f"/whep/{stream_id}/{session.session_id}",
+                                                 "ETag": f'"{session.session_id}"', "Cache-Control": "no-store"},
+                                 servers)
         return Response(pc.localDescription.sdp, status_code=201, media_type="application/sdp", headers=headers)
 
     async def session(self, request: Request) -> Response:

@@ -13,22 +13,31 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import secrets
 import time
 from typing import TYPE_CHECKING, Any
 
-from aiortc import MediaStreamTrack, RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
+from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc import sdp as aiortc_sdp
 from aiortc.mediastreams import MediaStreamError
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from ...errors import NchatError
 from ...ids import is_canonical_uuid
 from ..transcode.ladder import sender_kbps, with_bandwidth
+from ..webrtc_http import (
+    CORS_HEADERS,
+    BodyTooLarge,
+    client_address,
+    parse_ice_servers,
+    read_limited,
+    sdp_content_type_problem,
+    with_ice_links,
+)
+from ..webrtc_http import error_response as _error
 from ..worker.placement import lease_holder_url, worker_for_stream
 
 if TYPE_CHECKING:
@@ -37,63 +46,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CORS_HEADERS = {
-    "Access-Control-Allow-Origin": "*",
-    "Access-Control-Allow-Methods": "POST, DELETE, PATCH, OPTIONS",
-    "Access-Control-Allow-Headers": "Authorization, Content-Type, If-Match",
-    "Access-Control-Expose-Headers": "Location, Link, ETag, Accept-Patch, Accept-Post",
-}
 MAX_SDP_BYTES = 64 * 1024  # the default of NCHAT_WHIP_MAX_SDP_BYTES
-
-
-class BodyTooLarge(Exception):
-    pass
-
-
-async def read_limited(request: Request, limit: int) -> bytes:
-    """The request body, or BodyTooLarge as soon as it (or its Content-Length) passes `limit`."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise BodyTooLarge(f"the body is {declared} bytes; at most {limit}")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise BodyTooLarge(f"the body is over {limit} bytes; at most {limit}")
-    return bytes(body)
-
-
-def client_address(request: Request) -> str:
-    return request.client.host if request.client is not None else "-"
-
-
-def parse_ice_servers(raw: str) -> list[RTCIceServer]:
-    """NCHAT_ICE_SERVERS: comma-separated URLs (`stun:host:3478,turn:host`) or a JSON list of
-    `{"urls": ..., "username": ..., "credential": ...}` objects (the browser's RTCIceServer shape)."""
-    raw = raw.strip()
-    if not raw:
-        return []
-    if raw.startswith("["):
-        return [RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential"))
-                for s in json.loads(raw)]
-    return [RTCIceServer(urls=url.strip()) for url in raw.split(",") if url.strip()]
-
-
-def ice_link_headers(servers: list[RTCIceServer]) -> list[str]:
-    links = []
-    for server in servers:
-        urls = [server.urls] if isinstance(server.urls, str) else server.urls
-        for url in urls:
-            link = f'<{url}>; rel="ice-server"'
-            if server.username:
-                link += f'; username="{server.username}"; credential="{server.credential}"; credential-type="password"'
-            links.append(link)
-    return links
-
-
-def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status,
-                        headers=CORS_HEADERS | (headers or {}))
 
 
 def validate_offer(text: str) -> None:
@@ -238,9 +191,7 @@ class WhipEndpoint:
         headers = CORS_HEADERS | {"Accept-Post": "application/sdp"}
         manager = self._manager(request)
         if manager is not None:
-            links = ice_link_headers(parse_ice_servers(manager.settings.ice_servers))
-            if links:
-                headers["Link"] = ", ".join(links)
+            with_ice_links(headers, parse_ice_servers(manager.settings.ice_servers))
         return Response(status_code=204, headers=headers)
 
     async def publish(self, request: Request) -> Response:
@@ -266,10 +217,9 @@ class WhipEndpoint:
             await manager.key_throttle.failed(address)
             return _error(401, "invalid-stream-key", "Authorization must be 'Bearer <stream key>' of this stream",
                           {"WWW-Authenticate": 'Bearer realm="whip"'})
-        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if content_type != "application/sdp":
-            return _error(415, "unsupported-media-type",
-                          f"Content-Type '{content_type or 'missing'}' is not accepted; send application/sdp")
+        problem = sdp_content_type_problem(request)
+        if problem is not None:
+            return _error(415, "unsupported-media-type", problem)
         limit = manager.settings.whip_max_sdp_bytes
         try:
             body = await read_limited(request, limit)
@@ -323,10 +273,7 @@ class WhipEndpoint:
         self.sessions[publisher.session_id] = publisher
         publisher.attach(live, manager.settings.whip_connect_timeout_seconds)
         location = f"/whip/{info.stream_id}/{publisher.session_id}"
-        headers = CORS_HEADERS | {"Location": location, "ETag": f'"{publisher.session_id}"'}
-        links = ice_link_headers(servers)
-        if links:
-            headers["Link"] = ", ".join(links)
+        headers = with_ice_links(CORS_HEADERS | {"Location": location, "ETag": f'"{publisher.session_id}"'}, servers)
         # The sender may ramp to the preset's bit rate at once (see ladder.with_bandwidth).
         answer_sdp = with_bandwidth(pc.localDescription.sdp, sender_kbps(info.max_resolution))
         return Response(answer_sdp, status_code=201, media_type="application/sdp", headers=headers)
