@@ -4,42 +4,28 @@ put live in the database, the interaction is what is tested)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, Page, expect
 
-from nchat_live.app import create_app
 from nchat_live.config import Settings
 from nchat_live.db import Database
-from tests.support import World, base_url, loopback_socket, serve_app_in_thread, set_live
+from tests.support import World, set_live
 
-from .test_browser import CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS, LiveServer, _record, _sign_in
+from .browser_support import NEEDS_CHROMIUM, SCREENSHOTS, LiveServer, record, serve_live, sign_in
 
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.timeout(180),
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (.ci/run installs it)"),
+    NEEDS_CHROMIUM,
 ]
 
 
 @pytest.fixture(scope="module")
 def live_server(settings: Settings) -> Iterator[LiveServer]:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    sock = loopback_socket()
-    app_settings = settings.model_copy(update={"public_url": base_url(sock), "media_enabled": False})
-    with serve_app_in_thread(create_app(app_settings), sock=sock) as url:
-        yield LiveServer(url)
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as pw:
-        chromium = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            await chromium.close()
+    with serve_live(settings, media_enabled=False) as server:
+        yield server
 
 
 async def test_poll_and_held_message_between_console_and_watch_page(
@@ -48,8 +34,8 @@ async def test_poll_and_held_message_between_console_and_watch_page(
     log: list[str] = []
     console = await (await browser.new_context(viewport={"width": 1360, "height": 1400})).new_page()
     viewer = await (await browser.new_context(viewport={"width": 1280, "height": 1400})).new_page()
-    _record(console, "console", log)
-    _record(viewer, "viewer", log)
+    record(console, "console", log)
+    record(viewer, "viewer", log)
     try:
         await _run(live_server.url, console, viewer, world)
     except BaseException:
@@ -61,10 +47,10 @@ async def test_poll_and_held_message_between_console_and_watch_page(
 
 async def _run(base: str, console: Page, viewer: Page, world: World) -> None:
     await console.goto(f"{base}/console?stream={world.public_stream}")
-    await _sign_in(console, world.token(world.alice))
+    await sign_in(console, world.token(world.alice))
     await expect(console.locator("#stream-id")).to_have_text(world.public_stream, timeout=15_000)
     await viewer.goto(f"{base}/watch/{world.public_stream}")
-    await _sign_in(viewer, world.token(world.bob))
+    await sign_in(viewer, world.token(world.bob))
     await expect(viewer.get_by_test_id("polls")).to_contain_text("No polls yet", timeout=15_000)
 
     # A poll: the broadcaster starts it, the viewer votes, both see the result; closing reaches the viewer.

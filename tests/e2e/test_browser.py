@@ -10,70 +10,27 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Iterator
 
 import pytest
-from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright, expect
+from playwright.async_api import Browser, Page, expect
 
-from nchat_live.app import create_app
 from nchat_live.config import Settings
-from tests.support import World, base_url, loopback_socket, serve_app_in_thread
+from tests.support import World
 
-CHROMIUM = Path("/usr/bin/chromium")
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"  # CI keeps artifacts/
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--use-fake-device-for-media-stream",
-    "--use-fake-ui-for-media-stream", "--autoplay-policy=no-user-gesture-required",
-]
+from .browser_support import NEEDS_CHROMIUM, SCREENSHOTS, LiveServer, record, serve_live, sign_in
 
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.timeout(240),
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (.ci/run installs it)"),
+    NEEDS_CHROMIUM,
 ]
-
-
-@dataclass
-class LiveServer:
-    url: str
 
 
 @pytest.fixture(scope="module")
 def live_server(settings: Settings) -> Iterator[LiveServer]:
-    """The real app under uvicorn in a thread (its own event loop), on a free port."""
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    sock = loopback_socket()
-    # The app must know its public URL (the port) before it starts.
-    app_settings = settings.model_copy(update={"public_url": base_url(sock), "media_enabled": True})
-    with serve_app_in_thread(create_app(app_settings), sock=sock) as url:
-        yield LiveServer(url)
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as pw:
-        chromium = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            await chromium.close()
-
-
-def _record(page: Page, name: str, log: list[str]) -> None:
-    def on_console(msg: ConsoleMessage) -> None:
-        log.append(f"[{name}] {msg.type}: {msg.text}")
-
-    page.on("console", on_console)
-    page.on("pageerror", lambda err: log.append(f"[{name}] pageerror: {err}"))
-
-
-async def _sign_in(page: Page, token: str) -> None:
-    await page.get_by_label("Development token").fill(token)
-    await page.get_by_role("button", name="Sign in").click()
-    await expect(page.get_by_test_id("signed-in")).to_contain_text("Signed in as")
+    with serve_live(settings, media_enabled=True) as server:
+        yield server
 
 
 async def _shoot(console: Page, viewer: Page, label: str) -> None:
@@ -86,8 +43,8 @@ async def test_go_live_watch_chat_react_and_end(live_server: LiveServer, browser
     # Separate contexts: two people, two tokens, two local storages.
     console = await (await browser.new_context(viewport={"width": 1360, "height": 900})).new_page()
     viewer = await (await browser.new_context(viewport={"width": 1280, "height": 860})).new_page()
-    _record(console, "console", log)
-    _record(viewer, "viewer", log)
+    record(console, "console", log)
+    record(viewer, "viewer", log)
     try:
         await _run(live_server.url, console, viewer, world)
     except BaseException:
@@ -99,7 +56,7 @@ async def test_go_live_watch_chat_react_and_end(live_server: LiveServer, browser
 async def _run(base: str, console: Page, viewer: Page, world: World) -> None:
     # The broadcaster creates a stream and goes live from the fake camera.
     await console.goto(f"{base}/console")
-    await _sign_in(console, world.token(world.alice))
+    await sign_in(console, world.token(world.alice))
     await console.get_by_label("Channel").select_option(world.public_channel)
     await console.get_by_label("Title", exact=True).fill("E2E live stream")
     await console.get_by_label("Description").fill("Made by the browser test")
@@ -113,7 +70,7 @@ async def _run(base: str, console: Page, viewer: Page, world: World) -> None:
 
     # A viewer opens the watch page and the video plays: time advances and frames are decoded.
     await viewer.goto(f"{base}/watch/{stream_id}")
-    await _sign_in(viewer, world.token(world.bob))
+    await sign_in(viewer, world.token(world.bob))
     await expect(viewer.locator("#stream-state")).to_have_attribute("data-status", "live", timeout=20_000)
     await viewer.wait_for_function(
         "() => { const v = document.querySelector('#video');"
@@ -179,7 +136,7 @@ async def test_unknown_stream_wrong_key_schedule_and_dashboard(
 
     # A wrong stream key is refused by ingest and said so, and the stream stays scheduled.
     await page.goto(f"{base}/console?stream={world.public_stream}")
-    await _sign_in(page, world.token(world.alice))
+    await sign_in(page, world.token(world.alice))
     await expect(page.locator("#stream-id")).to_have_text(world.public_stream, timeout=15_000)
     await page.get_by_label("Stream key").fill("not-the-key")
     await expect(page.get_by_role("button", name="Go live")).to_be_enabled(timeout=15_000)

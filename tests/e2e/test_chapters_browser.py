@@ -9,30 +9,24 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from playwright.async_api import Browser, expect
 
-from nchat_live.app import create_app
 from nchat_live.auth import Claims
 from nchat_live.config import Settings
 from nchat_live.db import Database
-from tests.support import World, base_url, loopback_socket, serve_app_in_thread
+from tests.support import World
 
-from .test_browser import CHROMIUM, SCREENSHOTS, LiveServer, _sign_in, browser
-
-__all__ = ["browser"]  # the fixture, shared with test_browser.py
+from .browser_support import NEEDS_CHROMIUM, SCREENSHOTS, LiveServer, serve_live, sign_in
 
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.timeout(120),
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (.ci/run installs it)"),
+    NEEDS_CHROMIUM,
 ]
 
 
 @pytest.fixture(scope="module")
 def server(settings: Settings) -> Iterator[LiveServer]:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    sock = loopback_socket()
-    app_settings = settings.model_copy(update={"public_url": base_url(sock), "media_enabled": False})
-    with serve_app_in_thread(create_app(app_settings), sock=sock) as url:
-        yield LiveServer(url)
+    with serve_live(settings, media_enabled=False) as live:
+        yield live
 
 
 async def test_watch_page_chapters_seek_and_console_keeps_a_highlight(
@@ -65,7 +59,7 @@ async def test_watch_page_chapters_seek_and_console_keeps_a_highlight(
 
     console = await (await browser.new_context(viewport={"width": 1360, "height": 900})).new_page()
     await console.goto(f"{server.url}/console?stream={stream_id}")
-    await _sign_in(console, world.token(world.alice))
+    await sign_in(console, world.token(world.alice))
     highlight = console.get_by_test_id("highlight")
     await expect(highlight).to_contain_text("Goal · Penalty")
     await expect(highlight).to_contain_text("suggested")
