@@ -6,44 +6,27 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import av
-import httpx
 import pytest
 
-from nchat_live.app import create_app
 from nchat_live.auth import Claims, media_tokens
 from nchat_live.config import Settings
-from nchat_live.runtime import Runtime
 from tests.support import World
 
 from .media_client import SyntheticVideo, WhipClient
+from .media_server import Server, media_server
 from .whep_client import WhepViewer
 
 pytestmark = pytest.mark.slow
 
 
-@dataclass
-class Server:
-    runtime: Runtime
-    http: httpx.AsyncClient
-
-
 @pytest.fixture
 async def server(settings: Settings, tmp_path: Path) -> AsyncIterator[Server]:
-    media_settings = settings.model_copy(update={
-        "media_dir": tmp_path / "live", "publisher_grace_seconds": 1.0, "whep_max_sessions_per_client": 2,
-    })
-    runtime = Runtime(media_settings)
-    await runtime.start()
-    transport = httpx.ASGITransport(app=create_app(runtime=runtime))
-    try:
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver", timeout=30) as http:
-            yield Server(runtime, http)
-    finally:
-        await runtime.stop()
+    async with media_server(settings, tmp_path / "live", publisher_grace_seconds=1.0,
+                            whep_max_sessions_per_client=2) as live:
+        yield live
 
 
 async def viewers(server: Server, stream_id: str) -> int:

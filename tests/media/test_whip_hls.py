@@ -7,7 +7,6 @@ import re
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,40 +14,24 @@ import av
 import httpx
 import pytest
 
-from nchat_live.app import create_app
 from nchat_live.auth import Claims
 from nchat_live.config import Settings
 from nchat_live.db import Database
-from nchat_live.runtime import Runtime
 from tests.support import World
 
 from .media_client import SyntheticVideo, WhipClient
+from .media_server import Server, media_server
 
 pytestmark = pytest.mark.slow
 
 SDP_TYPE = {"Content-Type": "application/sdp"}
 
 
-@dataclass
-class Server:
-    runtime: Runtime
-    http: httpx.AsyncClient
-
-
 @pytest.fixture
 async def server(settings: Settings, tmp_path: Path) -> AsyncIterator[Server]:
-    media_settings = settings.model_copy(update={
-        "media_dir": tmp_path / "live", "publisher_grace_seconds": 2.5, "media_metrics_seconds": 1.0,
-    })
-    runtime = Runtime(media_settings)
-    await runtime.start()
-    app = create_app(runtime=runtime)
-    transport = httpx.ASGITransport(app=app)
-    try:
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver", timeout=30) as http:
-            yield Server(runtime, http)
-    finally:
-        await runtime.stop()
+    async with media_server(settings, tmp_path / "live", publisher_grace_seconds=2.5,
+                            media_metrics_seconds=1.0) as live:
+        yield live
 
 
 async def wait_for(http: httpx.AsyncClient, url: str, seconds: float = 30) -> httpx.Response:
