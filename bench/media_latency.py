@@ -21,7 +21,6 @@ import io
 import json
 import os
 import re
-import secrets
 import statistics
 import sys
 import tempfile
@@ -34,6 +33,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.scratch import bench_stream, scratch_database
 from tests.media.media_client import SyntheticVideo, WhipClient, read_stamp
 
 from nchat_live.app import create_app
@@ -138,12 +138,11 @@ def summary(delays: list[float]) -> dict[str, float | int]:
 
 
 async def run(seconds: float) -> dict[str, object]:
-    admin = os.environ.get("NCHAT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
-    name = f"nchat_bench_{secrets.token_hex(4)}"
-    conn = await asyncpg.connect(admin)
-    await conn.execute(f'CREATE DATABASE "{name}"')
-    await conn.close()
-    url = admin.rsplit("/", 1)[0] + "/" + name
+    async with scratch_database() as url:
+        return await _run(url, seconds)
+
+
+async def _run(url: str, seconds: float) -> dict[str, object]:
     media = Path(tempfile.mkdtemp(prefix="nchat-latency-"))
     settings = Settings(DATABASE_URL=url, NCHAT_MEDIA_DIR=media / "live", STREAM_RECORDING_ENABLED=False,
                         NCHAT_RTMP_PORT=0, NCHAT_PUBLIC_URL="http://bench")
@@ -151,14 +150,8 @@ async def run(seconds: float) -> dict[str, object]:
     try:
         await runtime.start()
         db = await asyncpg.connect(url)
-        user = await db.fetchval("INSERT INTO nchat_users (username, display_name, email) "
-                                 "VALUES ('bench', 'Bench', 'bench@example.com') RETURNING id")
-        channel = await db.fetchval("INSERT INTO nchat_channels (name, slug, owner_id) "
-                                    "VALUES ('Bench', 'bench', $1) RETURNING id", user)
-        row = await db.fetchrow("INSERT INTO nchat_streams (channel_id, broadcaster_id, title, max_resolution) "
-                                "VALUES ($1, $2, 'bench', '720p') RETURNING id, stream_key", channel, user)
+        row = await bench_stream(db, "720p")
         await db.close()
-        assert row is not None
         stream_id, key = str(row["id"]), row["stream_key"]
         transport = httpx.ASGITransport(app=create_app(runtime=runtime))
         async with httpx.AsyncClient(transport=transport, base_url="http://bench", timeout=30) as http:
@@ -182,9 +175,6 @@ async def run(seconds: float) -> dict[str, object]:
                 "encoder_speed": round(speed, 2) if speed else None}
     finally:
         await runtime.stop()
-        conn = await asyncpg.connect(admin)
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await conn.close()
 
 
 def main() -> None:

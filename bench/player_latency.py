@@ -26,7 +26,6 @@ import asyncio
 import itertools
 import json
 import os
-import secrets
 import statistics
 import sys
 import tempfile
@@ -40,6 +39,7 @@ from playwright.async_api import Page, async_playwright
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.scratch import bench_user_and_channel, scratch_database
 from tests.support import base_url, loopback_socket, serve_app_in_thread
 
 from nchat_live.app import create_app
@@ -163,10 +163,7 @@ def pct(values: list[float], q: float) -> float | None:
 async def make_world(url: str) -> tuple[str, str]:
     db = await asyncpg.connect(url)
     try:
-        user = await db.fetchval("INSERT INTO nchat_users (username, display_name, email) "
-                                 "VALUES ('bench', 'Bench', 'bench@example.com') RETURNING id")
-        channel = await db.fetchval("INSERT INTO nchat_channels (name, slug, owner_id) "
-                                    "VALUES ('Bench', 'bench', $1) RETURNING id", user)
+        user, channel = await bench_user_and_channel(db)
         await db.execute("INSERT INTO nchat_channel_members (channel_id, user_id, role) VALUES ($1, $2, 'owner')",
                          channel, user)
     finally:
@@ -296,26 +293,20 @@ async def measure(app: Any, base: str, token: str, channel: str, args: argparse.
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    admin = os.environ.get("NCHAT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
-    name = f"nchat_bench_{secrets.token_hex(4)}"
-    conn = await asyncpg.connect(admin)
-    await conn.execute(f'CREATE DATABASE "{name}"')
-    await conn.close()
-    url = admin.rsplit("/", 1)[0] + "/" + name
+    async with scratch_database() as url:
+        return await _run(url, args)
+
+
+async def _run(url: str, args: argparse.Namespace) -> dict[str, Any]:
     media = Path(tempfile.mkdtemp(prefix="nchat-player-"))
     sock = loopback_socket()
     settings = Settings(DATABASE_URL=url, NCHAT_MEDIA_DIR=media / "live", STREAM_RECORDING_ENABLED=False,
                         NCHAT_RTMP_PORT=0, NCHAT_PUBLIC_URL=base_url(sock))
-    try:
-        app = create_app(settings)
-        with serve_app_in_thread(app, sock=sock) as base:
-            user, channel = await make_world(url)
-            token = mint_token(settings.jwt_secret, user, "user")
-            return await measure(app, base, token, channel, args)
-    finally:
-        conn = await asyncpg.connect(admin)
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await conn.close()
+    app = create_app(settings)
+    with serve_app_in_thread(app, sock=sock) as base:
+        user, channel = await make_world(url)
+        token = mint_token(settings.jwt_secret, user, "user")
+        return await measure(app, base, token, channel, args)
 
 
 def main() -> None:

@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import json
 import os
-import secrets
 import statistics
 import sys
 import tempfile
@@ -34,6 +33,7 @@ import asyncpg
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.scratch import bench_stream, scratch_database
 from tests.media.media_client import SyntheticVideo, WhipClient, read_stamp
 from tests.media.whep_client import WhepViewer
 
@@ -142,12 +142,12 @@ RELAY_ROUTES: list[Any] = []
 
 
 async def run(seconds: float, size: tuple[int, int], step_seconds: float, max_viewers: int) -> dict[str, Any]:
-    admin = os.environ.get("NCHAT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
-    name = f"nchat_bench_{secrets.token_hex(4)}"
-    conn = await asyncpg.connect(admin)
-    await conn.execute(f'CREATE DATABASE "{name}"')
-    await conn.close()
-    url = admin.rsplit("/", 1)[0] + "/" + name
+    async with scratch_database() as url:
+        return await _run(url, seconds, size, step_seconds, max_viewers)
+
+
+async def _run(url: str, seconds: float, size: tuple[int, int], step_seconds: float,
+               max_viewers: int) -> dict[str, Any]:
     media = Path(tempfile.mkdtemp(prefix="nchat-whep-"))
     settings = Settings(DATABASE_URL=url, NCHAT_MEDIA_DIR=media / "live", STREAM_RECORDING_ENABLED=False,
                         NCHAT_RTMP_PORT=0, NCHAT_PUBLIC_URL="http://bench", NCHAT_WHEP_MAX_VIEWERS=10_000,
@@ -156,13 +156,7 @@ async def run(seconds: float, size: tuple[int, int], step_seconds: float, max_vi
     try:
         await runtime.start()
         db = await asyncpg.connect(url)
-        user = await db.fetchval("INSERT INTO nchat_users (username, display_name, email) "
-                                 "VALUES ('bench', 'Bench', 'bench@example.com') RETURNING id")
-        channel = await db.fetchval("INSERT INTO nchat_channels (name, slug, owner_id) "
-                                    "VALUES ('Bench', 'bench', $1) RETURNING id", user)
-        row = await db.fetchrow("INSERT INTO nchat_streams (channel_id, broadcaster_id, title, max_resolution) "
-                                "VALUES ($1, $2, 'bench', '360p') RETURNING id, stream_key", channel, user)
-        assert row is not None
+        row = await bench_stream(db, "360p")
         stream_id, key = str(row["id"]), row["stream_key"]
         app = create_app(runtime=runtime)
         RELAY_ROUTES[:] = [r for r in app.routes if getattr(r, "path", "") == "/whep/{stream_id}"]
@@ -186,9 +180,6 @@ async def run(seconds: float, size: tuple[int, int], step_seconds: float, max_vi
         return result
     finally:
         await runtime.stop()
-        conn = await asyncpg.connect(admin)
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await conn.close()
 
 
 def main() -> None:
