@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 from aiortc import RTCIceServer
+from aiortc import sdp as aiortc_sdp
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
@@ -82,3 +83,13 @@ def with_ice_links(headers: dict[str, str], servers: list[RTCIceServer]) -> dict
     if links:
         headers["Link"] = ", ".join(links)
     return headers
+
+
+def parse_offer(text: str) -> aiortc_sdp.SessionDescription:
+    """The parsed SDP offer, or ValueError naming why it is not one."""
+    if not text.lstrip().startswith("v=0"):
+        raise ValueError("an SDP offer starts with 'v=0'")
+    try:
+        return aiortc_sdp.SessionDescription.parse(text)
+    except Exception as exc:
+        raise ValueError(f"the SDP offer cannot be parsed: {exc or type(exc).__name__}") from exc

@@ -26,7 +26,6 @@ import secrets
 from typing import TYPE_CHECKING, Any
 
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
-from aiortc import sdp as aiortc_sdp
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -42,6 +41,7 @@ from ..webrtc_http import (
     client_address,
     error_response,
     parse_ice_servers,
+    parse_offer,
     read_limited,
     sdp_content_type_problem,
     with_ice_links,
@@ -65,12 +65,7 @@ def _error(status: int, code: str, message: str, headers: dict[str, str] | None 
 
 def validate_offer(text: str) -> None:
     """Raise ValueError naming what is wrong with a WHEP offer (it must ask to receive video)."""
-    if not text.lstrip().startswith("v=0"):
-        raise ValueError("an SDP offer starts with 'v=0'")
-    try:
-        parsed = aiortc_sdp.SessionDescription.parse(text)
-    except Exception as exc:
-        raise ValueError(f"the SDP offer cannot be parsed: {exc or type(exc).__name__}") from exc
+    parsed = parse_offer(text)
     video = [m for m in parsed.media if m.kind == "video"]
     if not video:
         raise ValueError("the SDP offer has no video section; a WHEP viewer receives video")
