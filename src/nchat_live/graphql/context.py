@@ -42,11 +42,14 @@ class _Slots:
         semaphore, users = entry
         users[0] += 1
         try:
-            try:
-                await asyncio.wait_for(semaphore.acquire(), SLOT_WAIT_SECONDS)
-            except TimeoutError:
-                raise RateLimited(f"too many concurrent requests from this client: at most {limit} run at once",
-                                  code="too-many-requests") from None
+            if semaphore.locked():
+                try:
+                    await asyncio.wait_for(semaphore.acquire(), SLOT_WAIT_SECONDS)
+                except TimeoutError:
+                    raise RateLimited(f"too many concurrent requests from this client: at most {limit} run at once",
+                                      code="too-many-requests") from None
+            else:  # a free slot: no timer task on every request's path
+                await semaphore.acquire()
             try:
                 yield
             finally:
