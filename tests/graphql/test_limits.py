@@ -15,7 +15,8 @@ from nchat_live.app import create_app
 from nchat_live.auth import Claims
 from nchat_live.config import Settings
 from nchat_live.db import Database
-from nchat_live.errors import NchatError
+from nchat_live.errors import NchatError, RateLimited
+from nchat_live.graphql import context
 from nchat_live.graphql.context import Context
 from nchat_live.graphql.execution import _parse_and_validate, execute
 from nchat_live.graphql.limits import DocumentLimits
@@ -215,3 +216,17 @@ def test_worst_case_validation_under_the_default_caps_is_short(app: Starlette) -
         print(f"validation of the worst '{name}' document: {elapsed * 1000:.0f} ms")
         # The bench figure on a developer machine is well under 100 ms; this bound is for slow CI.
         assert elapsed < 1.0, (name, elapsed)
+
+
+async def test_a_client_beyond_its_pool_share_is_refused_and_others_are_not(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(context, "SLOT_WAIT_SECONDS", 0.05)
+    slots = context._Slots()
+    async with slots.hold("10.0.0.1", 1):
+        with pytest.raises(RateLimited) as refused:
+            async with slots.hold("10.0.0.1", 1):
+                pass
+        assert refused.value.code == "too-many-requests"
+        async with slots.hold("10.0.0.2", 1):  # another client's share is its own
+            pass
+    async with slots.hold("10.0.0.1", 1):  # the slot came back
+        pass
