@@ -6,6 +6,7 @@ Any ingest feeds it (WHIP through aiortc tracks, RTMP through decoded FLV packet
     pipeline.push_video(frame)     # av.VideoFrame, any size/format; pts + time_base if known
     pipeline.push_audio(frame)     # av.AudioFrame, any rate/layout/format
     pipeline.discontinuity()       # the publisher reconnected: new timestamps, EXT-X-DISCONTINUITY
+    pipeline.retime()              # new timestamps without a gap (the guest compositor takes over)
     await pipeline.aclose()        # or close() from sync code: flush, EXT-X-ENDLIST, join the worker
 
 `push_*` never block: they queue the frame for a worker thread that scales and encodes every
@@ -438,6 +439,12 @@ class StreamPipeline:
         if not self._closed:
             self._queue.put(("discontinuity", None, time.monotonic()))
 
+    def retime(self) -> None:
+        """The frames that follow carry another clock without a gap in the media (a guest compositor
+        takes over the host's feed): anchor each kind afresh at its next arrival, with no discontinuity."""
+        if not self._closed:
+            self._queue.put(("retime", None, time.monotonic()))
+
     def close(self, timeout: float | None = 30) -> None:
         """Flush everything, end the playlists and wait for the worker (blocking)."""
         if not self._closed:
@@ -479,6 +486,8 @@ class StreamPipeline:
                 elif kind == "discontinuity":
                     self._clock.reset()
                     self._new_epoch = True
+                elif kind == "retime":
+                    self._clock.reset()
             except Exception:
                 # One bad frame must not end the stream.
                 log.exception("pipeline %s failed on a %s frame", self.stream_id, kind)
