@@ -8,7 +8,7 @@ import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar, Self, TypeVar
 
 import jwt
 
@@ -16,6 +16,7 @@ from .errors import AccessDenied, ConfigError, InvalidJWT
 
 ROLES = ("anonymous", "user", "moderator", "admin")
 DEFAULT_NAMESPACE = "https://hasura.io/jwt/claims"
+_T = TypeVar("_T", bound="_ScopedTokens")
 
 
 @dataclass(frozen=True)
@@ -235,55 +236,88 @@ def mint_token(
 
 
 MEDIA_TOKEN_TYPE = "nchat-media+jwt"
+GUEST_TOKEN_TYPE = "nchat-guest"
 
 
-class MediaTokens:
-    """Short-lived, stream-scoped tokens for private media (`?token=` or `Authorization: Bearer`).
+class _ScopedTokens:
+    """Short-lived HS256 tokens scoped to one stream, signed with a key derived from the server's secret.
 
-    Signed with a key derived from the server's secret (never the login key itself, so a media token
-    is never accepted as a login token); the scope is one stream id and the caller's role and user,
-    which the media routes check again under RLS when the token is used.
+    Each kind derives its own key under its own label and names itself in the `typ` header, so a token
+    of one kind (or a login token) never verifies as another.
     """
+
+    TYPE: ClassVar[str]
+    LABEL: ClassVar[bytes]
+    WHAT: ClassVar[str]
 
     def __init__(self, key: bytes, ttl_seconds: float) -> None:
         self._key = key
         self.ttl_seconds = ttl_seconds
 
     @classmethod
-    def from_secrets(cls, jwt_secret: str, media_secret: str | None, ttl_seconds: float) -> MediaTokens:
+    def from_secrets(cls, jwt_secret: str, media_secret: str | None, ttl_seconds: float) -> Self:
         if media_secret:
             base = media_secret.encode()
         else:
             config = JWTConfig.parse(jwt_secret)
             # An RS*/JWKS deployment has no shared key: a per-process one (set NCHAT_MEDIA_TOKEN_SECRET to share).
             base = config.key.encode() if config.key is not None else _PROCESS_KEY
-        return cls(hmac.new(base, b"nchat-live media token v1", "sha256").digest(), ttl_seconds)
+        return cls(hmac.new(base, cls.LABEL, "sha256").digest(), ttl_seconds)
 
-    @staticmethod
-    def is_media_token(token: str) -> bool:
+    @classmethod
+    def is_token(cls, token: str) -> bool:
+        """Whether the token says it is of this kind (unverified: a routing hint, never a check)."""
         try:
-            return jwt.get_unverified_header(token).get("typ") == MEDIA_TOKEN_TYPE
+            return jwt.get_unverified_header(token).get("typ") == cls.TYPE
         except jwt.PyJWTError:
             return False
 
-    def mint(self, stream_id: str, claims: Claims) -> tuple[str, float]:
-        """A token for reading `stream_id`'s media as `claims`, and when it expires (epoch seconds)."""
+    def _mint(self, payload: dict[str, Any]) -> tuple[str, float]:
         now = time.time()
         expires = now + self.ttl_seconds
-        payload: dict[str, Any] = {"scope": stream_id, "role": claims.role, "iat": int(now), "exp": int(expires)}
+        claims = {**payload, "iat": int(now), "exp": int(expires)}
+        return jwt.encode(claims, self._key, algorithm="HS256", headers={"typ": self.TYPE}), float(int(expires))
+
+    def _decode(self, token: str, require: list[str]) -> dict[str, Any]:
+        try:
+            decoded = jwt.decode_complete(token, self._key, algorithms=["HS256"],
+                                          options={"require": ["exp", *require]})
+        except jwt.ExpiredSignatureError as exc:
+            raise InvalidJWT(f"Could not verify {self.WHAT}: expired") from exc
+        except jwt.PyJWTError as exc:
+            raise InvalidJWT(f"Could not verify {self.WHAT}") from exc
+        if decoded["header"].get("typ") != self.TYPE:
+            raise InvalidJWT(f"Could not verify {self.WHAT}: not a {self.WHAT}")
+        payload: dict[str, Any] = decoded["payload"]
+        return payload
+
+
+class MediaTokens(_ScopedTokens):
+    """Short-lived, stream-scoped tokens for private media (`?token=` or `Authorization: Bearer`).
+
+    Never the login key itself, so a media token is never accepted as a login token; the scope is one
+    stream id and the caller's role and user, which the media routes check again under RLS when the
+    token is used.
+    """
+
+    TYPE = MEDIA_TOKEN_TYPE
+    LABEL = b"nchat-live media token v1"
+    WHAT = "media token"
+
+    @staticmethod
+    def is_media_token(token: str) -> bool:
+        return MediaTokens.is_token(token)
+
+    def mint(self, stream_id: str, claims: Claims) -> tuple[str, float]:
+        """A token for reading `stream_id`'s media as `claims`, and when it expires (epoch seconds)."""
+        payload: dict[str, Any] = {"scope": stream_id, "role": claims.role}
         if claims.user_id is not None:
             payload["sub"] = claims.user_id
-        token = jwt.encode(payload, self._key, algorithm="HS256", headers={"typ": MEDIA_TOKEN_TYPE})
-        return token, float(int(expires))
+        return self._mint(payload)
 
     def verify(self, token: str, stream_id: str) -> Claims | None:
         """The claims a valid token for `stream_id` carries; None for a valid token of another stream."""
-        try:
-            payload = jwt.decode(token, self._key, algorithms=["HS256"], options={"require": ["exp", "scope"]})
-        except jwt.ExpiredSignatureError as exc:
-            raise InvalidJWT("Could not verify media token: expired") from exc
-        except jwt.PyJWTError as exc:
-            raise InvalidJWT("Could not verify media token") from exc
+        payload = self._decode(token, ["scope"])
         if payload.get("scope") != stream_id:
             return None
         role, user_id = payload.get("role"), payload.get("sub")
@@ -293,14 +327,59 @@ class MediaTokens:
                       allowed_roles=(str(role),))
 
 
+@dataclass(frozen=True)
+class GuestGrant:
+    """What a valid guest token says: this user, as this guest row, may publish to the stream."""
+
+    stream_id: str
+    user_id: str
+    guest_id: str
+
+
+class GuestTokens(_ScopedTokens):
+    """A guest speaker's publish credential (WHIP `Authorization: Bearer`), scoped to one stream.
+
+    Minted by `guestPublishToken` for an accepted guest; the media side checks it with
+    resolvers.guests.admit_guest, which also re-reads the guest row (a revoked guest's unexpired token
+    is refused there).
+    """
+
+    TYPE = GUEST_TOKEN_TYPE
+    LABEL = b"nchat-live guest token v1"
+    WHAT = "guest token"
+
+    def mint(self, stream_id: str, user_id: str, guest_id: str) -> tuple[str, float]:
+        return self._mint({"scope": stream_id, "sub": user_id, "gid": guest_id})
+
+    def verify(self, token: str, stream_id: str) -> GuestGrant:
+        """The grant of a valid token for `stream_id`; InvalidJWT for anything else (another stream too)."""
+        payload = self._decode(token, ["scope", "sub", "gid"])
+        if payload.get("scope") != stream_id:
+            raise InvalidJWT("Could not verify guest token: it is for another stream")
+        user_id, guest_id = payload.get("sub"), payload.get("gid")
+        if not isinstance(user_id, str) or not isinstance(guest_id, str):
+            raise InvalidJWT("Could not verify guest token: bad claims")
+        return GuestGrant(stream_id=stream_id, user_id=user_id, guest_id=guest_id)
+
+
 _PROCESS_KEY = secrets.token_bytes(32)
-_MEDIA_TOKENS: dict[tuple[str, str | None, float], MediaTokens] = {}
+_TOKENS: dict[tuple[type[_ScopedTokens], str, str | None, float], _ScopedTokens] = {}
+
+
+def _tokens(kind: type[_T], jwt_secret: str, media_secret: str | None, ttl_seconds: float) -> _T:
+    key = (kind, jwt_secret, media_secret, ttl_seconds)
+    found = _TOKENS.get(key)
+    if found is None:
+        found = _TOKENS[key] = kind.from_secrets(jwt_secret, media_secret, ttl_seconds)
+    assert isinstance(found, kind)
+    return found
 
 
 def media_tokens(jwt_secret: str, media_secret: str | None, ttl_seconds: float) -> MediaTokens:
     """The process's MediaTokens for these settings (derived once)."""
-    key = (jwt_secret, media_secret, ttl_seconds)
-    found = _MEDIA_TOKENS.get(key)
-    if found is None:
-        found = _MEDIA_TOKENS[key] = MediaTokens.from_secrets(jwt_secret, media_secret, ttl_seconds)
-    return found
+    return _tokens(MediaTokens, jwt_secret, media_secret, ttl_seconds)
+
+
+def guest_tokens(jwt_secret: str, media_secret: str | None, ttl_seconds: float) -> GuestTokens:
+    """The process's GuestTokens for these settings (derived once; the same secret as media tokens)."""
+    return _tokens(GuestTokens, jwt_secret, media_secret, ttl_seconds)

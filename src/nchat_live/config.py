@@ -159,6 +159,11 @@ class Settings(BaseSettings):
     # media); blocking playlist reloads and preload-hinted parts one client address may hold at once.
     media_token_ttl_seconds: float = Field(default=300.0, validation_alias="NCHAT_MEDIA_TOKEN_TTL_SECONDS")
     media_token_secret: str | None = Field(default=None, validation_alias="NCHAT_MEDIA_TOKEN_SECRET")
+    # Guest speakers (resolvers/guests.py, migration 0019): accepted guests plus pending invitations per
+    # stream (written to nchat.limits at start); the lifetime of a guest's WHIP publish token (signed
+    # like media tokens, with its own derived key).
+    max_guests: int = Field(default=3, ge=0, validation_alias="NCHAT_MAX_GUESTS")
+    guest_token_ttl_seconds: float = Field(default=600.0, gt=0, validation_alias="NCHAT_GUEST_TOKEN_TTL_SECONDS")
     # Audience analytics (resolvers/audience.py): keep viewers' addresses (default: a keyed pseudonym
     # only), and a MaxMind-format country database (default: the one geoip2fast ships).
     analytics_store_ip: bool = Field(default=False, validation_alias="NCHAT_ANALYTICS_STORE_IP")

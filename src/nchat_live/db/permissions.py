@@ -35,7 +35,9 @@ STREAM_READ = cols(
     "hls_manifest_url, dash_manifest_url, max_resolution, bitrate_kbps, fps, is_recorded, enable_chat, "
     "enable_reactions, enable_qa, chat_mode, slow_mode_seconds, tags, language, current_viewers, peak_viewers, "
     "total_views, total_reactions, total_chat_messages, started_at, ended_at, duration_seconds, recording_url, "
-    "end_reason, metadata, created_at, updated_at")
+    "end_reason, metadata, created_at, updated_at, "
+    # 0019: the guest program (layout, the guest a solo frame shows), written by nchat.stream_set_program.
+    "program_layout, program_focus")
 STREAM_SETTINGS = cols(
     "title, description, thumbnail_url, scheduled_at, max_resolution, bitrate_kbps, fps, is_recorded, enable_chat, "
     "enable_reactions, enable_qa, chat_mode, slow_mode_seconds, tags, language, metadata")
@@ -44,7 +46,7 @@ STREAM_SETTINGS = cols(
 STREAM_SERVER_OWNED = cols(
     "status, started_at, ended_at, duration_seconds, end_reason, current_viewers, peak_viewers, total_views, "
     "total_reactions, total_chat_messages, stream_key, ingest_url, hls_manifest_url, dash_manifest_url, "
-    "recording_url, broadcaster_id, channel_id")
+    "recording_url, broadcaster_id, channel_id, program_layout, program_focus")
 MESSAGE_READ = cols(
     "id, stream_id, user_id, content, is_pinned, pinned_at, pinned_by, is_deleted, deleted_at, deleted_by, "
     "metadata, created_at, updated_at, status")
@@ -87,6 +89,10 @@ MODERATION_LOG_READ = cols("id, channel_id, stream_id, actor_id, action, target_
 SIMULCAST_READ = cols("id, stream_id, name, url, key_hint, rendition, enabled, status, last_error, attempts, "
                       "status_at, created_by, created_at, updated_at")
 SIMULCAST_SERVER_OWNED = cols("key_hint, status, last_error, attempts, status_at")
+
+# 0019: guest speakers. Every column is the server's: rows change only through the definer functions
+# nchat.guest_invite / guest_respond / guest_remove / guest_set_muted (resolvers/guests.py).
+GUEST_READ = cols("id, stream_id, user_id, invited_by, status, muted, created_at, responded_at")
 
 _USERS_PUBLIC = cols("id, username, display_name, avatar_url, status, created_at, updated_at")
 _CHANNEL_READ = cols("id, name, slug, description, is_private, owner_id, metadata, created_at, updated_at")
@@ -191,6 +197,11 @@ SIGNED_IN_MODEL["nchat_stream_simulcast_destinations"] = TableRule(
     check="the stream's managers; stream_key written, never read; created_by is the caller",
     presets={"created_by": "caller"})
 
+SIGNED_IN_MODEL["nchat_stream_guests"] = TableRule(
+    select=GUEST_READ,
+    check="the invited user and the stream's managers read (nobody else, viewers neither); no direct writes: "
+          "invite/respond/remove/leave/mute through the nchat.guest_* definer functions")
+
 ANONYMOUS_MODEL: dict[str, TableRule] = {
     "nchat_users": TableRule(select=_USERS_PUBLIC, check="read all"),
     "nchat_channels": TableRule(select=_CHANNEL_READ, check="public channels"),
@@ -222,6 +233,13 @@ SERVER_ONLY_FUNCTIONS = (
     "retire_quality_partition(text, bigint)",
     "ensure_change_triggers()",
     "engagement_refresh(uuid, integer)",
+    # 0019: a guest publisher's admission (the media worker's) and the guest functions' helpers.
+    "guest_admission(uuid, uuid, uuid)",
+    "guest_banned(uuid, uuid)",
+    "guest_check(uuid, uuid)",
+    "guest_lock(uuid)",
+    "guest_require_manager(uuid, text)",
+    "guest_require_open(text, text)",
 )
 
 MODEL: dict[str, dict[str, TableRule]] = {

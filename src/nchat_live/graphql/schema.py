@@ -31,7 +31,7 @@ from . import events, operations
 from .hasura.catalog import Catalog, load_catalog
 from .hasura.resolvers import resolve_root, subscribe_root
 from .hasura.schema import RoleTypes
-from .operations import highlights, media, polls, simulcast
+from .operations import guests, highlights, media, polls, simulcast
 
 if TYPE_CHECKING:
     from ..runtime import Runtime
@@ -54,9 +54,9 @@ class DomainRoots:
 # The product's domain fields: the streaming operations, the media operations, the event subscriptions.
 DOMAIN = DomainRoots(
     query=merge_types("Query", (operations.Query, media.Query, polls.Query, highlights.Query,
-                                    simulcast.Query)),
+                                    simulcast.Query, guests.Query)),
     mutation=merge_types("Mutation", (operations.Mutation, media.Mutation, polls.Mutation, highlights.Mutation,
-                                       simulcast.Mutation)),
+                                       simulcast.Mutation, guests.Mutation)),
     subscription=events.Subscription,
 )
 

@@ -75,7 +75,8 @@ STREAM_COLUMNS = (
     "id, channel_id, broadcaster_id, title, description, thumbnail_url, scheduled_at, status, ingest_url, "
     "hls_manifest_url, max_resolution, bitrate_kbps, fps, is_recorded, enable_chat, enable_reactions, enable_qa, "
     "chat_mode, slow_mode_seconds, tags, language, current_viewers, peak_viewers, total_views, total_reactions, "
-    "total_chat_messages, started_at, ended_at, duration_seconds, recording_url, end_reason, created_at, updated_at"
+    "total_chat_messages, started_at, ended_at, duration_seconds, recording_url, end_reason, created_at, updated_at, "
+    "program_layout, program_focus"
 )
 
 

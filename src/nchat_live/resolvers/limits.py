@@ -24,6 +24,7 @@ LIMITS: dict[str, str] = {
     "questions_window_s": "rate_questions_window_seconds",
     "schedule_max_days": "schedule_max_days_ahead",
     "schedule_past_s": "schedule_past_tolerance_seconds",
+    "max_guests": "max_guests",
 }
 
 

@@ -73,6 +73,10 @@ class StreamObject:
     end_reason: str | None
     created_at: datetime
     updated_at: datetime
+    program_layout: str | None = strawberry.field(
+        default=None, description="The guest program's layout: solo, side_by_side or grid.")
+    program_focus: strawberry.ID | None = strawberry.field(
+        default=None, description="The guest a solo program shows full-frame (null: the broadcaster).")
     playback_url: str | None = None
     stream_key: str | None = None
     whip_url: str | None = None

@@ -1,0 +1,15 @@
+DROP FUNCTION IF EXISTS nchat.guest_admission(uuid, uuid, uuid);
+DROP FUNCTION IF EXISTS nchat.guest_publish_grant(uuid);
+DROP FUNCTION IF EXISTS nchat.guest_check(uuid, uuid);
+DROP FUNCTION IF EXISTS nchat.stream_set_program(uuid, text, uuid);
+DROP FUNCTION IF EXISTS nchat.guest_set_muted(uuid, boolean);
+DROP FUNCTION IF EXISTS nchat.guest_remove(uuid, boolean);
+DROP FUNCTION IF EXISTS nchat.guest_respond(uuid, boolean);
+DROP FUNCTION IF EXISTS nchat.guest_invite(uuid, uuid);
+DROP FUNCTION IF EXISTS nchat.guest_require_open(text, text);
+DROP FUNCTION IF EXISTS nchat.guest_require_manager(uuid, text);
+DROP FUNCTION IF EXISTS nchat.guest_lock(uuid);
+DROP FUNCTION IF EXISTS nchat.guest_banned(uuid, uuid);
+ALTER TABLE nchat_streams DROP COLUMN IF EXISTS program_focus, DROP COLUMN IF EXISTS program_layout;
+DROP TABLE IF EXISTS nchat_stream_guests;
+DELETE FROM nchat.limits WHERE name = 'max_guests';
