@@ -3,7 +3,12 @@
 aiortc does not trickle its own candidates, so the answer is sent once ICE gathering has finished
 (host candidates on loopback or a LAN take milliseconds; STUN/TURN come from NCHAT_ICE_SERVERS).
 
-Admission: failed keys are throttled per client address (429), the offer is read up to
+Guest speakers publish to the same URL with their guest token (`Authorization: Bearer <token>`, JWT
+header typ "nchat-guest") instead of the stream key: `admit_guest` checks it, and the guest joins the
+stream's program (worker/guests.py) while the host's session is on this worker (another worker's:
+307 there; none: 409 `stream-not-live`). A guest's session is ended by DELETE with the same token.
+
+Admission: failed keys (and guest tokens) are throttled per client address (429), the offer is read up to
 NCHAT_WHIP_MAX_SDP_BYTES (413 beyond, without reading the rest), a full worker answers 503 with
 Retry-After, and a session that has not delivered media NCHAT_WHIP_CONNECT_TIMEOUT_SECONDS after
 its 201 is closed, so it cannot hold its stream.
@@ -13,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 import secrets
 import time
@@ -24,8 +30,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from ...auth import GuestTokens, guest_tokens
 from ...errors import NchatError
 from ...ids import is_canonical_uuid
+from ...resolvers.guests import admit_guest
+from ..compose import HOST
 from ..transcode.ladder import sender_kbps, with_bandwidth
 from ..webrtc_http import (
     CORS_HEADERS,
@@ -63,14 +72,18 @@ def validate_offer(text: str) -> None:
 
 
 class WhipPublisher:
-    """One WHIP session: the peer connection and the tasks that move its frames into the pipeline."""
+    """One WHIP session: the peer connection and the tasks that move its frames into the stream's sink
+    for `source` (HOST, the broadcaster on the stream key, or a guest id with its guest `token`)."""
 
     kind = "whip"
 
-    def __init__(self, manager: MediaManager, stream_id: str, pc: RTCPeerConnection) -> None:
+    def __init__(self, manager: MediaManager, stream_id: str, pc: RTCPeerConnection, source: str = HOST,
+                 token: str | None = None) -> None:
         self.manager = manager
         self.stream_id = stream_id
         self.pc = pc
+        self.source = source
+        self.token = token
         self.session_id = secrets.token_urlsafe(16)
         self.live: IngestSession | None = None
         self.tracks: list[MediaStreamTrack] = []
@@ -102,7 +115,9 @@ class WhipPublisher:
     async def _consume(self, track: MediaStreamTrack) -> None:
         assert self.live is not None
         pipeline = self.live.pipeline
-        push = pipeline.push_video if track.kind == "video" else pipeline.push_audio
+        sink = self.live.sink(self.source)
+        push = sink.push_video if track.kind == "video" else sink.push_audio
+        host = self.source == HOST
         try:
             while True:
                 frame = await track.recv()
@@ -110,7 +125,8 @@ class WhipPublisher:
                     break
                 push(frame)  # type: ignore[arg-type]
                 self.media_seen = True
-                self.live.media_arrived()
+                if host:
+                    self.live.media_arrived()
         except MediaStreamError:
             pass
         finally:
@@ -122,7 +138,10 @@ class WhipPublisher:
         if self._gone:
             return
         self._gone = True
-        await self.manager.publisher_disconnected(self.stream_id, self)
+        if self.source == HOST:
+            await self.manager.publisher_disconnected(self.stream_id, self)
+        else:
+            await self.manager.guest_disconnected(self.stream_id, self)
         await self.close()
 
     async def stats(self) -> dict[str, Any]:
@@ -202,6 +221,8 @@ class WhipEndpoint:
                           {"Retry-After": str(wait)})
         auth = request.headers.get("authorization", "")
         scheme, _, token = auth.partition(" ")
+        if scheme.lower() == "bearer" and GuestTokens.is_token(token.strip()):
+            return await self._publish_guest(request, manager, stream_id, token.strip(), address)
         try:
             info = await manager.stream_info(stream_id)
         except NchatError as exc:
@@ -212,6 +233,69 @@ class WhipEndpoint:
             await manager.key_throttle.failed(address)
             return _error(401, "invalid-stream-key", "Authorization must be 'Bearer <stream key>' of this stream",
                           {"WWW-Authenticate": 'Bearer realm="whip"'})
+        offer = await self._read_offer(request, manager)
+        if isinstance(offer, Response):
+            return offer
+        live_now = manager.streams.get(info.stream_id)
+        if live_now is not None and live_now.publisher is not None:
+            return _error(409, "publisher-exists", f"stream '{stream_id}' already has a publisher")
+        if not manager.has_room(info.stream_id):
+            return self._full(manager)
+
+        publisher = await self._answer(manager, info.stream_id, offer)
+        if isinstance(publisher, Response):
+            return publisher
+        try:
+            live = await manager.publisher_connected(info, publisher)
+        except NchatError as exc:
+            await publisher.pc.close()
+            if exc.code == "stream-owned-elsewhere":
+                return await self._owned_elsewhere(manager, info.stream_id, exc)
+            if exc.code == "media-worker-full":
+                return self._full(manager)
+            return _error(exc.http_status, exc.code, exc.message)
+        return self._created(manager, publisher, live, info.max_resolution)
+
+    async def _publish_guest(self, request: Request, manager: MediaManager, stream_id: str, token: str,
+                             address: str) -> Response:
+        """A guest speaker's publish: admitted by its guest token, attached to the host's session here."""
+        settings = manager.settings
+        tokens = guest_tokens(settings.jwt_secret, settings.media_token_secret, settings.guest_token_ttl_seconds)
+        try:
+            admission = await admit_guest(manager.database, tokens, stream_id, token)
+        except NchatError as exc:
+            if exc.http_status == 401:
+                await manager.key_throttle.failed(address)
+                return _error(401, exc.code, exc.message, {"WWW-Authenticate": 'Bearer realm="whip"'})
+            return _error(exc.http_status, exc.code, exc.message)
+        offer = await self._read_offer(request, manager)
+        if isinstance(offer, Response):
+            return offer
+        stream_id = admission.stream_id
+        live_now = manager.streams.get(stream_id)
+        if live_now is None or live_now.ending is not None:
+            # The host publishes elsewhere (the guest goes there) or not at all yet.
+            try:
+                url = await lease_holder_url(manager.database, stream_id, manager.lease_ttl)
+            except NchatError:
+                url = None
+            if url is not None and url.rstrip("/") != manager.worker_url:
+                return Response(status_code=307, headers=CORS_HEADERS | {"Location": f"{url}/whip/{stream_id}"})
+            return _error(409, "stream-not-live",
+                          f"stream '{stream_id}' is not being published; join once the broadcaster is live")
+        publisher = await self._answer(manager, stream_id, offer, admission.guest_id, token)
+        if isinstance(publisher, Response):
+            return publisher
+        try:
+            live = await manager.guest_connected(stream_id, admission.guest_id, publisher)
+        except NchatError as exc:
+            await publisher.pc.close()
+            return _error(exc.http_status, exc.code, exc.message)
+        return self._created(manager, publisher, live, live.info.max_resolution)
+
+    @staticmethod
+    async def _read_offer(request: Request, manager: MediaManager) -> str | Response:
+        """The request's SDP offer, or the refusal (415, 413, 400) to answer."""
         problem = sdp_content_type_problem(request)
         if problem is not None:
             return _error(415, "unsupported-media-type", problem)
@@ -225,15 +309,14 @@ class WhipEndpoint:
             validate_offer(offer)
         except ValueError as exc:
             return _error(400, "bad-sdp", str(exc))
-        live_now = manager.streams.get(info.stream_id)
-        if live_now is not None and live_now.publisher is not None:
-            return _error(409, "publisher-exists", f"stream '{stream_id}' already has a publisher")
-        if not manager.has_room(info.stream_id):
-            return self._full(manager)
+        return offer
 
+    async def _answer(self, manager: MediaManager, stream_id: str, offer: str, source: str = HOST,
+                      token: str | None = None) -> WhipPublisher | Response:
+        """A peer connection that accepted `offer` (its answer made), wrapped in a publisher; or a 400."""
         servers = parse_ice_servers(manager.settings.ice_servers)
         pc = RTCPeerConnection(RTCConfiguration(iceServers=servers or None))
-        publisher = WhipPublisher(manager, info.stream_id, pc)
+        publisher = WhipPublisher(manager, stream_id, pc, source, token)
 
         @pc.on("track")
         def on_track(track: MediaStreamTrack) -> None:
@@ -255,22 +338,19 @@ class WhipEndpoint:
             with contextlib.suppress(Exception):
                 await pc.close()
             return _error(400, "bad-sdp", f"the SDP offer was refused: {exc or type(exc).__name__}")
-        try:
-            live = await manager.publisher_connected(info, publisher)
-        except NchatError as exc:
-            await pc.close()
-            if exc.code == "stream-owned-elsewhere":
-                return await self._owned_elsewhere(manager, info.stream_id, exc)
-            if exc.code == "media-worker-full":
-                return self._full(manager)
-            return _error(exc.http_status, exc.code, exc.message)
+        return publisher
+
+    def _created(self, manager: MediaManager, publisher: WhipPublisher, live: IngestSession,
+                 max_resolution: str) -> Response:
+        """The 201 of an attached publisher: its session resource and the SDP answer."""
         publisher.sessions = self.sessions
         self.sessions[publisher.session_id] = publisher
         publisher.attach(live, manager.settings.whip_connect_timeout_seconds)
-        location = f"/whip/{info.stream_id}/{publisher.session_id}"
+        location = f"/whip/{publisher.stream_id}/{publisher.session_id}"
+        servers = parse_ice_servers(manager.settings.ice_servers)
         headers = with_ice_links(CORS_HEADERS | {"Location": location, "ETag": f'"{publisher.session_id}"'}, servers)
         # The sender may ramp to the preset's bit rate at once (see ladder.with_bandwidth).
-        answer_sdp = with_bandwidth(pc.localDescription.sdp, sender_kbps(info.max_resolution))
+        answer_sdp = with_bandwidth(publisher.pc.localDescription.sdp, sender_kbps(max_resolution))
         return Response(answer_sdp, status_code=201, media_type="application/sdp", headers=headers)
 
     @staticmethod
@@ -318,10 +398,17 @@ class WhipEndpoint:
         manager = self._manager(request)
         assert manager is not None
         token = request.headers.get("authorization", "").partition(" ")[2].strip()
-        info = await manager.stream_info(stream_id)
-        if not manager.key_matches(info, token):
-            return _error(401, "invalid-stream-key", "Authorization must be 'Bearer <stream key>' of this stream",
-                          {"WWW-Authenticate": 'Bearer realm="whip"'})
+        if publisher.token is not None:
+            # A guest's session: the token it published with (it may have expired since; the
+            # session's own unguessable id is in the URL too).
+            if not hmac.compare_digest(publisher.token.encode(), token.encode()):
+                return _error(401, "invalid-guest-token", "Authorization must be 'Bearer <the guest token this "
+                              "session was published with>'", {"WWW-Authenticate": 'Bearer realm="whip"'})
+        else:
+            info = await manager.stream_info(stream_id)
+            if not manager.key_matches(info, token):
+                return _error(401, "invalid-stream-key", "Authorization must be 'Bearer <stream key>' of this "
+                              "stream", {"WWW-Authenticate": 'Bearer realm="whip"'})
         if request.method == "PATCH":
             # aiortc gathers every candidate before answering, so there is nothing to trickle.
             return _error(405, "trickle-unsupported", "trickle ICE and ICE restarts are not supported",

@@ -8,6 +8,10 @@ A rotated stream key or a ban (which may name the broadcaster) makes the ingesti
 its publishers against the database at once (`MediaManager.recheck`): one on an old key, or a
 banned broadcaster, is disconnected, and the stream waits out its grace period for the owner's
 publish with the new key. The manager also rechecks on a short interval, should an event be lost.
+
+A guest invited, accepted, muted or removed, or a layout chosen (`stream.guests_changed`), makes the
+ingesting process re-read the stream's program (`MediaManager.refresh_program`, worker/guests.py); a
+removed guest is disconnected at once. The same interval rechecks programs too.
 """
 
 from __future__ import annotations
@@ -25,19 +29,25 @@ log = logging.getLogger(__name__)
 
 STOPPING_EVENTS = frozenset({"stream.ended", "stream.cancelled", "stream.failed"})
 RECHECK_EVENTS = frozenset({"stream.key_rotated", "chat.banned"})
+PROGRAM_EVENTS = frozenset({"stream.guests_changed"})
 
 
 async def follow_status(runtime: Runtime) -> None:
     """Run until cancelled: stop local ingest of streams that ended elsewhere."""
     while True:
         try:
-            with runtime.bus.listen(types=STOPPING_EVENTS | RECHECK_EVENTS, maxsize=1000) as listener:
+            with runtime.bus.listen(types=STOPPING_EVENTS | RECHECK_EVENTS | PROGRAM_EVENTS,
+                                    maxsize=1000) as listener:
                 while True:
                     event = await listener.get()
                     media = runtime.media
                     if media is None:
                         continue
                     stream_id = str(event.payload.get("stream_id") or "")
+                    if event.type in PROGRAM_EVENTS:
+                        if stream_id in media.streams:
+                            await media.refresh_program(stream_id)
+                        continue
                     if event.type in RECHECK_EVENTS:
                         channel_id = str(event.payload.get("channel_id") or "")
                         affected = [sid for sid, live in media.streams.items()

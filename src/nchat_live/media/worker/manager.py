@@ -3,11 +3,16 @@
 Ingests (WHIP in `media/ingest/whip.py`, RTMP in `media/ingest/rtmp/`) use three calls::
 
     session = await runtime.media.publisher_connected(info, publisher)   # Conflict if one is active
-    session.pipeline.push_video(frame); session.media_arrived()         # first media: stream goes live
+    session.sink().push_video(frame); session.media_arrived()           # first media: stream goes live
     await runtime.media.publisher_disconnected(stream_id, publisher)    # grace period, then ended
 
+Guest speakers (an admitted guest token, WHIP only) use `guest_connected(stream_id, guest_id,
+publisher)`, push into `session.sink(guest_id)` and leave with `guest_disconnected`; `refresh_program`
+applies the broadcaster's layout, focus, mutes and removals (guests.py).
+
 The work is done by focused collaborators this façade builds and starts: `Publishers`
-(publishers.py: sessions, pipelines, grace periods, key rechecks), `LeaseKeeper` (leases.py:
+(publishers.py: sessions, pipelines, grace periods, key rechecks), `Guests` (guests.py: guest
+publishers and the composed program), `LeaseKeeper` (leases.py:
 claim, renewal, fencing) and `OrphanSweep` (sweep.py: takeover of streams whose worker died).
 Recording, DVR, thumbnails, quality metrics and clean-up are `StreamObserver`s (observers.py)
 attached from outside with `attach`; the worker never imports them.
@@ -28,6 +33,7 @@ from ..storage.base import MediaStorage
 from ..storage.guarded import GuardedStorage
 from ..storage.select import open_storage
 from . import leases
+from .guests import Guests
 from .leases import LeaseKeeper
 from .observers import StreamObserver, StreamObservers
 from .publishers import Publishers, key_matches
@@ -59,6 +65,7 @@ class MediaManager:
         self.leases = LeaseKeeper(database, self.worker_id, self.lease_ttl, on_lost=self._lost)
         self.publishers = Publishers(settings, database, self.storage, self.leases, self.observers, self.tasks,
                                      self.capacity)
+        self.guests = Guests(settings, database, self.publishers.sessions, self.tasks)
         self.sweep = OrphanSweep(settings, database, self.storage, self.leases, self.observers, self.tasks,
                                  self.stream_info, lambda stream_id: stream_id in self.streams)
         self._loops: list[asyncio.Task[None]] = []
@@ -77,7 +84,7 @@ class MediaManager:
         self._loops.append(asyncio.create_task(self.leases.renew_loop(), name="media-lease-renew"))
         if self.settings.ingest_key_check_seconds > 0:
             self._loops.append(asyncio.create_task(
-                self.publishers.key_check_loop(self.settings.ingest_key_check_seconds), name="media-key-check"))
+                self._recheck_loop(self.settings.ingest_key_check_seconds), name="media-key-check"))
         if self.settings.orphan_sweep_seconds > 0:
             self._loops.append(asyncio.create_task(self.sweep.loop(), name="media-orphan-sweep"))
         log.info("media worker %s (%s): HLS under %s, encoder %s", self.worker_id, self.worker_url,
@@ -145,6 +152,27 @@ class MediaManager:
 
     async def recheck(self, stream_ids: list[str] | None = None) -> None:
         await self.publishers.recheck(stream_ids)
+
+    async def _recheck_loop(self, interval: float) -> None:
+        """Should an event be lost: keys and bans of publishers, and who is on each program."""
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.publishers.recheck()
+                await self.guests.recheck()
+            except Exception as exc:
+                log.warning("media worker %s: publishers not rechecked: %s", self.worker_id, exc)
+
+    # -- guests (guests.py) ---------------------------------------------------------------------
+
+    async def guest_connected(self, stream_id: str, guest_id: str, publisher: Publisher) -> IngestSession:
+        return await self.guests.connected(stream_id, guest_id, publisher)
+
+    async def guest_disconnected(self, stream_id: str, publisher: Publisher) -> None:
+        await self.guests.disconnected(stream_id, publisher)
+
+    async def refresh_program(self, stream_id: str) -> None:
+        await self.guests.refresh(stream_id)
 
     async def end_stream(self, stream_id: str, reason: str = "ended") -> None:
         await self.publishers.end_stream(stream_id, reason)

@@ -2,7 +2,8 @@
 live and end.
 
 A publisher that returns within `settings.publisher_grace_seconds` continues the same pipeline
-(EXT-X-DISCONTINUITY in the playlists); otherwise the pipeline closes and the stream ends. A
+(EXT-X-DISCONTINUITY in the playlists, none while a guest program runs: guests.py); otherwise the
+pipeline closes and the stream ends. Guests' publishers are guests.py's; they leave with the stream. A
 rotated key or a ban disconnects the publisher (`recheck`); a failed write of live media or of
 the recording fails the stream (`fail`).
 """
@@ -25,6 +26,7 @@ from ..hls.packager import PackagingConfig
 from ..storage.base import MediaStorage
 from ..storage.guarded import DiscardStorage
 from ..transcode.pipeline import ObserverGroup, PipelineObserver, StreamPipeline
+from .guests import close_guests
 from .leases import LeaseKeeper
 from .observers import StreamObservers
 from .resume import ResumeState, read_resume
@@ -100,7 +102,9 @@ class Publishers:
                 # The key this publisher presented (it may be a rotated one): what recheck compares.
                 live.info = info
                 live.reconnects += 1
-                live.pipeline.discontinuity()
+                if live.program is None:
+                    live.pipeline.discontinuity()
+                # else the program's clock ran on through the host's absence (worker/guests.py).
                 log.info("stream %s: publisher back within the grace period (%s)", info.stream_id, publisher.kind)
                 return live
             if live is not None and live.ending is not None:
@@ -200,14 +204,6 @@ class Publishers:
             elif row["banned"]:
                 await self.revoke(stream_id, "the broadcaster is banned")
 
-    async def key_check_loop(self, interval: float) -> None:
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                await self.recheck()
-            except Exception as exc:
-                log.warning("media worker %s: publishers not rechecked: %s", self.leases.worker_id, exc)
-
     # -- streams go live and end --------------------------------------------------------------
 
     async def end_stream(self, stream_id: str, reason: str = "ended") -> None:
@@ -247,6 +243,7 @@ class Publishers:
         if publisher is not None:
             with contextlib.suppress(Exception):
                 await publisher.close()
+        await close_guests(live)
         self.observers.ended(live, reason)
         handed_off = live.stream_id in self.handed_off
         if handed_off:

@@ -7,10 +7,13 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import av
+
 from ...auth import Claims
 from ...db import Database
 from ...errors import NotFound
 from ...ids import is_canonical_uuid
+from ..compose import HOST, ProgramCompositor
 from ..transcode.pipeline import StreamPipeline
 
 
@@ -51,17 +54,50 @@ class IngestSession:
     grace: asyncio.TimerHandle | None = None
     ending: asyncio.Task[Any] | None = None
     reconnects: int = 0
+    # Guest speakers (worker/guests.py): their publishers by guest id, the timers that free a dropped
+    # guest's tile, and the compositor that carries the program once the first guest came.
+    guests: dict[str, Publisher] = field(default_factory=dict)
+    guest_grace: dict[str, asyncio.TimerHandle] = field(default_factory=dict)
+    program: ProgramCompositor | None = None
     _live_task: asyncio.Task[None] | None = field(default=None, repr=False)
 
     @property
     def stream_id(self) -> str:
         return self.info.stream_id
 
+    def sink(self, source: str = HOST) -> SourceSink:
+        """Where the publisher of `source` (HOST or a guest id) pushes its decoded frames."""
+        return SourceSink(self, source)
+
     def media_arrived(self) -> None:
         """Call on every frame from the event loop (cheap): the first one takes the stream live."""
         if not self.went_live:
             self.went_live = True
             self._live_task = asyncio.create_task(self.on_first_media(self))
+
+
+class SourceSink:
+    """One publisher's frames: straight into the pipeline while the stream has no program (the host
+    alone: no compositor, nothing added per frame but this check), into the program once it has one.
+    A guest's frames go nowhere without a program."""
+
+    def __init__(self, live: IngestSession, source: str) -> None:
+        self.live = live
+        self.source = source
+
+    def push_video(self, frame: av.VideoFrame) -> None:
+        program = self.live.program
+        if program is not None:
+            program.push_video(self.source, frame)
+        elif self.source == HOST:
+            self.live.pipeline.push_video(frame)
+
+    def push_audio(self, frame: av.AudioFrame) -> None:
+        program = self.live.program
+        if program is not None:
+            program.push_audio(self.source, frame)
+        elif self.source == HOST:
+            self.live.pipeline.push_audio(frame)
 
 
 async def read_stream_info(database: Database, stream_id: str) -> StreamInfo:
