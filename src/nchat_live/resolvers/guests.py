@@ -92,6 +92,7 @@ async def _read_guest(session: Session, guest_id: str) -> Row:
 async def list_guests(session: Session, stream_id: str) -> list[Row]:
     """The stream's guest rows the caller may read: all of them for its managers, their own for a guest,
     none for anyone else (the same rows the table API gives)."""
+    require_user(session, "see a stream's guests")
     stream = await load_stream(session, stream_id)
     records = await session.fetch(
         f"SELECT {GUEST_COLUMNS} {_GUEST_FROM} WHERE g.stream_id = $1 ORDER BY g.created_at, g.id", stream["id"])

@@ -245,7 +245,8 @@ BEGIN
   SELECT x.id, x.status INTO g FROM nchat_stream_guests x WHERE x.stream_id = p_stream AND x.user_id = p_user;
   IF NOT FOUND OR g.status <> 'accepted' THEN
     PERFORM nchat.refuse(403, 'guest-not-accepted',
-                         format('not an accepted guest of this stream (%s)', coalesce(g.status, 'not invited')));
+                         format('not an accepted guest of this stream: the guest is ''%s''',
+                                coalesce(g.status, 'not invited')));
   END IF;
   IF nchat.guest_banned(p_stream, p_user) THEN
     PERFORM nchat.refuse(403, 'guest-banned', 'the guest is banned in this channel');
