@@ -19,6 +19,7 @@ from .observability import RequestIdMiddleware, metrics, readyz
 from .rest import rest_routes
 from .runtime import Runtime
 from .subscriptions.transport.routes import websocket_routes
+from .subscriptions.transport.wire import CaptureServerSend
 from .web import web_routes
 
 
@@ -59,7 +60,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         # The console's pages last: any API route of the same path wins.
         routes += web_routes()
     # Body limits before any route reads a byte (body_limits.py).
-    middleware = [Middleware(RequestIdMiddleware),
+    # The websocket transport writes to the server's protocol directly where it can (wire.py).
+    middleware = [Middleware(CaptureServerSend), Middleware(RequestIdMiddleware),
                   Middleware(BodyLimitMiddleware, limit_for=limit_for_path(runtime.settings))]
     app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware)
     app.state.runtime = runtime

@@ -187,6 +187,9 @@ class Settings(BaseSettings):
     ws_send_queue: int = Field(default=512, validation_alias="NCHAT_WS_SEND_QUEUE")
     # Chat frames are small, so compressing each one per subscriber costs more CPU than it saves bytes.
     ws_per_message_deflate: bool = Field(default=False, validation_alias="NCHAT_WS_PER_MESSAGE_DEFLATE")
+    # Frames for one socket are written together once per event-loop pass; a delay (ms) collects more
+    # per write (fewer system calls in bursts) at that much added latency.
+    ws_batch_ms: float = Field(default=0.0, ge=0, le=100, validation_alias="NCHAT_WS_BATCH_MS")
 
     @property
     def rtmp_ingest_url(self) -> str:

@@ -33,6 +33,7 @@ from .subscriptions.bus import BusStats, EventBus
 from .subscriptions.presence import Presence
 from .subscriptions.transport.fanout import SharedFeeds
 from .subscriptions.transport.limits import Limits
+from .subscriptions.transport.wire import WriteBatcher
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +79,7 @@ class Runtime:
         self._shared_feeds: SharedFeeds | None = None
         self._presence: Presence | None = None
         self.ws_limits = Limits.from_settings(self.settings)
+        self.ws_writes = WriteBatcher(self.ws_limits.batch_delay_s)
         self.scheduler: StreamScheduler | None = None
         # Media roles with settings.media_enabled: the media worker (WHIP ingest, transcoding, HLS)
         # and its RTMP server.

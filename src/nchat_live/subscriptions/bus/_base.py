@@ -58,6 +58,8 @@ class BusStats:
     connections: int = 0
     # Frames written straight from the fan-out without a task switch (websocket.py's fast path).
     direct_sends: int = 0
+    # Write calls to websocket transports (transport/wire.py): frames that arrive together share one.
+    socket_writes: int = 0
     publish_errors: int = 0
     dropped: Counter[str] = field(default_factory=Counter)
 

@@ -6,12 +6,15 @@ for everyone who may read the stream, no per-subscriber state) join a `FeedGroup
 role's schema, the document, its variables and `Claims.visibility_key()`: equal keys see the
 same rows, so the group's one access check per event stands for every member, and different
 visibility never shares. The group serialises each result once, builds each distinct websocket
-frame once, and hands it to every member's bounded send queue without awaiting, in order; a
-member whose queue overflows is dropped by its own connection and the others go on.
+frame once (its text and its bytes on the wire, wire.py), and hands it to every member's
+connection without awaiting, in order; a member that cannot keep up is dropped by its own
+connection and the others go on.
 
 A member that joins a running group receives events from then on, like a fresh subscription; its
 first access check is the group's (same visibility key), and later ones are the group's per-event
-checks.
+checks. Fields whose subscription starts with the current value (viewerCount: the count now, then
+each change) replay the group's latest result to a member that joins, so it starts like a fresh
+subscription of its own would, from a value computed once for everyone.
 """
 
 from __future__ import annotations
@@ -29,16 +32,20 @@ from graphql import ExecutionResult
 from ...graphql.execution import format_error
 from ..bus import BusStats
 from .protocols import Protocol
+from .wire import text_frame
 
 log = logging.getLogger(__name__)
 
 # Root subscription fields whose results depend only on the event and the subscriber's visibility.
-# Fields with a snapshot on start (viewerCount), side effects (watchStream) or per-user filtering
-# beyond visibility are not listed and run once per subscriber.
-SHAREABLE_FIELDS = frozenset({"chatEvents", "streamStatus", "streamQuality", "reactions", "questions"})
+# Fields with side effects (watchStream) or per-user filtering beyond visibility are not listed and
+# run once per subscriber.
+SHAREABLE_FIELDS = frozenset({"chatEvents", "streamStatus", "streamQuality", "reactions", "questions",
+                              "viewerCount"})
+# Of those, the ones that start with a snapshot: a joining member gets the latest result first.
+REPLAY_FIELDS = frozenset({"viewerCount"})
 
 Source = AsyncIterator[ExecutionResult]
-__all__ = ["SHAREABLE_FIELDS", "FeedGroup", "Member", "SharedFeeds"]
+__all__ = ["REPLAY_FIELDS", "SHAREABLE_FIELDS", "FeedGroup", "Member", "SharedFeeds"]
 
 Starter = Callable[[Callable[[], None]], Awaitable["Source | ExecutionResult"]]
 
@@ -52,18 +59,22 @@ class Subscriber(TypingProtocol):
 
     def send_text(self, text: str) -> None: ...
 
+    def send_frame(self, text: str, wire: bytes) -> None: ...
+
     def operation_ended(self, op_id: str, handle: object) -> None: ...
 
 
 class Member:
     """One operation of one connection inside a group; `cancel()` leaves the group."""
 
-    __slots__ = ("connection", "group", "op_id")
+    __slots__ = ("connection", "frame_key", "group", "op_id")
 
     def __init__(self, group: FeedGroup, connection: Subscriber, op_id: str) -> None:
         self.group = group
         self.connection = connection
         self.op_id = op_id
+        # Members with equal keys receive the same frame.
+        self.frame_key = (connection.protocol.data, op_id)
 
     def cancel(self) -> None:
         self.group.leave(self)
@@ -74,12 +85,14 @@ def _dumps(value: Any) -> str:
 
 
 class FeedGroup:
-    def __init__(self, hub: SharedFeeds, key: Hashable, start: Starter) -> None:
+    def __init__(self, hub: SharedFeeds, key: Hashable, start: Starter, *, replay: bool = False) -> None:
         self.hub = hub
         self.key = key
         self.members: dict[Member, None] = {}
         self.ready = False
         self.closed = False
+        self.replay = replay
+        self.latest: str | None = None  # the last payload sent, JSON (replay groups)
         self.task = asyncio.get_running_loop().create_task(self._run(start), name="nchat-feed-group")
 
     @property
@@ -91,6 +104,9 @@ class FeedGroup:
         self.members[member] = None
         if self.ready:
             self.stats.subscribers += 1
+        if self.latest is not None:
+            text = connection.protocol.frame(op_id, self.latest)
+            connection.send_frame(text, text_frame(text))
         return member
 
     def leave(self, member: Member) -> None:
@@ -155,16 +171,17 @@ class FeedGroup:
             self._end(completed)
 
     def _deliver(self, payload: dict[str, Any]) -> None:
-        """One encoding of the payload, one frame per distinct (protocol, operation id)."""
+        """One encoding of the payload, one frame (text and wire bytes) per distinct (protocol, operation id)."""
         body = _dumps(payload)
-        frames: dict[tuple[str, str], str] = {}
+        if self.replay:
+            self.latest = body
+        frames: dict[tuple[str, str], tuple[str, bytes]] = {}
         for member in list(self.members):
-            protocol = member.connection.protocol
-            key = (protocol.data, member.op_id)
-            text = frames.get(key)
-            if text is None:
-                text = frames[key] = protocol.frame(member.op_id, body)
-            member.connection.send_text(text)
+            built = frames.get(member.frame_key)
+            if built is None:
+                text = member.connection.protocol.frame(member.op_id, body)
+                built = frames[member.frame_key] = (text, text_frame(text))
+            member.connection.send_frame(*built)
 
     def _end(self, completed: bool) -> None:
         members, self.members = list(self.members), {}
@@ -188,10 +205,11 @@ class SharedFeeds:
         group = self.groups.get(key)
         return group.join(connection, op_id) if group is not None else None
 
-    def start(self, key: Hashable, start: Starter, connection: Subscriber, op_id: str) -> Member:
+    def start(self, key: Hashable, start: Starter, connection: Subscriber, op_id: str, *,
+              replay: bool = False) -> Member:
         """A new group whose subscription `start` opens (it calls its argument once listening)."""
         assert key not in self.groups, "join an existing group instead"
-        group = FeedGroup(self, key, start)
+        group = FeedGroup(self, key, start, replay=replay)
         self.groups[key] = group
         return group.join(connection, op_id)
 

@@ -16,8 +16,10 @@ class Limits:
     keepalive_s: float = 10.0
     close_timeout_s: float = 1.0
     drain_timeout_s: float = 10.0  # a client that sends but does not read is dropped after this
+    batch_delay_s: float = 0.0  # how long a socket's first frame waits for others to share its write
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Limits:
         return cls(send_queue=settings.ws_send_queue, max_operations=settings.ws_max_operations,
-                   max_message_bytes=settings.ws_max_message_bytes, keepalive_s=settings.ws_keepalive_seconds)
+                   max_message_bytes=settings.ws_max_message_bytes, keepalive_s=settings.ws_keepalive_seconds,
+                   batch_delay_s=settings.ws_batch_ms / 1000)

@@ -1,10 +1,12 @@
 """GraphQL over websockets on /v1/graphql and /graphql, in both subprotocols.
 
-One `Connection` per socket: a receive loop and a sender draining a bounded queue. Event
+One `Connection` per socket: a receive loop and a sender for what flow control holds back. Event
 subscriptions that many sockets share run once per group (fanout.py) and are joined without a
 task of their own; every other operation runs in its own task. Nothing is sent with an await on
-the path of another subscriber: results are queued with put_nowait, and a client whose queue
-overflows (it stopped reading) is dropped with a counted reason. Authentication comes from
+the path of another subscriber: on uvicorn's websocket protocols a socket's frames are collected
+and written to its transport once per pass of the event loop (wire.py), elsewhere they go through
+the ASGI send or a bounded queue; a client whose backlog overflows (it stopped reading) is dropped
+with a counted reason. Authentication comes from
 `connection_init` (merged over the upgrade request's headers), and the socket closes when the
 token expires.
 """
@@ -37,9 +39,10 @@ from ...errors import NchatError
 from ...graphql.context import Context
 from ...graphql.execution import Prepared, format_error, prepare, run
 from ...observability import DROPPED_SUBSCRIBERS, SUBSCRIPTIONS, WEBSOCKETS
-from .fanout import SHAREABLE_FIELDS, Member
+from .fanout import REPLAY_FIELDS, SHAREABLE_FIELDS, Member
 from .limits import Limits
 from .protocols import LEGACY_WS, TRANSPORT_WS, Close, Protocol, choose
+from .wire import RawSocket, raw_socket, text_frame
 
 if TYPE_CHECKING:
     from ...runtime import Runtime
@@ -76,6 +79,11 @@ class Connection:
         self.live_queries: set[str] = set()
         self.limits_live = runtime.settings.ws_max_live_queries
         self.outbox: asyncio.Queue[str] = asyncio.Queue(self.limits.send_queue)
+        # Writing to the transport directly (wire.py), when the server is one that allows it: then
+        # every frame goes through `_frames`, written in one call per pass of the event loop.
+        self.raw: RawSocket | None = None
+        self._frames: list[bytes] = []
+        self.writes = runtime.ws_writes
         # A send in progress in the sender task (frames sent directly would overtake it).
         self._busy = False
         self._pending: tuple[Coroutine[Any, Any, None], Any] | None = None
@@ -90,9 +98,10 @@ class Connection:
 
     async def serve(self) -> None:
         await self.ws.accept(subprotocol=self.subprotocol)
+        self.raw = raw_socket(self.ws.scope)
         WEBSOCKETS.inc()
         self.stats.connections += 1
-        self._spawn(self._send_loop())
+        self._spawn(self._send_loop() if self.raw is None else self._raw_send_loop())
         self._spawn(self._receive_loop())
         self._spawn(self._init_timeout())
         try:
@@ -122,6 +131,7 @@ class Connection:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         if self.close_code is not None and not self.disconnected:
+            self.flush()  # what was said before the close (an error, a connection_error) goes first
             # A client that stopped reading may never take the close frame; do not wait for it.
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.ws.close(self.close_code, self.close_reason), self.limits.close_timeout_s)
@@ -130,6 +140,57 @@ class Connection:
 
     def send(self, message: Mapping[str, Any]) -> None:
         self.send_text(json.dumps(message, separators=(",", ":"), default=str))
+
+    def send_frame(self, text: str, wire: bytes) -> None:
+        """A frame built once for many sockets: `wire` is `text` as an unmasked websocket frame."""
+        if self.raw is not None:
+            self._push(wire)
+        else:
+            self.send_text(text)
+
+    def _push(self, wire: bytes) -> None:
+        """Collect a frame for this pass's write; while the client is not reading, up to the queue limit."""
+        if self.done.is_set():
+            return
+        frames = self._frames
+        if not frames:
+            self.writes.mark(self)
+        elif len(frames) >= self.limits.send_queue and self.raw is not None and self.raw.paused:
+            self._drop_slow(len(frames))
+            return
+        frames.append(wire)
+
+    def flush(self) -> None:
+        """Write the collected frames in one call, unless flow control holds them (then the sender task will)."""
+        frames, raw = self._frames, self.raw
+        if not frames or raw is None:
+            return
+        if raw.closed:
+            frames.clear()
+            self.disconnected = True
+            self.shutdown(None)
+            return
+        if raw.paused:
+            self._wake.set()
+            return
+        data = frames[0] if len(frames) == 1 else b"".join(frames)
+        self.stats.direct_sends += len(frames)
+        self.stats.socket_writes += 1
+        frames.clear()
+        try:
+            raw.write(data)
+        except (RuntimeError, OSError):
+            self.disconnected = True
+            self.shutdown(None)
+
+    def _drop_slow(self, unread: int) -> None:
+        self._frames.clear()
+        self.stats.dropped["slow_consumer"] += 1
+        DROPPED_SUBSCRIBERS.labels("slow_consumer").inc()
+        self.shutdown(Close.SLOW, f"client too slow: {unread} messages unread")
+
+    def _queued(self) -> int:
+        return len(self._frames) if self.raw is not None else self.outbox.qsize()
 
     def send_text(self, text: str) -> None:
         """Send an encoded frame now when nothing is ahead of it, else queue it; a full queue drops the client.
@@ -141,6 +202,9 @@ class Connection:
         later frame queues behind it, so the order per socket is kept.
         """
         if self.done.is_set():
+            return
+        if self.raw is not None:
+            self._push(text_frame(text))
             return
         if not self._busy and self.outbox.empty():
             coro = self.ws.send({"type": "websocket.send", "text": text})
@@ -161,9 +225,7 @@ class Connection:
             self.outbox.put_nowait(text)
             self._wake.set()
         except asyncio.QueueFull:
-            self.stats.dropped["slow_consumer"] += 1
-            DROPPED_SUBSCRIBERS.labels("slow_consumer").inc()
-            self.shutdown(Close.SLOW, f"client too slow: {self.outbox.qsize()} messages unread")
+            self._drop_slow(self.outbox.qsize())
 
     async def _send_loop(self) -> None:
         try:
@@ -185,6 +247,16 @@ class Connection:
             self.disconnected = True
             self.shutdown(None)
 
+    async def _raw_send_loop(self) -> None:
+        """Writes what `flush` held back while the transport's buffer was full, once it drains."""
+        raw = self.raw
+        assert raw is not None
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            await raw.writable.wait()
+            self.flush()
+
     # -- receiving ------------------------------------------------------------------------------
 
     async def _receive_loop(self) -> None:
@@ -203,7 +275,7 @@ class Connection:
                     raise ProtocolViolation(
                         Close.TOO_BIG, f"message of {size} bytes; the limit is {self.limits.max_message_bytes}")
                 self._handle(raw or "")
-                if self.outbox.qsize() > self.limits.send_queue // 2:
+                if self._queued() > self.limits.send_queue // 2:
                     await self._drained()
         except ProtocolViolation as exc:
             self.shutdown(exc.code, exc.reason)
@@ -214,7 +286,7 @@ class Connection:
     async def _drained(self) -> None:
         """Stop reading from a client that does not read its answers until they have gone out."""
         deadline = time.monotonic() + self.limits.drain_timeout_s
-        while self.outbox.qsize() > self.limits.send_queue // 4:
+        while self._queued() > self.limits.send_queue // 4:
             if time.monotonic() > deadline:
                 self.stats.dropped["slow_consumer"] += 1
                 raise ProtocolViolation(Close.SLOW, "client too slow: answers not read")
@@ -374,14 +446,15 @@ class Connection:
         key = (id(schema), query, operation_name, json.dumps(variables, sort_keys=True), claims.visibility_key())
         handle: asyncio.Task[None] | Member | None = self.shared_feeds.join(key, self, op_id)
         if handle is None:
-            if _shareable(operation):
+            field = _shareable(operation)
+            if field is not None:
                 shared_context = Context(self.runtime, claims)
 
                 def opener(ready: Callable[[], None]) -> Awaitable[Any]:
                     shared_context.feed_ready = ready
                     return _open(schema, document, variables, operation_name, shared_context)
 
-                handle = self.shared_feeds.start(key, opener, self, op_id)
+                handle = self.shared_feeds.start(key, opener, self, op_id, replay=field in REPLAY_FIELDS)
             else:
                 handle = asyncio.get_running_loop().create_task(
                     self._operation(op_id, prepared, variables, operation_name, context))
@@ -463,13 +536,14 @@ async def _finish(coro: Coroutine[Any, Any, None], yielded: Any) -> None:
             return
 
 
-def _shareable(operation: OperationDefinitionNode) -> bool:
-    """A subscription of exactly one root field that is a pure event feed."""
+def _shareable(operation: OperationDefinitionNode) -> str | None:
+    """The root field of a subscription of exactly one root field that is a pure event feed; else None."""
     if operation.operation is not OperationType.SUBSCRIPTION:
-        return False
+        return None
     selections = operation.selection_set.selections
-    return (len(selections) == 1 and isinstance(selections[0], FieldNode)
-            and selections[0].name.value in SHAREABLE_FIELDS)
+    if len(selections) == 1 and isinstance(selections[0], FieldNode) and selections[0].name.value in SHAREABLE_FIELDS:
+        return selections[0].name.value
+    return None
 
 
 def _live_query(schema: GraphQLSchema, operation: OperationDefinitionNode) -> bool:
