@@ -1,22 +1,31 @@
 """GraphQL over HTTP vs one hand-written SQL statement and vs PostGraphile: requests/s, p50/p99.
 
-Starts a real uvicorn (subprocess, loopback) on a fresh database seeded here, drives it with httpx at a
-fixed concurrency, then produces the same results with one hand-written statement each through
-asyncpg: as the connecting superuser (no RLS: the floor), and inside a transaction as nchat_user
-with the caller's claims (the same row-level security the GraphQL path pays for). Cases: three
-queries, a mutation (`sendChatMessage` vs one INSERT ... RETURNING) and a live-query push (insert a
-chat message, wait for the subscription's push; SQL: the insert and the same query re-run).
+Starts `nchat-live api --workers W` (subprocesses on loopback; each W of `--workers`, e.g. `1,2`) on a
+fresh database seeded here, and drives it at a fixed concurrency with a minimal HTTP/1.1 client of
+this file (keep-alive connections over asyncio protocols, one request in flight per connection, no
+pipelining; it checks that each answer starts with `{"data"`) so the figure is the server's, not the
+client's. The same results then come from one hand-written statement each through asyncpg in this
+process (no HTTP hop at all): as the connecting superuser (no RLS: the floor), and inside a
+transaction as nchat_user with the caller's claims (the same row-level security the GraphQL path
+pays for). Cases: three queries, a mutation (`sendChatMessage` vs one INSERT ... RETURNING) and a
+live-query push (insert a chat message, wait for the subscription's push over a websocket; SQL: the
+insert and the same query re-run).
 
-PostGraphile v4 (`bench/postgraphile/`, `npm install` there; not a dependency of nchat-live) serves
-the same database in the same run, driven by the same client: each request runs as the role
-`nchat_bench_reader`, which holds SELECT on every column and is a member of `nchat_user` (v4 selects
-whole rows in subqueries, which nchat_user's column grants refuse), with the caller's claims in
-`hasura.user`, so the same policies apply. Its aggregate is `totalCount` + a distinct count
+The server runs with NCHAT_DB_SESSIONS_PER_CLIENT = the concurrency (the bench's queries are one
+user's: the default per-client share, 5, would cap them below the SQL baseline's pool) and the pool
+at the concurrency per worker; one worker uses the in-process bus, more share Redis (`--redis`).
+
+PostGraphile v4 (`bench/postgraphile/`, `npm ci` there; not a dependency of nchat-live; one node
+process) serves the same database in the same run, driven by the same client: each request runs as
+the role `nchat_bench_reader`, which holds SELECT on every column and is a member of `nchat_user`
+(v4 selects whole rows in subqueries, which nchat_user's column grants refuse), with the caller's
+claims in `hasura.user`, so the same policies apply. Its aggregate is `totalCount` + a distinct count
 (`@graphile/pg-aggregates` 0.1 has no max of a timestamp); it has no live queries here (v4 needs
 `@graphile/subscriptions-lds` and wal2json): n/a.
 
-    .venv/bin/python bench/graphql_bench.py [--seconds 3] [--concurrency 8]
-        [--pg postgresql://postgres@127.0.0.1:5432/postgres]
+    .venv/bin/python bench/graphql_bench.py [--seconds 3] [--concurrency 8] [--workers 1,2]
+        [--server-src /tmp/old/src]   # another checkout's server (before/after in one command)
+        [--pg postgresql://postgres@127.0.0.1:5432/postgres] [--redis redis://127.0.0.1:6379/0]
 """
 
 from __future__ import annotations
@@ -28,15 +37,16 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import socket
 import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
-import httpx
+import uvloop
 import websockets
 from websockets.typing import Subprotocol
 
@@ -126,7 +136,7 @@ PGL_SEND_CHAT = """mutation($id: UUID!, $user: UUID!, $content: String!) {
   createNchatStreamChatMessage(input: {nchatStreamChatMessage: {streamId: $id, userId: $user, content: $content}}) {
     nchatStreamChatMessage { id content } } }"""
 PGL_READER = "nchat_bench_reader"
-CHATTERS = 400
+CHATTERS = 3000
 USER = "__user"  # a case's variables may name the caller under this key (taken out before sending)
 PGL_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "postgraphile")
 
@@ -149,10 +159,10 @@ async def seed(url: str) -> dict[str, str]:
             "VALUES ($1, $2, $3, now() - make_interval(secs => $4))",
             [(streams[0], users[i % 20], f"message {i}", float(i)) for i in range(500)])
         # Chatters of the mutation case: the chat rate limit (5 messages per 10 s per user and stream)
-        # holds on every path, so each request posts as the next (user, stream) of 400 x 3.
-        chatters = [str(await s.fetchval(
-            "INSERT INTO nchat_users (username, display_name) VALUES ($1, $2) RETURNING id", f"chatter{i}", f"C {i}"))
-            for i in range(CHATTERS)]
+        # holds on every path, so each request posts as the next (user, stream) of CHATTERS x 3.
+        chatters = [str(r["id"]) for r in await s.fetch(
+            "INSERT INTO nchat_users (username, display_name) SELECT 'chatter' || i, 'C ' || i "
+            "FROM generate_series(1, $1) i RETURNING id", CHATTERS)]
     await db.close()
     # PostGraphile's reader: every column (v4 selects whole rows), and nchat_user's policies.
     conn = await asyncpg.connect(url)
@@ -167,6 +177,9 @@ async def seed(url: str) -> dict[str, str]:
 
 
 _SET_ROLE = "SELECT set_config('role', 'nchat_user', true), set_config('hasura.user', $1, true)"
+_INSERT_CHAT = "INSERT INTO nchat_stream_chat_messages (stream_id, user_id, content) VALUES ($1, $2, $3)"
+
+Result = dict[str, float]
 
 
 def free_port() -> int:
@@ -175,7 +188,122 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def measure(call: Callable[[], Awaitable[Any]], seconds: float, concurrency: int) -> dict[str, float]:
+class _Connection(asyncio.Protocol):
+    """One keep-alive HTTP/1.1 connection with one request in flight (Content-Length or chunked answers)."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.waiter: asyncio.Future[tuple[int, bytes]] | None = None
+        self.closed = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_exception(ConnectionError("the server closed the connection"))
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        if self.waiter is not None and not self.waiter.done():
+            answer = self._parse()
+            if answer is not None:
+                self.waiter.set_result(answer)
+
+    def _parse(self) -> tuple[int, bytes] | None:
+        buf = self.buffer
+        end = buf.find(b"\r\n\r\n")
+        if end < 0:
+            return None
+        lines = bytes(buf[:end]).split(b"\r\n")
+        status = int(lines[0].split(b" ", 2)[1])
+        length: int | None = None
+        chunked = False
+        for line in lines[1:]:
+            name, _, value = line.partition(b":")
+            name = name.strip().lower()
+            if name == b"content-length":
+                length = int(value)
+            elif name == b"transfer-encoding" and b"chunked" in value.lower():
+                chunked = True
+        start = end + 4
+        if length is not None:
+            if len(buf) < start + length:
+                return None
+            body = bytes(buf[start:start + length])
+            del buf[:start + length]
+            return status, body
+        if not chunked:
+            raise RuntimeError("an answer with neither Content-Length nor chunked encoding")
+        parts: list[bytes] = []
+        pos = start
+        while True:
+            eol = buf.find(b"\r\n", pos)
+            if eol < 0:
+                return None
+            size = int(bytes(buf[pos:eol]).split(b";")[0], 16)
+            if len(buf) < eol + 2 + size + 2:
+                return None
+            if size == 0:
+                del buf[:eol + 4]  # no trailers here
+                return status, b"".join(parts)
+            parts.append(bytes(buf[eol + 2:eol + 2 + size]))
+            pos = eol + 2 + size + 2
+
+    async def exchange(self, request: bytes) -> tuple[int, bytes]:
+        assert self.transport is not None
+        self.waiter = asyncio.get_running_loop().create_future()
+        self.transport.write(request)
+        return await self.waiter
+
+
+class HttpClient:
+    """Keep-alive connections to one server: a request takes an idle one or opens one."""
+
+    def __init__(self, port: int, headers: dict[str, str]) -> None:
+        self.port = port
+        self._common = "".join(f"{k}: {v}\r\n" for k, v in {"host": f"127.0.0.1:{port}", **headers}.items())
+        self._idle: list[_Connection] = []
+
+    async def request(self, method: str, path: str, body: bytes = b"",
+                      headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+        extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
+        head = f"{method} {path} HTTP/1.1\r\n{self._common}{extra}"
+        if body:
+            head += f"content-type: application/json\r\ncontent-length: {len(body)}\r\n"
+        conn = self._idle.pop() if self._idle else await self._connect()
+        try:
+            answer = await conn.exchange(head.encode() + b"\r\n" + body)
+        except BaseException:
+            if conn.transport is not None:
+                conn.transport.close()
+            raise
+        if not conn.closed:
+            self._idle.append(conn)
+        return answer
+
+    async def post_graphql(self, path: str, query: str, variables: dict[str, Any], headers: dict[str, str]) -> bytes:
+        """The answer's bytes; an answer that is not `{"data": ...}` (errors) fails the run."""
+        body = json.dumps({"query": query, "variables": variables}).encode()
+        status, answer = await self.request("POST", path, body, headers)
+        if status != 200 or not answer.startswith(b'{"data"'):
+            raise AssertionError(f"{status}: {answer[:500]!r}")
+        return answer
+
+    async def _connect(self) -> _Connection:
+        _, conn = await asyncio.get_running_loop().create_connection(_Connection, "127.0.0.1", self.port)
+        return conn
+
+    def close(self) -> None:
+        for conn in self._idle:
+            if conn.transport is not None:
+                conn.transport.close()
+        self._idle.clear()
+
+
+async def measure(call: Callable[[], Awaitable[Any]], seconds: float, concurrency: int) -> Result:
     latencies: list[float] = []
     deadline = time.perf_counter() + seconds
 
@@ -196,37 +324,76 @@ async def measure(call: Callable[[], Awaitable[Any]], seconds: float, concurrenc
     }
 
 
-async def _wait_ready(client: httpx.AsyncClient, path: str) -> None:
-    for _ in range(300):
+async def _wait_ready(client: HttpClient, path: str, proc: asyncio.subprocess.Process) -> None:
+    for _ in range(600):
+        if proc.returncode is not None:
+            raise RuntimeError(f"the server on port {client.port} exited with {proc.returncode}")
         try:
-            if (await client.get(path)).status_code < 500:
+            status, _ = await client.request("GET", path)
+            if status < 500:
                 return
-        except httpx.TransportError:
+        except OSError:
             pass
         await asyncio.sleep(0.1)
-    raise RuntimeError(f"{client.base_url}{path} did not answer")
+    raise RuntimeError(f"127.0.0.1:{client.port}{path} did not answer")
 
 
-async def _start_postgraphile(url: str, installed: bool) -> tuple[asyncio.subprocess.Process | None, str | None]:
-    node = shutil.which("node")
-    if node is None or not installed:
-        print("postgraphile: n/a (needs node and `npm install` in bench/postgraphile)")
-        return None, None
+async def _start_nchat(args: argparse.Namespace, url: str, workers: int) -> tuple[asyncio.subprocess.Process, int]:
+    """`nchat-live api --workers N` (uvloop, httptools) as an operator runs it."""
     port = free_port()
-    env = {**os.environ, "DATABASE_URL": url, "PORT": str(port), "PGL_ROLE": PGL_READER}
-    proc = await asyncio.create_subprocess_exec(node, os.path.join(PGL_DIR, "server.js"), env=env, cwd=PGL_DIR)
-    return proc, f"http://127.0.0.1:{port}"
+    env = {**os.environ, "DATABASE_URL": url, "NCHAT_JWT_SECRET": JWT_SECRET, "NCHAT_MEDIA_ENABLED": "false",
+           "NCHAT_DB_POOL_SIZE": str(args.concurrency), "NCHAT_DB_SESSIONS_PER_CLIENT": str(args.concurrency),
+           "BUS_URL": args.redis if workers > 1 else "memory://"}
+    if args.server_src:
+        env["PYTHONPATH"] = args.server_src
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "nchat_live.cli", "api", "--host", "127.0.0.1", "--port", str(port), "--no-migrate",
+        "--log-level", "warning", "--workers", str(workers), env=env, stdout=asyncio.subprocess.DEVNULL)
+    return proc, port
 
 
 def _pgl_installed() -> bool:
     return os.path.isdir(os.path.join(PGL_DIR, "node_modules", "postgraphile"))
 
 
-def _row(label: str, g: dict[str, float], f: dict[str, float], r: dict[str, float],
-         p: dict[str, float] | None) -> str:
-    pgl = f"{p['rps']:7.0f} {p['p50_ms']:7.1f} {g['rps'] / p['rps']:6.2f}" if p else f"{'n/a':>7} {'':7} {'':6}"
-    return (f"{label:34} {g['rps']:7.0f} {g['p50_ms']:7.1f} {g['p99_ms']:7.1f} | {f['rps']:7.0f} {f['p50_ms']:7.1f} "
-            f"{g['rps'] / f['rps']:6.2f} | {r['rps']:7.0f} {r['p50_ms']:7.1f} {g['rps'] / r['rps']:6.2f} | {pgl}")
+async def _start_postgraphile(url: str) -> tuple[asyncio.subprocess.Process | None, int]:
+    node = shutil.which("node")
+    if node is None or not _pgl_installed():
+        print("postgraphile: n/a (needs node and `npm ci` in bench/postgraphile)")
+        return None, 0
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": url, "PORT": str(port), "PGL_ROLE": PGL_READER}
+    proc = await asyncio.create_subprocess_exec(node, os.path.join(PGL_DIR, "server.js"), env=env, cwd=PGL_DIR,
+                                                stdout=asyncio.subprocess.DEVNULL)
+    return proc, port
+
+
+async def _stop(proc: asyncio.subprocess.Process | None) -> None:
+    if proc is not None and proc.returncode is None:
+        proc.terminate()
+        await asyncio.wait_for(proc.wait(), 15)
+
+
+async def _py_spy(args: argparse.Namespace, pid: int, workers: int) -> asyncio.subprocess.Process | None:
+    """`--py-spy PREFIX`: the server's stacks (all its processes) while it is measured, as collapsed
+    stacks in PREFIX-wN.txt (py-spy's raw format: one stack a line, then its sample count)."""
+    if not args.py_spy:
+        return None
+    return await asyncio.create_subprocess_exec(
+        os.path.join(os.path.dirname(sys.executable), "py-spy"), "record", "--pid", str(pid), "--subprocesses",
+        "--format", "raw", "--rate", "200", "--nonblocking", "-o", f"{args.py_spy}-w{workers}.txt",
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+
+
+class Case:
+    """One row: a GraphQL document for nchat-live, its SQL, PostGraphile's spelling, and their inputs."""
+
+    def __init__(self, label: str, query: str, variables: Callable[[], dict[str, Any]], sql: str,
+                 params: Callable[[], list[Any]], pgl_query: str | None,
+                 pgl_variables: Callable[[], dict[str, Any]]) -> None:
+        self.label, self.query, self.variables = label, query, variables
+        self.sql, self.params = sql, params
+        self.pgl_query, self.pgl_variables = pgl_query, pgl_variables
 
 
 async def run(args: argparse.Namespace) -> None:
@@ -234,19 +401,9 @@ async def run(args: argparse.Namespace) -> None:
     admin = await asyncpg.connect(args.pg)
     await admin.execute(f'CREATE DATABASE "{name}"')
     url = args.pg.rsplit("/", 1)[0] + "/" + name
-    server: asyncio.subprocess.Process | None = None
     pgl_proc: asyncio.subprocess.Process | None = None
     try:
         ids = await seed(url)
-        port = free_port()
-        env = {**os.environ, "DATABASE_URL": url, "NCHAT_JWT_SECRET": JWT_SECRET, "NCHAT_MEDIA_ENABLED": "false",
-               "NCHAT_DB_POOL_SIZE": str(args.concurrency)}
-        # The server as `nchat-live serve` runs it (uvloop and httptools when installed: `auto`).
-        server = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "uvicorn", "--factory", "nchat_live.app:create_app", "--port", str(port),
-            "--log-level", "warning", "--no-access-log", env=env)
-        pgl_proc, pgl_base = await _start_postgraphile(url, _pgl_installed())
-        base = f"http://127.0.0.1:{port}"
         token = mint_token(JWT_SECRET, ids["user"])
         claims = Claims.user(ids["user"]).as_setting()
         stream, channel, user = ids["stream"], ids["channel"], ids["user"]
@@ -267,17 +424,19 @@ async def run(args: argparse.Namespace) -> None:
             st, ch = next(pairs)
             return {"id": st, "user": ch, "content": f"p{next(seq)}", USER: ch}
 
-        # (label, graphql document, its variables, SQL, its parameters (the user: the second), PostGraphile's)
-        cases: list[tuple[str, str, Callable[[], dict[str, Any]], str, Callable[[], list[Any]], str | None,
-                          Callable[[], dict[str, Any]]]] = [
-            ("stream + broadcaster + 50 chat", STREAM_WITH_CHAT, lambda: {"id": stream},
-             STREAM_WITH_CHAT_SQL, lambda: [stream], PGL_STREAM_WITH_CHAT, lambda: {"id": stream}),
-            ("live streams of a channel", LIVE_STREAMS, lambda: {"channel": channel},
-             LIVE_STREAMS_SQL, lambda: [channel], PGL_LIVE_STREAMS, lambda: {"channel": channel}),
-            ("chat aggregate", CHAT_AGGREGATE, lambda: {"id": stream},
-             CHAT_AGGREGATE_SQL, lambda: [stream], PGL_CHAT_AGGREGATE, lambda: {"id": stream}),
-            ("mutation sendChatMessage", SEND_CHAT, chat, SEND_CHAT_SQL, chat_sql, PGL_SEND_CHAT, chat_pgl),
+        cases = [
+            Case("stream + broadcaster + 50 chat", STREAM_WITH_CHAT, lambda: {"id": stream},
+                 STREAM_WITH_CHAT_SQL, lambda: [stream], PGL_STREAM_WITH_CHAT, lambda: {"id": stream}),
+            Case("live streams of a channel", LIVE_STREAMS, lambda: {"channel": channel},
+                 LIVE_STREAMS_SQL, lambda: [channel], PGL_LIVE_STREAMS, lambda: {"channel": channel}),
+            Case("chat aggregate", CHAT_AGGREGATE, lambda: {"id": stream},
+                 CHAT_AGGREGATE_SQL, lambda: [stream], PGL_CHAT_AGGREGATE, lambda: {"id": stream}),
+            Case("mutation sendChatMessage", SEND_CHAT, chat, SEND_CHAT_SQL, chat_sql, PGL_SEND_CHAT, chat_pgl),
         ]
+        pool = await asyncpg.create_pool(url, min_size=args.concurrency, max_size=args.concurrency)
+        results: dict[str, dict[str, Result | None]] = {c.label: {} for c in cases}
+        live = "live-query push (1 subscriber)"
+        results[live] = {}
 
         def as_caller(variables: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str], dict[str, str]]:
             """The variables without the caller, and the caller's headers for nchat-live and PostGraphile."""
@@ -285,83 +444,137 @@ async def run(args: argparse.Namespace) -> None:
             return (variables, {"authorization": f"Bearer {tokens.get(caller) or token}"},
                     {"x-hasura-claims": Claims.user(caller).as_setting()})
 
-        limits = httpx.Limits(max_connections=args.concurrency, max_keepalive_connections=args.concurrency)
-        async with httpx.AsyncClient(base_url=base, headers={"authorization": f"Bearer {token}"},
-                                     limits=limits, timeout=30) as client, \
-                httpx.AsyncClient(base_url=pgl_base or base, headers={"x-hasura-claims": claims},
-                                  limits=limits, timeout=30) as pgl_client:
-            await _wait_ready(client, "/healthz")
-            if pgl_base is not None:
-                await _wait_ready(pgl_client, "/graphql")
-            pool = await asyncpg.create_pool(url, min_size=args.concurrency, max_size=args.concurrency)
-            print(f"concurrency {args.concurrency}, {args.seconds:g} s per case")
-            print("graphql: HTTP to uvicorn as a user (RLS); sql: one hand-written statement via asyncpg as the "
-                  "superuser (no RLS); sql+rls: the same statement in a transaction as nchat_user with the claims; "
-                  "pgl: PostGraphile v4, same database and policies; ratio: graphql rps / that column's rps")
-            print(f"{'case':34} {'gql rps':>7} {'p50 ms':>7} {'p99 ms':>7} | {'sql rps':>7} {'p50 ms':>7} "
-                  f"{'ratio':>6} | {'rls rps':>7} {'p50 ms':>7} {'ratio':>6} | {'pgl rps':>7} {'p50 ms':>7} "
-                  f"{'ratio':>6}")
-            for label, query, variables, sql, params, pgl_query, pgl_variables in cases:
-                first_vars, first_headers, _ = as_caller(variables())
-                first = (await client.post("/v1/graphql", json={"query": query, "variables": first_vars},
-                                           headers=first_headers)).json()
-                floor = json.loads(await pool.fetchval(sql, *params()))
-                assert "errors" not in first, first
-                assert _shape(first["data"]) == _shape(floor), (first["data"], floor)
+        # SQL first (no server running), then PostGraphile, then each nchat-live worker count: one
+        # server at a time, so none takes CPU from another's measurement.
+        for case in cases:
+            floor = json.loads(await pool.fetchval(case.sql, *case.params()))
+            results[case.label]["floor_shape"] = _shape(floor)
+            if args.gql_only:
+                continue
+            results[case.label]["sql"] = await measure(_sql_call(pool, case), args.seconds, args.concurrency)
+            results[case.label]["rls"] = await measure(_rls_call(pool, case, claims), args.seconds, args.concurrency)
+        if not args.gql_only:
+            results[live]["sql"], results[live]["rls"] = await _live_sql(args, pool, claims, ids["live_stream"],
+                                                                         chatters)
+            pgl_proc, pgl_port = await _start_postgraphile(url)
+        else:
+            pgl_port = 0
+        if pgl_proc is not None:
+            pgl = HttpClient(pgl_port, {})
+            await _wait_ready(pgl, "/graphql", pgl_proc)
+            for case in cases:
+                if case.pgl_query is None:
+                    continue
 
-                async def gql_call(query: str = query, variables: Callable[[], dict[str, Any]] = variables) -> None:
-                    values, headers, _ = as_caller(variables())
-                    response = await client.post("/v1/graphql", json={"query": query, "variables": values},
-                                                 headers=headers)
-                    answer = response.json()
-                    assert "errors" not in answer, answer
+                async def pgl_call(case: Case = case) -> None:
+                    values, _, headers = as_caller(case.pgl_variables())
+                    assert case.pgl_query is not None
+                    await pgl.post_graphql("/graphql", case.pgl_query, values, headers)
 
-                async def sql_call(sql: str = sql, params: Callable[[], list[Any]] = params) -> None:
-                    json.loads(await pool.fetchval(sql, *params()))
+                await measure(pgl_call, 0.5, args.concurrency)
+                results[case.label]["pgl"] = await measure(pgl_call, args.seconds, args.concurrency)
+            pgl.close()
+            await _stop(pgl_proc)
+            pgl_proc = None
 
-                async def rls_call(sql: str = sql, params: Callable[[], list[Any]] = params) -> None:
-                    values = params()
-                    caller = Claims.user(values[1]).as_setting() if len(values) > 1 else claims
-                    async with pool.acquire() as conn, conn.transaction():
-                        await conn.execute(_SET_ROLE, caller)
-                        json.loads(await conn.fetchval(sql, *values))
+        for workers in args.workers:
+            server, port = await _start_nchat(args, url, workers)
+            client = HttpClient(port, {})
+            spy: asyncio.subprocess.Process | None = None
+            try:
+                await _wait_ready(client, "/healthz", server)
+                spy = await _py_spy(args, server.pid, workers)
+                for case in cases:
+                    first_vars, first_headers, _ = as_caller(case.variables())
+                    first = json.loads(await client.post_graphql("/v1/graphql", case.query, first_vars,
+                                                                 first_headers))
+                    assert _shape(first["data"]) == results[case.label]["floor_shape"], first
 
-                async def pgl_call(query: str | None = pgl_query,
-                                   variables: Callable[[], dict[str, Any]] = pgl_variables) -> None:
-                    values, _, headers = as_caller(variables())
-                    response = await pgl_client.post("/graphql", json={"query": query, "variables": values},
-                                                     headers=headers)
-                    answer = response.json()
-                    assert "errors" not in answer, answer
+                    async def gql_call(case: Case = case, client: HttpClient = client) -> None:
+                        values, headers, _ = as_caller(case.variables())
+                        await client.post_graphql("/v1/graphql", case.query, values, headers)
 
-                await measure(gql_call, 0.5, args.concurrency)  # warm caches and the pool
-                g = await measure(gql_call, args.seconds, args.concurrency)
-                f = await measure(sql_call, args.seconds, args.concurrency)
-                r = await measure(rls_call, args.seconds, args.concurrency)
-                p = None
-                if pgl_base is not None and pgl_query is not None:
-                    await measure(pgl_call, 0.5, args.concurrency)
-                    p = await measure(pgl_call, args.seconds, args.concurrency)
-                print(_row(label, g, f, r, p), flush=True)
-            await _live_push(args, base, token, pool, claims, ids["live_stream"], chatters)
-            await pool.close()
+                    await measure(gql_call, 0.5, args.concurrency)  # warm caches and the pool
+                    results[case.label][f"gql{workers}"] = await measure(gql_call, args.seconds, args.concurrency)
+                results[live][f"gql{workers}"] = await _live_push(args, port, token, pool, ids["live_stream"],
+                                                                  chatters)
+            finally:
+                client.close()
+                if spy is not None:
+                    spy.send_signal(signal.SIGINT)
+                    await asyncio.wait_for(spy.wait(), 30)
+                await _stop(server)
+        await pool.close()
+        _report(args, results)
     finally:
-        for proc in (server, pgl_proc):
-            if proc is not None:
-                proc.terminate()
-                await asyncio.wait_for(proc.wait(), 10)
+        await _stop(pgl_proc)
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
 
 
-_INSERT_CHAT = "INSERT INTO nchat_stream_chat_messages (stream_id, user_id, content) VALUES ($1, $2, $3)"
+def _sql_call(pool: asyncpg.Pool, case: Case) -> Callable[[], Awaitable[None]]:
+    async def call() -> None:
+        await pool.fetchval(case.sql, *case.params())
+    return call
 
 
-async def _live_push(args: argparse.Namespace, base: str, token: str, pool: asyncpg.Pool, claims: str,
-                     stream: str, chatters: list[str]) -> None:
+def _rls_call(pool: asyncpg.Pool, case: Case, claims: str) -> Callable[[], Awaitable[None]]:
+    async def call() -> None:
+        values = case.params()
+        caller = Claims.user(values[1]).as_setting() if len(values) > 1 else claims
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute(_SET_ROLE, caller)
+            await conn.fetchval(case.sql, *values)
+    return call
+
+
+def _report(args: argparse.Namespace, results: dict[str, dict[str, Any]]) -> None:
+    print(f"\nconcurrency {args.concurrency}, {args.seconds:g} s per measurement; requests/s (p50 ms)")
+    print("gql Wn: nchat-live `api --workers n` over HTTP as a user (RLS), this file's keep-alive client; "
+          "sql: the hand-written statement via asyncpg in this process as the superuser, its JSON text "
+          "fetched, not decoded (no RLS, no HTTP); "
+          "rls: the same statement in a transaction as nchat_user with the caller's claims (no HTTP); "
+          "pgl: PostGraphile v4 over HTTP (one node process, same client, same database and policies); "
+          "x/sql, x/rls, x/pgl: gql rps / that column's rps")
+    cols = [f"gql W{w}" for w in args.workers]
+    print(f"{'case':32} " + " ".join(f"{c:>15}" for c in [*cols, "sql", "rls", "pgl"])
+          + "  " + " ".join(f"{'W' + str(w) + ' x/' + b:>9}" for w in args.workers for b in ("sql", "rls", "pgl")))
+    for label, row in results.items():
+        row.pop("floor_shape", None)
+        cells = [row.get(f"gql{w}") for w in args.workers] + [row.get("sql"), row.get("rls"), row.get("pgl")]
+        text = " ".join(f"{c['rps']:8.0f} ({c['p50_ms']:4.1f})" if c else f"{'n/a':>15}" for c in cells)
+        ratios = []
+        for w in args.workers:
+            g = row.get(f"gql{w}")
+            for base in ("sql", "rls", "pgl"):
+                b = row.get(base)
+                ratios.append(f"{g['rps'] / b['rps']:9.2f}" if g and b else f"{'n/a':>9}")
+        print(f"{label:32} {text}  {' '.join(ratios)}", flush=True)
+
+
+async def _live_sql(args: argparse.Namespace, pool: asyncpg.Pool, claims: str, stream: str,
+                    chatters: list[str]) -> tuple[Result, Result]:
+    n = itertools.count()
+    users = itertools.cycle(chatters)
+
+    async def sql_push() -> None:
+        await pool.execute(_INSERT_CHAT, stream, next(users), f"sql {next(n)}")
+        await pool.fetchval(LIVE_CHAT_SQL, stream)
+
+    async def rls_push() -> None:
+        await pool.execute(_INSERT_CHAT, stream, next(users), f"rls {next(n)}")
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute(_SET_ROLE, claims)
+            await conn.fetchval(LIVE_CHAT_SQL, stream)
+
+    return await measure(sql_push, args.seconds, 1), await measure(rls_push, args.seconds, 1)
+
+
+async def _live_push(args: argparse.Namespace, port: int, token: str, pool: asyncpg.Pool,
+                     stream: str, chatters: list[str]) -> Result:
     """One subscriber; each round inserts a chat message and waits for the push that carries it."""
-    ws_url = base.replace("http://", "ws://") + "/v1/graphql"
-    async with websockets.connect(ws_url, subprotocols=[Subprotocol("graphql-transport-ws")]) as ws:
+    async with websockets.connect(f"ws://127.0.0.1:{port}/v1/graphql",
+                                  subprotocols=[Subprotocol("graphql-transport-ws")]) as ws:
         await ws.send(json.dumps({"type": "connection_init", "payload": {"headers": {
             "Authorization": f"Bearer {token}"}}}))
         assert json.loads(await ws.recv())["type"] == "connection_ack"
@@ -381,21 +594,8 @@ async def _live_push(args: argparse.Namespace, base: str, token: str, pool: asyn
                 if rows and rows[0]["content"] == content:
                     return
 
-        async def sql_push() -> None:
-            await pool.execute(_INSERT_CHAT, stream, next(users), f"sql {next(n)}")
-            json.loads(await pool.fetchval(LIVE_CHAT_SQL, stream))
-
-        async def rls_push() -> None:
-            await pool.execute(_INSERT_CHAT, stream, next(users), f"rls {next(n)}")
-            async with pool.acquire() as conn, conn.transaction():
-                await conn.execute(_SET_ROLE, claims)
-                json.loads(await conn.fetchval(LIVE_CHAT_SQL, stream))
-
         await measure(push, 0.5, 1)
-        g = await measure(push, args.seconds, 1)
-        f = await measure(sql_push, args.seconds, 1)
-        r = await measure(rls_push, args.seconds, 1)
-        print(_row("live-query push (1 subscriber)", g, f, r, None), flush=True)
+        return await measure(push, args.seconds, 1)
 
 
 def _shape(value: Any) -> Any:
@@ -411,8 +611,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--workers", type=lambda s: [int(x) for x in s.split(",")], default=[1, 2],
+                        help="nchat-live worker counts to measure, comma-separated")
+    parser.add_argument("--server-src", help="PYTHONPATH for the nchat-live server (another checkout's src)")
+    parser.add_argument("--gql-only", action="store_true", help="measure nchat-live only (profiling)")
+    parser.add_argument("--py-spy", metavar="PREFIX", help="record the server with py-spy (pip install py-spy) "
+                        "while it is measured, into PREFIX-wN.txt")
     parser.add_argument("--pg", default=os.environ.get("NCHAT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres"))
-    asyncio.run(run(parser.parse_args()))
+    parser.add_argument("--redis", default=os.environ.get("NCHAT_TEST_REDIS", "redis://127.0.0.1:6379/0"),
+                        help="the bus of more than one worker")
+    # The client, the SQL baselines and PostGraphile's driver share this loop: uvloop keeps it light.
+    uvloop.run(run(parser.parse_args()))
 
 
 if __name__ == "__main__":
