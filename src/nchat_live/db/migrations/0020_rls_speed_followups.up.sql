@@ -20,7 +20,7 @@
 --   can_moderate_channel(x) = staff OR my role in x is owner/admin/moderator
 --   channel_role(x) IN R    = my role in x is in R (no staff clause: the policies that use it have their own)
 --   poll_broadcaster(p) = me: p's stream is broadcast by me (NULL, never true, for an anonymous caller)
--- A NULL id (bans' stream_id or channel_id, the log's channel_id) is IN no set, as the helpers answered false.
+-- A NULL id (a ban's stream_id or channel_id) is IN no set, as the helpers answered false for it.
 --
 -- Writes keep their helpers (a write touches one row; 0014 did the same): only their bare claims calls are
 -- read once per statement. The policies' previous texts are in the down migration.
