@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -10,7 +11,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from nchat_live.auth import Authenticator, Claims, mint_token
+from nchat_live.auth import _CACHED_TOKENS, VERIFIED_TTL_S, Authenticator, Claims, mint_token
 from nchat_live.errors import AccessDenied, ConfigError, InvalidJWT
 from tests.support import ADMIN_SECRET, JWT_SECRET
 
@@ -130,3 +131,48 @@ def test_minted_tokens_round_trip(auth: Authenticator) -> None:
     claims = auth.authenticate(bearer(token))
     assert claims == Claims(role="moderator", user_id="u7", allowed_roles=("user", "moderator"),
                             session_variables={"x-hasura-user-id": "u7"}, expires_at=claims.expires_at)
+
+
+# -- the cache of verified tokens ------------------------------------------------------------------
+
+
+def test_a_cached_token_still_expires_at_its_exp(auth: Authenticator) -> None:
+    token = make(GOOD, exp=time.time() + 2)
+    assert auth.authenticate(bearer(token)).user_id == "u1"
+    assert auth.authenticate(bearer(token)).user_id == "u1"  # served from the cache
+    time.sleep(max(0.0, int(time.time()) + 2 - time.time()) + 1.1)  # past the whole-second exp
+    with pytest.raises(InvalidJWT, match="JWTExpired"):
+        auth.authenticate(bearer(token))
+
+
+def test_a_cached_token_is_verified_again_after_the_ttl(auth: Authenticator, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Within VERIFIED_TTL_S a known token is not re-verified (a rotated key still counts), after it it is."""
+    token = make(GOOD, exp=time.time() + 3600)
+    assert auth.authenticate(bearer(token)).role == "user"
+    auth.config = dataclasses.replace(auth.config, key="another-key-after-a-rotation-0123456789abcdef")
+    assert auth.authenticate(bearer(token)).role == "user"
+    later = time.time() + VERIFIED_TTL_S + 1
+    monkeypatch.setattr(time, "time", lambda: later)  # the module auth.py reads the clock from
+    with pytest.raises(InvalidJWT, match="Signature verification failed"):
+        auth.authenticate(bearer(token))
+
+
+def test_an_invalid_token_is_never_cached_and_roles_are_checked_per_request(auth: Authenticator) -> None:
+    token = make(GOOD, exp=time.time() + 3600)
+    forged = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
+    for _ in range(2):
+        with pytest.raises(InvalidJWT):
+            auth.authenticate(bearer(forged))
+    assert auth.authenticate(bearer(token)).role == "user"
+    assert auth.authenticate({**bearer(token), "x-hasura-role": "moderator"}).role == "moderator"
+    with pytest.raises(AccessDenied, match="not in allowed roles"):
+        auth.authenticate({**bearer(token), "x-hasura-role": "admin"})
+    assert auth.authenticate(bearer(token)).role == "user"
+
+
+def test_the_cache_is_bounded(auth: Authenticator) -> None:
+    tokens = [make({**GOOD, "x-hasura-user-id": f"u{i}"}, exp=time.time() + 3600) for i in range(_CACHED_TOKENS + 5)]
+    for token in tokens:
+        auth.authenticate(bearer(token))
+    assert len(auth._verified) == _CACHED_TOKENS
+    assert auth.authenticate(bearer(tokens[0])).user_id == "u0"  # evicted, verified again
