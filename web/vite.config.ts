@@ -16,6 +16,7 @@ export default defineConfig({
         watch: resolve(import.meta.dirname, "watch.html"),
         schedule: resolve(import.meta.dirname, "schedule.html"),
         dashboard: resolve(import.meta.dirname, "dashboard.html"),
+        guest: resolve(import.meta.dirname, "guest.html"),
       },
     },
   },

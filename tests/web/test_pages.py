@@ -20,7 +20,7 @@ async def client() -> AsyncIterator[httpx.AsyncClient]:
 
 
 async def test_every_page_is_served_as_html_without_caching(client: httpx.AsyncClient) -> None:
-    for path in ("/console", "/watch/0b5e2f5e-1d7c-4d43-9d7e-5a0f2b1f7c11", "/schedule", "/dashboard/x"):
+    for path in ("/console", "/watch/0b5e2f5e-1d7c-4d43-9d7e-5a0f2b1f7c11", "/schedule", "/dashboard/x", "/guest"):
         res = await client.get(path)
         assert res.status_code == 200, path
         assert res.headers["content-type"].startswith("text/html")
@@ -41,7 +41,7 @@ async def test_page_assets_resolve_and_are_immutable(client: httpx.AsyncClient) 
 def test_bundle_is_inside_the_package() -> None:
     # `serve` on a machine with only Python depends on the committed build.
     assert {p.name for p in STATIC_DIR.glob("*.html")} == {
-        "console.html", "watch.html", "schedule.html", "dashboard.html",
+        "console.html", "watch.html", "schedule.html", "dashboard.html", "guest.html",
     }
 
 

@@ -4,6 +4,7 @@ import "./style.css";
 import { ApiError, claims, getToken } from "./api";
 import { mountHighlightsEditor } from "./chapters";
 import { mountChat } from "./chat";
+import { mountGuests } from "./guests";
 import {
   createStream, endStream, myChannels, myStreams, startStream, streamById, streamKey, type StreamRow,
   watchStream, whipUrlFor,
@@ -150,6 +151,7 @@ async function useStream(id: string, key: string | null): Promise<void> {
   stopViews.push(mountModeration($("#chat"), { streamId: id, channelId: stream.channel_id }));
   stopViews.push(mountReactions($("#reactions"), $("#overlay"), mediaMsg, id, false));
   stopViews.push(mountSimulcast($("#simulcast"), id));
+  stopViews.push(mountGuests($("#guests"), id));
 }
 
 function renderStatus(): void {

@@ -51,6 +51,10 @@ async def dashboard_page(request: Request) -> Response:
     return _page("dashboard")
 
 
+async def guest_page(request: Request) -> Response:
+    return _page("guest")
+
+
 async def root(request: Request) -> Response:
     return RedirectResponse("/console", status_code=307)
 
@@ -72,5 +76,6 @@ def web_routes() -> list[BaseRoute]:
         Route("/watch/{stream_id}", watch_page, methods=["GET"]),
         Route("/schedule", schedule_page, methods=["GET"]),
         Route("/dashboard/{stream_id}", dashboard_page, methods=["GET"]),
+        Route("/guest", guest_page, methods=["GET"]),
         Mount("/ui", app=_ImmutableStatic(directory=STATIC_DIR, check_dir=False), name="ui"),
     ]
