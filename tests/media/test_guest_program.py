@@ -1,0 +1,233 @@
+"""Guest speakers end to end: two real aiortc publishers (the host on the stream key, a guest on a guest
+token from the GraphQL ops), real encoding, and the HLS output decoded frame by frame."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import re
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import av
+import pytest
+
+from nchat_live.auth import Claims, guest_tokens
+from nchat_live.config import Settings
+from nchat_live.media.compose import HOST
+from tests.support import World
+
+from .compose_support import BLACK, BLUE, GREEN, PLACEHOLDER, RED, SolidVideo, colour_at, near
+from .media_client import WhipClient
+from .media_server import Server, media_server
+
+pytestmark = pytest.mark.slow
+
+INVITE = "mutation($s: ID!, $u: ID!) { inviteGuest(streamId: $s, userId: $u) { id } }"
+RESPOND = "mutation($g: ID!) { respondGuestInvitation(guestId: $g, accept: true) { id status } }"
+REMOVE = "mutation($g: ID!) { removeGuest(guestId: $g) { id status } }"
+LAYOUT = ("mutation($s: ID!, $l: String!, $f: ID) { setProgramLayout(streamId: $s, layout: $l, focusGuestId: $f) "
+          "{ id } }")
+TOKEN = "mutation($s: ID!) { guestPublishToken(streamId: $s) { token whipUrl } }"
+
+# The host sends 640x360 (one 360p rendition: the program is 640x360); the guest a smaller 320x180.
+LEFT, RIGHT, CENTRE, BAR = (160, 180), (480, 180), (320, 180), (160, 30)
+
+
+@pytest.fixture
+async def server(settings: Settings, tmp_path: Path) -> AsyncIterator[Server]:
+    async with media_server(settings, tmp_path / "live", publisher_grace_seconds=6.0,
+                            ingest_key_check_seconds=2.0) as live:
+        yield live
+
+
+async def gql(server: Server, world: World, user: str, query: str, **variables: Any) -> dict[str, Any]:
+    response = await server.http.post("/v1/graphql", json={"query": query, "variables": variables},
+                                      headers={"Authorization": f"Bearer {world.token(user)}"})
+    body: dict[str, Any] = response.json()
+    assert response.status_code == 200 and "errors" not in body, body
+    return body["data"]
+
+
+async def newest_segment(server: Server, stream: str) -> tuple[int, list[av.VideoFrame]] | None:
+    """(media sequence number, decoded frames) of the newest complete segment of the top rendition."""
+    master = await server.http.get(f"/hls/{stream}/master.m3u8")
+    if master.status_code != 200:
+        return None
+    rendition = re.findall(r"^([^#\s][^\n]*)/index\.m3u8$", master.text, re.M)[0]
+    playlist = (await server.http.get(f"/hls/{stream}/{rendition}/index.m3u8")).text
+    segments = re.findall(r"#EXTINF:[^\n]*\n(seg(\d+)\.m4s)", playlist)
+    if not segments:
+        return None
+    uri, msn = segments[-1]
+    init = await server.http.get(f"/hls/{stream}/{rendition}/init.mp4")
+    data = await server.http.get(f"/hls/{stream}/{rendition}/{uri}")
+    assert init.status_code == data.status_code == 200
+    with av.open(io.BytesIO(init.content + data.content), mode="r") as container:
+        frames = [frame for frame in container.decode(video=0)]
+    return int(msn), frames
+
+
+async def program_shows(server: Server, stream: str, expected: dict[tuple[int, int], tuple[int, int, int]],
+                        what: str, seconds: float = 25) -> None:
+    """Wait until a whole new segment shows `expected` (point -> colour) in every one of its frames."""
+    await wait_program(server, stream, lambda frame: all(
+        near(colour_at(frame, x, y), colour) for (x, y), colour in expected.items()), what, seconds)
+
+
+async def wait_program(server: Server, stream: str, check: Callable[[av.VideoFrame], bool], what: str,
+                       seconds: float = 25) -> None:
+    deadline = time.monotonic() + seconds
+    seen: int | None = None
+    last = "no segment yet"
+    while time.monotonic() < deadline:
+        found = await newest_segment(server, stream)
+        if found is not None and found[0] != seen:
+            seen, frames = found
+            if frames and all(check(frame) for frame in frames):
+                return
+            sample = frames[-1] if frames else None
+            last = (f"segment {seen}: {len(frames)} frames; last frame " +
+                    (", ".join(f"{p}={colour_at(sample, *p)}" for p in (LEFT, RIGHT, BAR)) if sample else "none"))
+        await asyncio.sleep(0.3)
+    raise AssertionError(f"the program never showed {what}; {last}")
+
+
+async def guest_token(server: Server, world: World, stream: str) -> str:
+    data = await gql(server, world, world.bob, TOKEN, s=stream)
+    assert data["guestPublishToken"]["whipUrl"].endswith(f"/whip/{stream}")
+    token: str = data["guestPublishToken"]["token"]
+    return token
+
+
+async def wait_until(condition: Callable[[], bool], what: str, seconds: float = 15) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.1)
+
+
+async def wait_live(server: Server, stream: str, seconds: float = 20) -> None:
+    deadline = time.monotonic() + seconds
+    while True:
+        async with server.runtime.database.session(Claims.service()) as session:
+            status = await session.fetchval("SELECT status FROM nchat_streams WHERE id = $1", stream)
+        if status == "live":
+            return
+        assert time.monotonic() < deadline, f"stream {stream} is {status}, not live"
+        await asyncio.sleep(0.2)
+
+
+async def test_guest_joins_the_program_layouts_switch_removal_and_return(server: Server, world: World) -> None:
+    stream = world.public_stream
+    media = server.runtime.media
+    assert media is not None
+    host = WhipClient(server.http, stream, world.public_key, SolidVideo(RED, 640, 360))
+    clients = [host]
+    try:
+        assert (await host.start()).status_code == 201
+        await program_shows(server, stream, {LEFT: RED, RIGHT: RED, CENTRE: RED}, "the host alone")
+        assert media.streams[stream].program is None  # no guest yet: no compositor
+
+        gid = (await gql(server, world, world.alice, INVITE, s=stream, u=world.bob))["inviteGuest"]["id"]
+        await gql(server, world, world.bob, RESPOND, g=gid)
+        await gql(server, world, world.alice, LAYOUT, s=stream, l="side_by_side", f=None)
+        token = await guest_token(server, world, stream)
+        guest = WhipClient(server.http, stream, token, SolidVideo(BLUE, 320, 180))
+        clients.append(guest)
+        response = await guest.start()
+        assert response.status_code == 201, response.text
+        assert response.headers["location"].startswith(f"/whip/{stream}/")
+        # Side by side: the host left, the guest right, each letterboxed in its half.
+        await program_shows(server, stream, {LEFT: RED, RIGHT: BLUE, BAR: BLACK}, "host and guest side by side")
+        live = media.streams[stream]
+        assert live.program is not None and set(live.guests) == {gid}
+        # The program took over the host's feed without a discontinuity.
+        playlist = (await server.http.get(f"/hls/{stream}/360p/index.m3u8")).text
+        assert not re.search(r"^#EXT-X-DISCONTINUITY$", playlist, re.M), playlist
+
+        await gql(server, world, world.alice, LAYOUT, s=stream, l="solo", f=gid)
+        await program_shows(server, stream, {LEFT: BLUE, RIGHT: BLUE, CENTRE: BLUE}, "the guest alone (solo)")
+        await gql(server, world, world.alice, LAYOUT, s=stream, l="solo", f=None)
+        await program_shows(server, stream, {LEFT: RED, RIGHT: RED, CENTRE: RED}, "the host alone (solo)")
+        await gql(server, world, world.alice, LAYOUT, s=stream, l="side_by_side", f=None)
+        await program_shows(server, stream, {LEFT: RED, RIGHT: BLUE}, "side by side again")
+
+        # The guest drops without a DELETE: its tile stays (a placeholder) through the grace period...
+        await guest.drop()
+        await program_shows(server, stream, {LEFT: RED, RIGHT: PLACEHOLDER}, "the dropped guest's placeholder")
+        # ...and a new session of the same guest takes it back (a new colour: the new session's picture).
+        back = WhipClient(server.http, stream, await guest_token(server, world, stream), SolidVideo(GREEN, 320, 180))
+        clients.append(back)
+        assert (await back.start()).status_code == 201
+        await program_shows(server, stream, {LEFT: RED, RIGHT: GREEN}, "the returning guest")
+
+        # Removed by the broadcaster: disconnected at once and gone from the program; the stream goes on.
+        await gql(server, world, world.alice, REMOVE, g=gid)
+        await wait_until(lambda: not live.guests and back.pc.connectionState in ("closed", "failed"),
+                         "the removed guest's disconnection")
+        assert live.program is not None and live.program.sources == [HOST]
+        await program_shows(server, stream, {LEFT: RED, RIGHT: RED, CENTRE: RED}, "the host alone after removal")
+        refused = WhipClient(server.http, stream, token, SolidVideo(BLUE, 320, 180))
+        clients.append(refused)
+        response = await refused.start()
+        assert response.status_code == 403 and response.json()["error"]["code"] == "guest-not-accepted"
+        assert media.streams[stream].went_live and not media.streams[stream].ending
+    finally:
+        for client in clients:
+            await client.stop()
+
+
+async def test_guest_publish_refusals_answer_json(server: Server, world: World) -> None:
+    stream = world.public_stream
+    gid = (await gql(server, world, world.alice, INVITE, s=stream, u=world.bob))["inviteGuest"]["id"]
+    await gql(server, world, world.bob, RESPOND, g=gid)
+    # Not live yet (scheduled): no token, and no publish with one minted directly either.
+    body = (await server.http.post("/v1/graphql", json={"query": TOKEN, "variables": {"s": stream}},
+                                   headers={"Authorization": f"Bearer {world.token(world.bob)}"})).json()
+    assert body["errors"][0]["extensions"]["code"] == "stream-not-live"
+    settings = server.runtime.settings
+    from_settings = guest_tokens(settings.jwt_secret, settings.media_token_secret, settings.guest_token_ttl_seconds)
+    token, _ = from_settings.mint(stream, world.bob, gid)
+    early = WhipClient(server.http, stream, token, SolidVideo(BLUE, 320, 180))
+    try:
+        response = await early.start()
+        assert response.status_code == 409 and response.json()["error"]["code"] == "stream-not-live"
+    finally:
+        await early.stop()
+    # A token for another stream, and a forged one.
+    other, _ = from_settings.mint(world.private_stream, world.bob, gid)
+    forged = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
+    for bad in (other, forged):
+        client = WhipClient(server.http, stream, bad, SolidVideo(BLUE, 320, 180))
+        try:
+            response = await client.start()
+            assert response.status_code == 401, response.text
+            assert response.json()["error"]["code"] == "invalid-guest-token"
+        finally:
+            await client.stop()
+    # The broadcaster live on this worker: the guest is admitted; its DELETE needs its own token.
+    host = WhipClient(server.http, stream, world.public_key, SolidVideo(RED, 640, 360))
+    guest = WhipClient(server.http, stream, token, SolidVideo(BLUE, 320, 180))
+    try:
+        assert (await host.start()).status_code == 201
+        await wait_live(server, stream)
+        response = await guest.start()
+        assert response.status_code == 201, response.text
+        assert guest.location is not None
+        wrong = await server.http.delete(guest.location, headers={"Authorization": f"Bearer {world.public_key}"})
+        assert wrong.status_code == 401 and wrong.json()["error"]["code"] == "invalid-guest-token"
+        media = server.runtime.media
+        assert media is not None
+        live = media.streams[stream]
+        await wait_until(lambda: gid in live.guests, "the guest attached")
+        deleted = await guest.stop()
+        assert deleted is not None and deleted.status_code == 200
+        # Left: off the publishers at once, its tile kept for the grace period; the host goes on.
+        assert gid not in live.guests and gid in live.guest_grace and live.publisher is not None
+    finally:
+        await guest.stop()
+        await host.stop()
