@@ -1,4 +1,5 @@
-"""The guest page in Chromium: an invited user sees the invitation and accepts it."""
+"""The guest page in Chromium: an invited user sees the invitation and accepts it; the broadcaster's console
+lists the guest and mutes them."""
 
 from __future__ import annotations
 
@@ -41,3 +42,13 @@ async def test_guest_page_shows_the_invitation_and_accepts_it(
     await page.screenshot(path=str(SCREENSHOTS / "guest-invitation.png"), full_page=True)
     async with db.session(Claims.service()) as s:
         assert await s.fetchval("SELECT status FROM nchat_stream_guests WHERE id = $1", gid) == "accepted"
+
+    console = await (await browser.new_context(viewport={"width": 1360, "height": 900})).new_page()
+    await console.goto(f"{server.url}/console?stream={world.public_stream}")
+    await sign_in(console, world.token(world.alice))
+    guest = console.get_by_test_id("guest")
+    await expect(guest).to_contain_text("accepted")
+    await guest.get_by_role("button", name="Mute").click()
+    await expect(guest.get_by_role("button", name="Unmute")).to_be_visible()
+    async with db.session(Claims.service()) as s:
+        assert await s.fetchval("SELECT muted FROM nchat_stream_guests WHERE id = $1", gid) is True
