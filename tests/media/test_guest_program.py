@@ -30,6 +30,7 @@ RESPOND = "mutation($g: ID!) { respondGuestInvitation(guestId: $g, accept: true)
 REMOVE = "mutation($g: ID!) { removeGuest(guestId: $g) { id status } }"
 LAYOUT = ("mutation($s: ID!, $l: String!, $f: ID) { setProgramLayout(streamId: $s, layout: $l, focusGuestId: $f) "
           "{ id } }")
+MUTE = "mutation($g: ID!, $m: Boolean!) { setGuestMuted(guestId: $g, muted: $m) { id muted } }"
 TOKEN = "mutation($s: ID!) { guestPublishToken(streamId: $s) { token whipUrl } }"
 
 # The host sends 640x360 (one 360p rendition: the program is 640x360); the guest a smaller 320x180.
@@ -181,7 +182,7 @@ async def test_guest_joins_the_program_layouts_switch_removal_and_return(server:
             await client.stop()
 
 
-async def test_guest_publish_refusals_answer_json(server: Server, world: World) -> None:
+async def test_guest_refusals_leave_return_mute_and_removal_without_an_event(server: Server, world: World) -> None:
     stream = world.public_stream
     gid = (await gql(server, world, world.alice, INVITE, s=stream, u=world.bob))["inviteGuest"]["id"]
     await gql(server, world, world.bob, RESPOND, g=gid)
@@ -212,6 +213,7 @@ async def test_guest_publish_refusals_answer_json(server: Server, world: World) 
     # The broadcaster live on this worker: the guest is admitted; its DELETE needs its own token.
     host = WhipClient(server.http, stream, world.public_key, SolidVideo(RED, 640, 360))
     guest = WhipClient(server.http, stream, token, SolidVideo(BLUE, 320, 180))
+    clients = [guest, host]
     try:
         assert (await host.start()).status_code == 201
         await wait_live(server, stream)
@@ -228,6 +230,23 @@ async def test_guest_publish_refusals_answer_json(server: Server, world: World) 
         assert deleted is not None and deleted.status_code == 200
         # Left: off the publishers at once, its tile kept for the grace period; the host goes on.
         assert gid not in live.guests and gid in live.guest_grace and live.publisher is not None
+        assert live.program is not None and gid in live.program.sources
+
+        # Back within the grace period (the same unexpired token): the tile is its own again.
+        again = WhipClient(server.http, stream, token, SolidVideo(BLUE, 320, 180))
+        clients.append(again)
+        assert (await again.start()).status_code == 201
+        await wait_until(lambda: gid in live.guests and gid not in live.guest_grace, "the guest back")
+        await gql(server, world, world.alice, MUTE, g=gid, m=True)
+        await wait_until(lambda: live.program is not None and gid in live.program.muted, "the mute applied")
+
+        # Removed without an event reaching the worker (a lost bus message): the recheck loop finds it.
+        async with server.runtime.database.session(Claims.service()) as session:
+            await session.execute("UPDATE nchat_stream_guests SET status = 'removed' WHERE id = $1", gid)
+        await wait_until(lambda: gid not in live.guests and again.pc.connectionState in ("closed", "failed"),
+                         "the recheck's disconnection", seconds=10)
+        assert live.program is not None and live.program.sources == [HOST]
+        assert live.publisher is not None and live.ending is None
     finally:
-        await guest.stop()
-        await host.stop()
+        for client in clients:
+            await client.stop()
