@@ -81,7 +81,7 @@ def test_aspect_fit_leaves_black_bars_and_a_missing_picture_is_a_placeholder() -
     assert near(colour_at(frame, 320, 360), GREEN) and colour_at(frame, 320, 100) == BLACK
 
 
-def tone(value: int, samples: int = 960, rate: int = 48000, layout: str = "stereo") -> av.AudioFrame:
+def tone(value: int, samples: int = 1920, rate: int = 48000, layout: str = "stereo") -> av.AudioFrame:
     channels = 2 if layout == "stereo" else 1
     frame = av.AudioFrame.from_ndarray(np.full((1, samples * channels), value, dtype=np.int16), format="s16",
                                        layout=layout)
@@ -93,21 +93,29 @@ def test_audio_mix_sums_clips_and_leaves_out_muted_and_silent_sources() -> None:
     mixer = AudioMixer()
     for key in (HOST, "g1", "g2", "quiet"):
         mixer.add(key)
-    mixer.push(HOST, tone(1000))
+    # Unheard until 40 ms are buffered (20 ms packets meet 33 ms ticks unevenly).
+    mixer.push(HOST, tone(1000, samples=960))
+    assert (mixer.mix_samples(960) == 0).all()
+    mixer.push(HOST, tone(1000, samples=960))
     mixer.push("g1", tone(2500))
     mixer.push("g2", tone(-300))
-    mixed = mixer.mix_samples(960)
-    assert mixed.shape == (960, 2) and mixed.dtype == np.int16
+    mixed = mixer.mix_samples(1920)
+    assert mixed.shape == (1920, 2) and mixed.dtype == np.int16
     assert (mixed == 3200).all()  # "quiet" sent nothing: silence, not an error
     mixer.push(HOST, tone(20000))
     mixer.push("g1", tone(20000))
-    assert (mixer.mix_samples(960) == 32767).all()  # clipped, not wrapped
+    assert (mixer.mix_samples(1920) == 32767).all()  # clipped, not wrapped
     mixer.push(HOST, tone(-20000))
     mixer.push("g1", tone(-20000))
-    assert (mixer.mix_samples(960) == -32768).all()
+    assert (mixer.mix_samples(1920) == -32768).all()
     mixer.push(HOST, tone(1000))
     mixer.push("g1", tone(2500))
-    assert (mixer.mix_samples(960, muted={"g1"}) == 1000).all()
+    assert (mixer.mix_samples(1920, muted={"g1"}) == 1000).all()
+    # Running dry: the rest is silence, and the source waits for its pre-roll again.
+    mixer.push(HOST, tone(1000))
+    assert (mixer.mix_samples(3000)[1920:] == 0).all()
+    mixer.push(HOST, tone(1000, samples=960))
+    assert (mixer.mix_samples(960) == 0).all()
     # Nothing buffered: silence; an unknown or removed source is ignored.
     mixer.remove("g1")
     mixer.push("g1", tone(5))
@@ -129,7 +137,7 @@ def test_audio_mix_resamples_other_rates_and_mono() -> None:
 def test_audio_backlog_is_bounded() -> None:
     mixer = AudioMixer()
     mixer.add(HOST)
-    for _ in range(50):  # 1 s arrives at once (a burst after a stall)
+    for _ in range(25):  # 1 s arrives at once (a burst after a stall)
         mixer.push(HOST, tone(100))
     assert (mixer.mix_samples(960) == 100).all()
     # Only a short tail of the burst is kept: the delay it would add is dropped.

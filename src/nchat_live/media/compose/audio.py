@@ -1,9 +1,11 @@
 """The program's audio: each source resampled to 48 kHz stereo s16 and summed with clipping.
 
 Sources push decoded frames from any thread (a cheap append); resampling and mixing run on the
-compositor's thread. Each source keeps a short buffer: samples that arrive late are played late
-(up to MAX_BUFFER_SECONDS, older ones are dropped so delay cannot grow), and a source with nothing
-buffered (no audio track, a stall, muted) contributes silence.
+compositor's thread. Each source keeps a short buffer: it is heard once PREROLL_SECONDS are buffered
+(and again so after running dry), so packets arriving unevenly against the mixer's ticks do not cut
+holes into the sound; samples that arrive late are played late (up to MAX_BUFFER_SECONDS, older ones
+are dropped so delay cannot grow), and a source with nothing buffered (no audio track, a stall)
+contributes silence. A muted source's samples are consumed and not heard.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 RATE = 48000
+PREROLL_SECONDS = 0.04
 MAX_BUFFER_SECONDS = 0.2
 # What a source's buffer is cut back to when it overflows (late bursts are played, long backlogs not).
 KEEP_SECONDS = 0.06
@@ -28,6 +31,7 @@ class _Source:
         self.pending: list[av.AudioFrame] = []
         self.resampler: av.AudioResampler | None = None
         self.buffer: Samples = np.zeros((0, 2), dtype=np.int16)
+        self.playing = False
 
 
 class AudioMixer:
@@ -59,6 +63,9 @@ class AudioMixer:
         total = np.zeros((count, 2), dtype=np.int32)
         for key, source in sources:
             self._take_pending(source)
+            if not source.playing and len(source.buffer) < PREROLL_SECONDS * RATE:
+                continue
+            source.playing = len(source.buffer) >= count
             available = min(count, len(source.buffer))
             taken, source.buffer = source.buffer[:available], source.buffer[available:]
             if key not in muted and available:

@@ -20,6 +20,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
+from ...errors import NchatError
 from ...subscriptions.bus import SlowSubscriber
 
 if TYPE_CHECKING:
@@ -46,7 +47,11 @@ async def follow_status(runtime: Runtime) -> None:
                     stream_id = str(event.payload.get("stream_id") or "")
                     if event.type in PROGRAM_EVENTS:
                         if stream_id in media.streams:
-                            await media.refresh_program(stream_id)
+                            try:
+                                await media.refresh_program(stream_id)
+                            except NchatError as exc:
+                                # The recheck interval tries again; the other events must go on.
+                                log.warning("stream %s: program not refreshed: %s", stream_id, exc.message)
                         continue
                     if event.type in RECHECK_EVENTS:
                         channel_id = str(event.payload.get("channel_id") or "")
