@@ -4,7 +4,8 @@ The stream name of `rtmp://host:1935/live/<stream key>` picks the stream. Unknow
 publisher for a live stream and a publish beyond the worker's capacity are refused at publish;
 unknown keys count against the client address (media/throttle.py), whose connections are then
 dropped. A key rotated while publishing disconnects the publisher (MediaManager.recheck). FLV
-packets are decoded once in a worker thread and the frames handed to the stream's pipeline; the
+packets are decoded once in a worker thread and the frames handed to the stream's sink (the pipeline,
+or the guest program when the stream has guests: worker/guests.py); the
 manager owns the lifecycle (live on first media, grace period, reconnect = discontinuity).
 """
 
@@ -51,16 +52,18 @@ class RtmpPublisher:
         live = self._live()
         self._count(len(payload))
         frames = await asyncio.to_thread(self.decoder.video, timestamp, payload)
+        sink = live.sink()
         for frame in frames:
-            live.pipeline.push_video(frame)
+            sink.push_video(frame)
         if frames:
             live.media_arrived()
 
     async def audio(self, timestamp: int, payload: bytes) -> None:
         live = self._live()
         self._count(len(payload))
+        sink = live.sink()
         for frame in await asyncio.to_thread(self.decoder.audio, timestamp, payload):
-            live.pipeline.push_audio(frame)
+            sink.push_audio(frame)
 
     async def metadata(self, values: dict[str, Any]) -> None:
         self.meta = values
@@ -72,8 +75,9 @@ class RtmpPublisher:
         self._ended = True
         live = self.live
         if live is not None and live.publisher is self:
+            sink = live.sink()
             for frame in await asyncio.to_thread(self.decoder.close):
-                live.pipeline.push_video(frame)
+                sink.push_video(frame)
         self.request.disconnect()
         if reason is not None:
             log.warning("stream %s: RTMP publish ended: %s", self.stream_id, reason)
