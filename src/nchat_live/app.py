@@ -13,7 +13,7 @@ from starlette.routing import BaseRoute, Route
 
 from .body_limits import BodyLimitMiddleware, limit_for_path
 from .config import Settings
-from .graphql.http import graphql_routes
+from .graphql.http import GraphQLPosts, graphql_routes
 from .media.routes import media_routes
 from .observability import RequestIdMiddleware, metrics, readyz
 from .rest import rest_routes
@@ -61,8 +61,12 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         routes += web_routes()
     # Body limits before any route reads a byte (body_limits.py).
     # The websocket transport writes to the server's protocol directly where it can (wire.py).
+    limit_for = limit_for_path(runtime.settings)
     middleware = [Middleware(CaptureServerSend), Middleware(RequestIdMiddleware),
-                  Middleware(BodyLimitMiddleware, limit_for=limit_for_path(runtime.settings))]
+                  Middleware(BodyLimitMiddleware, limit_for=limit_for)]
+    if role in ("all", "api"):
+        # GraphQL POSTs within the body limit are answered before the rest of the stack (graphql/http.py).
+        middleware.insert(1, Middleware(GraphQLPosts, runtime=runtime, limit_for=limit_for))
     app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware)
     app.state.runtime = runtime
     return app

@@ -1,0 +1,87 @@
+"""POST /v1/graphql answered before the rest of the stack (graphql/http.py `GraphQLPosts`).
+
+A POST with a Content-Length within the limit is answered by the middleware; a chunked one goes
+through the router to the same route. Both must give the same status and body for the same request,
+keep the request id and the request metrics, and leave a body over the limit to BodyLimitMiddleware.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from starlette.requests import Request
+
+from nchat_live.graphql import http
+from nchat_live.graphql.http import answer_post
+from nchat_live.runtime import Runtime
+from tests.graphql.conftest import GQL
+from tests.support import World
+
+QUERY = (b'{"query": "query($c: uuid!) { nchat_channels(where: {id: {_eq: $c}}) { name slug } }", '
+         b'"variables": {"c": "%s"}}')
+
+
+async def _chunked(body: bytes) -> AsyncIterator[bytes]:
+    yield body[:7]
+    yield body[7:]
+
+
+def _bodies(cast: World) -> list[bytes]:
+    return [
+        QUERY % cast.public_channel.encode(),
+        QUERY % cast.private_channel.encode(),  # a row the caller may not read: no row
+        b'{"query": "{ __typename nchat_streams(limit: 1) { id } }"}',  # the normal path
+        b'{"query": "mutation { sendChatMessage(streamId: \\"x\\", content: \\"hi\\") { id } }"}',  # an error
+        b"{not json",
+        b"[1, 2]",
+        b'[' + b",".join([b'{"query": "{ __typename }"}'] * 100) + b"]",  # a batch over the cap
+        b'{"query": "{ nchat_streams { nope } }"}',
+    ]
+
+
+async def test_the_middleware_and_the_route_answer_alike(client: httpx.AsyncClient, cast: World,
+                                                         gql: GQL) -> None:
+    for token in (cast.token(cast.carol), "not-a-token"):
+        headers = {"authorization": f"Bearer {token}", "content-type": "application/json"}
+        for body in _bodies(cast):
+            lean = await client.post("/v1/graphql", content=body, headers=headers)
+            routed = await client.post("/v1/graphql", content=_chunked(body), headers=headers)
+            assert "content-length" in lean.request.headers and "content-length" not in routed.request.headers
+            assert (lean.status_code, lean.content) == (routed.status_code, routed.content), body
+            assert lean.headers["content-type"] == routed.headers["content-type"] == "application/json"
+            assert lean.status_code != 500
+
+
+async def test_the_middleware_answers_and_keeps_ids_and_metrics(client: httpx.AsyncClient, cast: World,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    routed: list[bool] = []  # per answered POST: did it come through the router (scope["endpoint"])
+
+    async def spy(runtime: Runtime, request: Request, body: bytes) -> tuple[int, bytes]:
+        routed.append("endpoint" in request.scope)
+        return await answer_post(runtime, request, body)
+
+    monkeypatch.setattr(http, "answer_post", spy)
+    headers = {"authorization": f"Bearer {cast.token(cast.bob)}", "content-type": "application/json",
+               "x-request-id": "own-id-1"}
+    r = await client.post("/graphql", content=QUERY % cast.public_channel.encode(), headers=headers)
+    assert r.status_code == 200 and r.json()["data"]["nchat_channels"][0]["name"] == "Public"
+    assert r.headers["x-request-id"] == "own-id-1"
+    fresh = await client.post("/v1/graphql", content=b"{not json", headers={"content-type": "application/json"})
+    assert fresh.status_code == 400 and len(fresh.headers["x-request-id"]) == 32
+    chunked = await client.post("/v1/graphql", content=_chunked(b"{not json"),
+                                headers={"content-type": "application/json"})
+    assert chunked.status_code == 400 and len(chunked.headers["x-request-id"]) == 32
+    assert routed == [False, False, True]
+    metrics = (await client.get("/metrics")).text
+    assert 'nchat_http_requests_total{route="/graphql",status="200"}' in metrics
+    assert 'nchat_http_requests_total{route="/v1/graphql",status="400"}' in metrics
+    assert 'nchat_http_request_seconds_count{route="/v1/graphql"}' in metrics
+
+
+async def test_get_and_other_paths_pass_through(client: httpx.AsyncClient) -> None:
+    page = await client.get("/v1/graphql")
+    assert page.status_code == 200 and "GraphiQL" in page.text
+    other = await client.post("/v1/graphql/", content=b"{}", headers={"content-type": "application/json"})
+    assert other.status_code != 500
