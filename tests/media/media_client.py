@@ -83,14 +83,14 @@ def read_stamp(frame: av.VideoFrame, width: int) -> int:
 
 
 class ToneAudio(AudioStreamTrack):
-    """A 440 Hz tone, 20 ms stereo s16 frames at 48 kHz."""
+    """A tone (440 Hz unless told), 20 ms stereo s16 frames at 48 kHz (whole periods for 50 Hz multiples)."""
 
-    def __init__(self) -> None:
+    def __init__(self, frequency: int = 440) -> None:
         super().__init__()
         samples = 960
         self._chunk = b"".join(
             struct.pack("<hh", v, v)
-            for v in (int(8000 * math.sin(2 * math.pi * 440 * i / 48000)) for i in range(samples))
+            for v in (int(8000 * math.sin(2 * math.pi * frequency * i / 48000)) for i in range(samples))
         )
         self._samples = samples
         self._pts = 0
@@ -115,7 +115,7 @@ class WhipClient:
     """Publishes over WHIP; `start` returns the HTTP response of the POST."""
 
     def __init__(self, http: httpx.AsyncClient, stream_id: str, key: str, video: VideoStreamTrack | None = None,
-                 audio: bool = True, codec: str = "video/H264") -> None:
+                 audio: bool = True, codec: str = "video/H264", tone: int = 440) -> None:
         self.http, self.stream_id, self.key = http, stream_id, key
         self.pc = RTCPeerConnection()
         self.video = video or SyntheticVideo()
@@ -124,7 +124,7 @@ class WhipClient:
         if preferred:
             transceiver.setCodecPreferences(preferred)
         if audio:
-            self.pc.addTransceiver(ToneAudio(), direction="sendonly")
+            self.pc.addTransceiver(ToneAudio(tone), direction="sendonly")
         self.location: str | None = None
 
     async def start(self) -> httpx.Response:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import av
+import numpy as np
 import pytest
 
 from nchat_live.auth import Claims, guest_tokens
@@ -33,6 +34,8 @@ LAYOUT = ("mutation($s: ID!, $l: String!, $f: ID) { setProgramLayout(streamId: $
 MUTE = "mutation($g: ID!, $m: Boolean!) { setGuestMuted(guestId: $g, muted: $m) { id muted } }"
 TOKEN = "mutation($s: ID!) { guestPublishToken(streamId: $s) { token whipUrl } }"
 
+# Tones on whole FFT bins of any segment length in 50 Hz steps; neither a harmonic of the other.
+HOST_TONE, GUEST_TONE = 450, 1600
 # The host sends 640x360 (one 360p rendition: the program is 640x360); the guest a smaller 320x180.
 LEFT, RIGHT, CENTRE, BAR = (160, 180), (480, 180), (320, 180), (160, 30)
 
@@ -52,8 +55,10 @@ async def gql(server: Server, world: World, user: str, query: str, **variables: 
     return body["data"]
 
 
-async def newest_segment(server: Server, stream: str) -> tuple[int, list[av.VideoFrame]] | None:
-    """(media sequence number, decoded frames) of the newest complete segment of the top rendition."""
+async def newest_segment(server: Server, stream: str,
+                         kind: str = "video") -> tuple[int, list[av.VideoFrame]] | tuple[int, np.ndarray] | None:
+    """(media sequence number, decoded video frames or audio samples) of the newest complete segment of the
+    top rendition."""
     master = await server.http.get(f"/hls/{stream}/master.m3u8")
     if master.status_code != 200:
         return None
@@ -67,8 +72,37 @@ async def newest_segment(server: Server, stream: str) -> tuple[int, list[av.Vide
     data = await server.http.get(f"/hls/{stream}/{rendition}/{uri}")
     assert init.status_code == data.status_code == 200
     with av.open(io.BytesIO(init.content + data.content), mode="r") as container:
+        if kind == "audio":
+            return int(msn), np.concatenate([frame.to_ndarray()[0] for frame in container.decode(audio=0)])
         frames = [frame for frame in container.decode(video=0)]
     return int(msn), frames
+
+
+def tone_levels(samples: np.ndarray, frequencies: tuple[int, ...]) -> list[float]:
+    """The level of each frequency in `samples` (48 kHz) against the median of the spectrum."""
+    spectrum = np.abs(np.fft.rfft(samples * np.hanning(len(samples))))
+    floor = float(np.median(spectrum)) + 1e-9
+    return [float(spectrum[round(f * len(samples) / 48000)]) / floor for f in frequencies]
+
+
+async def program_sounds(server: Server, stream: str, heard: tuple[int, ...], silent: tuple[int, ...],
+                         what: str, seconds: float = 25) -> None:
+    """Wait until a whole new segment's audio carries the `heard` tones strongly and the `silent` ones not."""
+    deadline = time.monotonic() + seconds
+    seen: int | None = None
+    last = "no segment yet"
+    while time.monotonic() < deadline:
+        found = await newest_segment(server, stream, "audio")
+        if found is not None and found[0] != seen:
+            seen, samples = found[0], found[1]
+            assert isinstance(samples, np.ndarray)
+            loud = tone_levels(samples, heard)
+            quiet = tone_levels(samples, silent)
+            if all(level > 100 for level in loud) and all(level < 10 for level in quiet):
+                return
+            last = f"segment {seen}: heard {heard} at {loud}, silent {silent} at {quiet}"
+        await asyncio.sleep(0.3)
+    raise AssertionError(f"the program never sounded {what}; {last}")
 
 
 async def program_shows(server: Server, stream: str, expected: dict[tuple[int, int], tuple[int, int, int]],
@@ -86,7 +120,8 @@ async def wait_program(server: Server, stream: str, check: Callable[[av.VideoFra
     while time.monotonic() < deadline:
         found = await newest_segment(server, stream)
         if found is not None and found[0] != seen:
-            seen, frames = found
+            seen, frames = found[0], found[1]
+            assert isinstance(frames, list)
             if frames and all(check(frame) for frame in frames):
                 return
             sample = frames[-1] if frames else None
@@ -126,7 +161,7 @@ async def test_guest_joins_the_program_layouts_switch_removal_and_return(server:
     stream = world.public_stream
     media = server.runtime.media
     assert media is not None
-    host = WhipClient(server.http, stream, world.public_key, SolidVideo(RED, 640, 360))
+    host = WhipClient(server.http, stream, world.public_key, SolidVideo(RED, 640, 360), tone=HOST_TONE)
     clients = [host]
     try:
         assert (await host.start()).status_code == 201
@@ -137,7 +172,7 @@ async def test_guest_joins_the_program_layouts_switch_removal_and_return(server:
         await gql(server, world, world.bob, RESPOND, g=gid)
         await gql(server, world, world.alice, LAYOUT, s=stream, l="side_by_side", f=None)
         token = await guest_token(server, world, stream)
-        guest = WhipClient(server.http, stream, token, SolidVideo(BLUE, 320, 180))
+        guest = WhipClient(server.http, stream, token, SolidVideo(BLUE, 320, 180), tone=GUEST_TONE)
         clients.append(guest)
         response = await guest.start()
         assert response.status_code == 201, response.text
@@ -149,6 +184,11 @@ async def test_guest_joins_the_program_layouts_switch_removal_and_return(server:
         # The program took over the host's feed without a discontinuity.
         playlist = (await server.http.get(f"/hls/{stream}/360p/index.m3u8")).text
         assert not re.search(r"^#EXT-X-DISCONTINUITY$", playlist, re.M), playlist
+        # Both voices in the mix; muted, the guest's is gone and the host's stays.
+        await program_sounds(server, stream, (HOST_TONE, GUEST_TONE), (), "both tones")
+        await gql(server, world, world.alice, MUTE, g=gid, m=True)
+        await program_sounds(server, stream, (HOST_TONE,), (GUEST_TONE,), "the host's tone alone (guest muted)")
+        await gql(server, world, world.alice, MUTE, g=gid, m=False)
 
         await gql(server, world, world.alice, LAYOUT, s=stream, l="solo", f=gid)
         await program_shows(server, stream, {LEFT: BLUE, RIGHT: BLUE, CENTRE: BLUE}, "the guest alone (solo)")
