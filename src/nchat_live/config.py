@@ -177,6 +177,10 @@ class Settings(BaseSettings):
     archive_interval_seconds: float = Field(default=3600.0, validation_alias="NCHAT_ARCHIVE_INTERVAL_SECONDS")
     hls_max_held_per_client: int = Field(default=32, validation_alias="NCHAT_HLS_MAX_HELD_PER_CLIENT")
 
+    # Live queries (graphql/hasura/live_queries.py): one query re-runs at most once per this many ms
+    # (a burst of writes coalesces; a change after a quiet spell is pushed at once). 0: no throttle.
+    live_query_min_interval_ms: int = Field(default=100, ge=0, validation_alias="NCHAT_LIVE_QUERY_MIN_INTERVAL_MS")
+
     # GraphQL websockets (subscriptions/websocket.py): keep-alive period, concurrent operations per
     # socket, largest client message, and frames queued for a slow client before it is dropped.
     ws_keepalive_seconds: float = Field(default=10.0, validation_alias="NCHAT_WS_KEEPALIVE_SECONDS")

@@ -286,9 +286,21 @@ class LiveQueryEngine:
             value = await query.run(session)
             return json.dumps(value, sort_keys=True, default=str), value
 
+    async def _after_change(self, group: _Group, started: float) -> None:
+        """Wait for a change (or the safety-net refetch), then out of the throttle: at most one run per
+        `min_interval_s` from the start of the last, so a burst of writes coalesces into one re-run,
+        while a change after a quiet spell is run at once (it used to wait `min_interval_s` every time)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(group.dirty.wait(), self.refetch_s)
+        left = started + self.min_interval_s - asyncio.get_running_loop().time()
+        if left > 0:
+            await asyncio.sleep(left)
+
     async def _run_group(self, group: _Group) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             group.dirty.clear()
+            started = loop.time()
             try:
                 text, value = await self._execute_text(group)
             except Exception as exc:
@@ -304,23 +316,20 @@ class LiveQueryEngine:
                 group.last_json, group.last_value = text, value
                 for mailbox in group.subscribers:
                     mailbox.put(value)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(group.dirty.wait(), self.refetch_s)
-            # Bursts of writes coalesce into one re-run.
-            await asyncio.sleep(self.min_interval_s)
+            await self._after_change(group, started)
 
     async def _stream(self, ctx: Context, query: LiveQuery) -> AsyncIterator[Any]:
         group = _Group(("stream", id(query)), query, ctx.claims, tables_of(query))
         self._streams.add(group)
         try:
+            loop = asyncio.get_running_loop()
             while True:
                 group.dirty.clear()
+                started = loop.time()
                 batch = await self._execute(group)
                 if batch:
                     yield batch
                     continue  # there may be more after the new cursor
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(group.dirty.wait(), self.refetch_s)
-                await asyncio.sleep(self.min_interval_s)
+                await self._after_change(group, started)
         finally:
             self._streams.discard(group)
