@@ -12,7 +12,8 @@ Redis bus as another API process would publish them; python-socketio broadcasts 
     .venv/bin/python bench/fanout.py -n 5000 --scenario reactions viewers
     .venv/bin/python bench/fanout.py -n 20000 --scenario idle --no-socketio   # memory per connection
     .venv/bin/python bench/fanout.py --ws wsproto          # uvicorn's websocket implementation
-    .venv/bin/python bench/fanout.py --server-src /tmp/old/src   # an older checkout's server (before/after)
+    .venv/bin/python bench/fanout.py --server-src /tmp/old/src   # an older checkout's server only
+    .venv/bin/python bench/fanout.py --before-src /tmp/old/src   # before (that checkout) and after, same run
     .venv/bin/python bench/fanout.py --profile /tmp/prof   # cProfile each server process (pstats files)
 
 nchat-live's clients are raw sockets that find the timestamps in the byte stream (a websockets
@@ -20,7 +21,9 @@ client parsing JSON per message costs more than the server's send, and on 2 core
 would be what is measured); `--deflate` uses websockets clients. python-socketio's are its own
 client (heavier: its figures include more client time).
 
-Each row: p50/p99/max delivery latency, delivered/expected, server CPU seconds and CPU % of one
+With `--before-src`, each case runs on the older checkout's server too ("before", its own processes
+on another port, idle while the other is measured) and a line gives after/before ratios of p99 and
+CPU. Each row: p50/p99/max delivery latency, delivered/expected, server CPU seconds and CPU % of one
 core over the measured window, server RSS (all workers). Chat messages go out at `--rate` per
 second (`--messages` of them); reactions in bursts of `--burst` per round; viewer counts once per
 1.1 s (the feed sends at most one a second). Needs PostgreSQL (NCHAT_TEST_PG, a scratch database is
@@ -307,7 +310,7 @@ async def client_loop(pipe: Connection, system: str, kind: str, port: int, count
         await asyncio.wait_for(opened, 60)
         sockets.append(subscriber)
 
-    make = (raw_client if not deflate else nchat_client) if system == "nchat" else sio_client
+    make = (raw_client if not deflate else nchat_client) if system != "sio" else sio_client
     failed = 0
     for i in range(0, count, 100):
         results = await asyncio.gather(*(make() for _ in range(min(100, count - i))), return_exceptions=True)
@@ -333,7 +336,7 @@ async def client_loop(pipe: Connection, system: str, kind: str, port: int, count
             for subscriber in raw:
                 if subscriber.transport is not None:
                     subscriber.transport.close()
-            closes = [s.close() if system == "nchat" else s.disconnect() for s in sockets if s not in raw]
+            closes = [s.close() if system != "sio" else s.disconnect() for s in sockets if s not in raw]
             await asyncio.gather(*closes, return_exceptions=True)
             pipe.send(("closed",))
             return
@@ -393,7 +396,7 @@ async def run_case(system: str, kind: str, n: int, args: argparse.Namespace, por
     connected, failed = await clients.ready()
     await asyncio.sleep(1.5)  # subscriptions registered server-side
     rss_held = rss_mib(pids)
-    bus = EventBus(REDIS) if system == "nchat" else None
+    bus = EventBus(REDIS) if system != "sio" else None
     sender: Any = None
     if bus is not None:
         await bus.start()
@@ -457,6 +460,15 @@ async def run_case(system: str, kind: str, n: int, args: argparse.Namespace, por
     return row
 
 
+def ratio(after: dict[str, Any], before: dict[str, Any]) -> str:
+    """After/before of the same case in the same run."""
+    parts = []
+    for key, label in (("p50_ms", "p50"), ("p99_ms", "p99"), ("cpu_s", "CPU")):
+        if after.get(key) and before.get(key):
+            parts.append(f"{label} {after[key] / before[key]:.2f}x")
+    return f"{'':6s} {after['kind']:9s} N={after['n']:6d} after/before: " + (", ".join(parts) or "-")
+
+
 def show(row: dict[str, Any]) -> str:
     lat = (f"p50 {row['p50_ms']:7.1f} p99 {row['p99_ms']:7.1f} max {row['max_ms']:7.1f} ms"
            if "p50_ms" in row else "p50       - p99       - max       -   ")
@@ -495,47 +507,77 @@ async def main(args: argparse.Namespace) -> None:
     profile = ["FANOUT_PROFILE"] if args.profile else []
     if args.profile:
         os.environ["FANOUT_PROFILE"] = args.profile
+    os.environ["NCHAT_WS_BATCH_MS"] = str(args.batch_ms)
     nchat = [spawn(["--serve-nchat", str(nchat_port), url, args.ws, str(int(args.deflate))], args.server_src)
              for _ in range(args.workers)]
+    before_port = free_port()
+    while before_port in (nchat_port, sio_port):
+        before_port = free_port()
+    before: list[subprocess.Popen[bytes]] = []
+    databases = [name]
+    if args.before_src:
+        # The older checkout migrates a database of its own (it refuses one with migrations it does not know).
+        maker = await asyncio.create_subprocess_exec(sys.executable, __file__, "--make-db",
+                                                     env={**os.environ, "PYTHONPATH": args.before_src},
+                                                     stdout=asyncio.subprocess.PIPE)
+        made, _ = await maker.communicate()
+        old_name, old_url, old_stream, old_channel = json.loads(made.decode().strip().splitlines()[-1])
+        databases.append(old_name)
+        before = [spawn(["--serve-nchat", str(before_port), old_url, args.ws, str(int(args.deflate))], args.before_src)
+                  for _ in range(args.workers)]
     sio = [] if args.no_socketio else [spawn(["--serve-socketio", str(sio_port), args.ws], None)]
     for var in profile:
         del os.environ[var]
     rows = []
     try:
         await wait_port(nchat_port)
+        if before:
+            await wait_port(before_port)
         if sio:
             await wait_port(sio_port)
         await asyncio.sleep(2.0)  # every worker listening
         for n in args.subscribers:
             for kind in args.scenario:
+                if before:
+                    old = await run_case("before", kind, n, args, before_port, [p.pid for p in before], old_stream,
+                                         old_channel)
+                    rows.append(old)
+                    print(show(old), flush=True)
                 row = await run_case("nchat", kind, n, args, nchat_port, [p.pid for p in nchat], stream_id, channel_id)
                 rows.append(row)
                 print(show(row), flush=True)
+                if before:
+                    rows.append({"ratio": ratio(row, old)})
+                    print(rows[-1]["ratio"], flush=True)
                 if sio and kind == "chat":
                     row = await run_case("sio", kind, n, args, sio_port, [p.pid for p in sio], stream_id, channel_id)
                     rows.append(row)
                     print(show(row), flush=True)
     finally:
-        for proc in [*nchat, *sio]:
+        for proc in [*nchat, *before, *sio]:
             proc.terminate()
-        for proc in [*nchat, *sio]:
+        for proc in [*nchat, *before, *sio]:
             try:
                 proc.wait(15)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
         conn = await asyncpg.connect(PG)
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        for database in databases:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
         await conn.close()
-    print(f"\nworkers={args.workers} ws={args.ws} deflate={args.deflate} client procs={args.client_procs} "
+    print(f"\nworkers={args.workers} ws={args.ws} batch_ms={args.batch_ms} deflate={args.deflate} "
+          f"client procs={args.client_procs} "
           f"rate={args.rate}/s messages={args.messages}")
     for row in rows:
-        print(show(row))
+        print(row["ratio"] if "ratio" in row else show(row))
 
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--serve-nchat":
         serve_nchat(int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5] == "1")
+    elif len(sys.argv) > 1 and sys.argv[1] == "--make-db":
+        print(json.dumps(asyncio.run(make_database())))
     elif len(sys.argv) > 1 and sys.argv[1] == "--serve-socketio":
         serve_socketio(int(sys.argv[2]), sys.argv[3])
     else:
@@ -552,5 +594,7 @@ if __name__ == "__main__":
         parser.add_argument("--deflate", action="store_true", help="permessage-deflate (off in production)")
         parser.add_argument("--no-socketio", action="store_true", help="skip the python-socketio baseline")
         parser.add_argument("--server-src", help="PYTHONPATH for the nchat-live server (another checkout's src)")
+        parser.add_argument("--before-src", help="also run each case on this checkout's src (before/after ratios)")
+        parser.add_argument("--batch-ms", type=float, default=0.0, help="NCHAT_WS_BATCH_MS for the servers")
         parser.add_argument("--profile", help="cProfile each server process into PROFILE.<pid>")
         asyncio.run(main(parser.parse_args()))

@@ -181,7 +181,7 @@ class FeedGroup:
             if built is None:
                 text = member.connection.protocol.frame(member.op_id, body)
                 built = frames[member.frame_key] = (text, text_frame(text))
-            member.connection.send_frame(*built)
+            member.connection.send_frame(built[0], built[1])
 
     def _end(self, completed: bool) -> None:
         members, self.members = list(self.members), {}

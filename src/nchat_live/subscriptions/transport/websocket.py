@@ -89,6 +89,7 @@ class Connection:
         self._pending: tuple[Coroutine[Any, Any, None], Any] | None = None
         self._wake = asyncio.Event()
         self.done = asyncio.Event()
+        self.ended = False  # done is set (read per frame: an attribute, not a call)
         self.close_code: int | None = None
         self.close_reason = ""
         self.disconnected = False
@@ -118,6 +119,7 @@ class Connection:
         """End the connection (close with `code`, or nothing to send when the client is gone)."""
         if self.done.is_set():
             return
+        self.ended = True
         self.close_code, self.close_reason = code, reason[:120]
         self.done.set()
 
@@ -148,9 +150,11 @@ class Connection:
         else:
             self.send_text(text)
 
+    # The two methods below run once per frame per socket in a fan-out: kept to attribute reads.
+
     def _push(self, wire: bytes) -> None:
         """Collect a frame for this pass's write; while the client is not reading, up to the queue limit."""
-        if self.done.is_set():
+        if self.ended:
             return
         frames = self._frames
         if not frames:
@@ -165,20 +169,22 @@ class Connection:
         frames, raw = self._frames, self.raw
         if not frames or raw is None:
             return
-        if raw.closed:
+        if raw.proto.close_sent or raw.transport.is_closing():
             frames.clear()
             self.disconnected = True
             self.shutdown(None)
             return
-        if raw.paused:
+        if not raw.writable.is_set():
             self._wake.set()
             return
-        data = frames[0] if len(frames) == 1 else b"".join(frames)
-        self.stats.direct_sends += len(frames)
-        self.stats.socket_writes += 1
+        count = len(frames)
+        data = frames[0] if count == 1 else b"".join(frames)
         frames.clear()
+        stats = self.stats
+        stats.direct_sends += count
+        stats.socket_writes += 1
         try:
-            raw.write(data)
+            raw.transport.write(data)
         except (RuntimeError, OSError):
             self.disconnected = True
             self.shutdown(None)

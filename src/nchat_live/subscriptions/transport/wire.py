@@ -74,7 +74,8 @@ class _ServerProtocol(Protocol):
 
 
 class RawSocket:
-    """Writes to an accepted websocket's transport, ordered with nothing else but the library's pings/pongs."""
+    """An accepted websocket's transport and flow control; the connection (websocket.py) writes whole frames to it,
+    so they interleave with the library's own control frames (pong, close) only at frame boundaries."""
 
     __slots__ = ("proto", "transport", "writable")
 
@@ -84,16 +85,9 @@ class RawSocket:
         self.writable = proto.writable
 
     @property
-    def closed(self) -> bool:
-        return self.proto.close_sent or self.transport.is_closing()
-
-    @property
     def paused(self) -> bool:
         """The transport's buffer is above its high-water mark: the client is not keeping up."""
         return not self.writable.is_set()
-
-    def write(self, data: bytes) -> None:
-        self.transport.write(data)
 
 
 def raw_socket(scope: Scope) -> RawSocket | None:
