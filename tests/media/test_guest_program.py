@@ -146,6 +146,13 @@ async def wait_until(condition: Callable[[], bool], what: str, seconds: float = 
         await asyncio.sleep(0.1)
 
 
+async def wait_until_ok(server: Server, url: str, seconds: float = 20) -> None:
+    deadline = time.monotonic() + seconds
+    while (await server.http.get(url)).status_code != 200:
+        assert time.monotonic() < deadline, f"{url} never answered 200"
+        await asyncio.sleep(0.2)
+
+
 async def wait_live(server: Server, stream: str, seconds: float = 20) -> None:
     deadline = time.monotonic() + seconds
     while True:
@@ -257,6 +264,8 @@ async def test_guest_refusals_leave_return_mute_and_removal_without_an_event(ser
     try:
         assert (await host.start()).status_code == 201
         await wait_live(server, stream)
+        # The ladder decided on the host's 640x360 (the master exists): the program takes that size.
+        await wait_until_ok(server, f"/hls/{stream}/master.m3u8")
         response = await guest.start()
         assert response.status_code == 201, response.text
         assert guest.location is not None
@@ -266,6 +275,7 @@ async def test_guest_refusals_leave_return_mute_and_removal_without_an_event(ser
         assert media is not None
         live = media.streams[stream]
         await wait_until(lambda: gid in live.guests, "the guest attached")
+        assert live.program is not None and (live.program.width, live.program.height) == (640, 360)
         deleted = await guest.stop()
         assert deleted is not None and deleted.status_code == 200
         # Left: off the publishers at once, its tile kept for the grace period; the host goes on.

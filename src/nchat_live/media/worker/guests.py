@@ -39,10 +39,14 @@ HOLD_SECONDS = 1.0
 
 
 def program_canvas(live: IngestSession) -> tuple[int, int, int]:
-    """Width, height and frame rate of the program: the ladder's top rung when there is one (the program
-    then changes nothing downstream), else the stream's preset at 16:9."""
+    """Width, height and frame rate of the program: the ladder's top rung once the ladder is decided (the
+    program then changes nothing downstream), else the stream's preset at 16:9 (a WebRTC host still ramping
+    up its size must not fix the program at its first small frames; the undecided ladder follows it)."""
     renditions = live.pipeline.renditions
-    top = renditions[0] if renditions else select_ladder(1920, 1080, live.info.max_resolution)[0]
+    if renditions and live.pipeline.stats.ladder_decided:
+        top = renditions[0]
+    else:
+        top = select_ladder(1920, 1080, live.info.max_resolution)[0]
     return top.width, top.height, top.fps
 
 
