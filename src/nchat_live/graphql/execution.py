@@ -359,9 +359,26 @@ async def _run_fast(ctx: Context, prepared: Prepared, operation: OperationDefini
         _count_errors(response)
         return dumps(response)
     if raw is not None:
-        for name in root_fields(prepared):
-            GRAPHQL_OPERATIONS.labels(name, "ok").inc()
+        for counter in _ok_counters(prepared):
+            counter.inc()
     return raw
+
+
+_counters: OrderedDict[int, tuple[DocumentNode, OperationDefinitionNode | None, list[Any]]] = OrderedDict()
+
+
+def _ok_counters(prepared: Prepared) -> list[Any]:
+    """GRAPHQL_OPERATIONS' "ok" children of the operation's root fields, kept per document and operation
+    (a fast-path query would otherwise walk its document and look the labels up on every request)."""
+    key = id(prepared.operation)
+    found = _counters.get(key)
+    if found is not None and found[0] is prepared.document and found[1] is prepared.operation:
+        return found[2]
+    counters = [GRAPHQL_OPERATIONS.labels(name, "ok") for name in root_fields(prepared)]
+    _counters[key] = (prepared.document, prepared.operation, counters)
+    if len(_counters) > _CACHE_SIZE:
+        _counters.popitem(last=False)
+    return counters
 
 
 async def run(ctx: Context, prepared: Prepared, variables: Any, operation_name: str | None, *,

@@ -123,7 +123,7 @@ def plan_for(
             slots.add(name)
     shaping = {k: v for k, v in (variables or {}).items() if k not in slots}
     try:
-        shape = json.dumps(shaping, separators=(",", ":"), default=str)
+        shape = json.dumps(shaping, separators=(",", ":"), default=str) if shaping else ""
     except (TypeError, ValueError):
         return None
     settings = ctx.runtime.settings
