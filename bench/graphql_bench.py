@@ -343,7 +343,8 @@ async def _start_nchat(args: argparse.Namespace, url: str, workers: int) -> tupl
     port = free_port()
     env = {**os.environ, "DATABASE_URL": url, "NCHAT_JWT_SECRET": JWT_SECRET, "NCHAT_MEDIA_ENABLED": "false",
            "NCHAT_DB_POOL_SIZE": str(args.concurrency), "NCHAT_DB_SESSIONS_PER_CLIENT": str(args.concurrency),
-           "BUS_URL": args.redis if workers > 1 else "memory://"}
+           "BUS_URL": args.redis if workers > 1 else "memory://",
+           "NCHAT_LIVE_QUERY_MIN_INTERVAL_MS": str(args.live_throttle_ms)}
     if args.server_src:
         env["PYTHONPATH"] = args.server_src
     proc = await asyncio.create_subprocess_exec(
@@ -433,9 +434,11 @@ async def run(args: argparse.Namespace) -> None:
                  CHAT_AGGREGATE_SQL, lambda: [stream], PGL_CHAT_AGGREGATE, lambda: {"id": stream}),
             Case("mutation sendChatMessage", SEND_CHAT, chat, SEND_CHAT_SQL, chat_sql, PGL_SEND_CHAT, chat_pgl),
         ]
+        if args.only:
+            cases = [c for c in cases if args.only in c.label]
         pool = await asyncpg.create_pool(url, min_size=args.concurrency, max_size=args.concurrency)
         results: dict[str, dict[str, Result | None]] = {c.label: {} for c in cases}
-        live = "live-query push (1 subscriber)"
+        live = f"live push (1 sub, throttle {args.live_throttle_ms} ms)"
         results[live] = {}
 
         def as_caller(variables: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str], dict[str, str]]:
@@ -614,6 +617,10 @@ def main() -> None:
     parser.add_argument("--workers", type=lambda s: [int(x) for x in s.split(",")], default=[1, 2],
                         help="nchat-live worker counts to measure, comma-separated")
     parser.add_argument("--server-src", help="PYTHONPATH for the nchat-live server (another checkout's src)")
+    parser.add_argument("--only", help="the cases whose label contains this (the live push always runs)")
+    parser.add_argument("--live-throttle-ms", type=int, default=0,
+                        help="the server's NCHAT_LIVE_QUERY_MIN_INTERVAL_MS: 0 measures the push itself; with "
+                             "the default 100 one query re-runs at most 10 times a second, which caps this row")
     parser.add_argument("--gql-only", action="store_true", help="measure nchat-live only (profiling)")
     parser.add_argument("--py-spy", metavar="PREFIX", help="record the server with py-spy (pip install py-spy) "
                         "while it is measured, into PREFIX-wN.txt")
