@@ -83,7 +83,7 @@ class LiveQuery:
     def group_key(self) -> tuple[Any, ...]:
         if self.kind == "stream":
             return ("stream", id(self))
-        return (self.sql, tuple(self.params), self.ctx.claims.visibility_key())
+        return (self.sql, tuple(_frozen(p) for p in self.params), self.ctx.claims.visibility_key())
 
     def _recompile(self) -> None:
         assert self._info is not None and self._selected is not None
@@ -128,6 +128,16 @@ class LiveQuery:
         self.ctx.statements += session.statements - before
         return text if isinstance(text, str) else "null"  # no row (by_pk)
 
+
+
+def _frozen(value: Any) -> Hashable:
+    """A parameter as a dict key: `_in`/`_nin` lists (Postgres arrays) and jsonb values are lists and dicts,
+    which a group key cannot hold as they are (a live query with `_in` failed with "unexpected error")."""
+    if isinstance(value, list | tuple):
+        return ("array", tuple(_frozen(v) for v in value))
+    if isinstance(value, dict):
+        return ("object", tuple(sorted((str(k), _frozen(v)) for k, v in value.items())))
+    return value
 
 
 def tables_of(query: LiveQuery) -> frozenset[str]:
