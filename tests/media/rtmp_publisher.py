@@ -34,7 +34,15 @@ def _fit(data: bytes, plane: av.video.plane.VideoPlane) -> bytes:
     return b"".join(data[y * plane.width:(y + 1) * plane.width] + pad for y in range(plane.height))
 
 
-def publish(url: str, seconds: float, width: int, height: int, fps: int, video_codec: str, realtime: bool) -> None:
+def _solid_frame(width: int, height: int, colour: tuple[int, int, int]) -> av.VideoFrame:
+    frame = av.VideoFrame(width, height, "yuv420p")
+    for plane, value in zip(frame.planes, colour, strict=True):
+        plane.update(bytes([value]) * plane.buffer_size)
+    return frame
+
+
+def publish(url: str, seconds: float, width: int, height: int, fps: int, video_codec: str, realtime: bool,
+            colour: tuple[int, int, int] | None = None) -> None:
     out = av.open(url, "w", format="flv")
     video = out.add_stream(video_codec, rate=fps)
     video.width, video.height, video.pix_fmt = width, height, "yuv420p"
@@ -49,7 +57,7 @@ def publish(url: str, seconds: float, width: int, height: int, fps: int, video_c
     sample = 0
     started = time.monotonic()
     for index in range(frames):
-        frame = _video_frame(width, height, index, pattern)
+        frame = _video_frame(width, height, index, pattern) if colour is None else _solid_frame(width, height, colour)
         frame.pts, frame.time_base = index, Fraction(1, fps)
         for packet in video.encode(frame):
             out.mux(packet)
@@ -80,10 +88,13 @@ def main() -> int:
     parser.add_argument("--fps", type=int, default=30)
     parser.add_argument("--video-codec", default="libx264")
     parser.add_argument("--realtime", action="store_true")
+    parser.add_argument("--colour", help="Y,U,V: one solid colour instead of the moving gradient")
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
+    y, u, v = (int(part) for part in args.colour.split(",")) if args.colour else (0, 0, 0)
     try:
-        publish(args.url, args.seconds, width, height, args.fps, args.video_codec, args.realtime)
+        publish(args.url, args.seconds, width, height, args.fps, args.video_codec, args.realtime,
+                (y, u, v) if args.colour else None)
     except av.error.FFmpegError as exc:
         print(f"publish failed: {exc}", file=sys.stderr)
         return 3

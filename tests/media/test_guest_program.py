@@ -4,14 +4,11 @@ token from the GraphQL ops), real encoding, and the HLS output decoded frame by 
 from __future__ import annotations
 
 import asyncio
-import io
 import re
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
-import av
 import numpy as np
 import pytest
 
@@ -20,24 +17,33 @@ from nchat_live.config import Settings
 from nchat_live.media.compose import HOST
 from tests.support import World
 
-from .compose_support import BLACK, BLUE, GREEN, PLACEHOLDER, RED, SolidVideo, colour_at, near
+from .compose_support import BLACK, BLUE, GREEN, PLACEHOLDER, RED, SolidVideo
+from .guest_support import (
+    BAR,
+    CENTRE,
+    INVITE,
+    LAYOUT,
+    LEFT,
+    MUTE,
+    REMOVE,
+    RESPOND,
+    RIGHT,
+    TOKEN,
+    gql,
+    guest_token,
+    newest_segment,
+    program_shows,
+    wait_live,
+    wait_until,
+    wait_until_ok,
+)
 from .media_client import WhipClient
 from .media_server import Server, media_server
 
 pytestmark = pytest.mark.slow
 
-INVITE = "mutation($s: ID!, $u: ID!) { inviteGuest(streamId: $s, userId: $u) { id } }"
-RESPOND = "mutation($g: ID!) { respondGuestInvitation(guestId: $g, accept: true) { id status } }"
-REMOVE = "mutation($g: ID!) { removeGuest(guestId: $g) { id status } }"
-LAYOUT = ("mutation($s: ID!, $l: String!, $f: ID) { setProgramLayout(streamId: $s, layout: $l, focusGuestId: $f) "
-          "{ id } }")
-MUTE = "mutation($g: ID!, $m: Boolean!) { setGuestMuted(guestId: $g, muted: $m) { id muted } }"
-TOKEN = "mutation($s: ID!) { guestPublishToken(streamId: $s) { token whipUrl } }"
-
 # Tones on whole FFT bins of any segment length in 50 Hz steps; neither a harmonic of the other.
 HOST_TONE, GUEST_TONE = 450, 1600
-# The host sends 640x360 (one 360p rendition: the program is 640x360); the guest a smaller 320x180.
-LEFT, RIGHT, CENTRE, BAR = (160, 180), (480, 180), (320, 180), (160, 30)
 
 
 @pytest.fixture
@@ -45,37 +51,6 @@ async def server(settings: Settings, tmp_path: Path) -> AsyncIterator[Server]:
     async with media_server(settings, tmp_path / "live", publisher_grace_seconds=6.0,
                             ingest_key_check_seconds=2.0) as live:
         yield live
-
-
-async def gql(server: Server, world: World, user: str, query: str, **variables: Any) -> dict[str, Any]:
-    response = await server.http.post("/v1/graphql", json={"query": query, "variables": variables},
-                                      headers={"Authorization": f"Bearer {world.token(user)}"})
-    body: dict[str, Any] = response.json()
-    assert response.status_code == 200 and "errors" not in body, body
-    return body["data"]
-
-
-async def newest_segment(server: Server, stream: str,
-                         kind: str = "video") -> tuple[int, list[av.VideoFrame]] | tuple[int, np.ndarray] | None:
-    """(media sequence number, decoded video frames or audio samples) of the newest complete segment of the
-    top rendition."""
-    master = await server.http.get(f"/hls/{stream}/master.m3u8")
-    if master.status_code != 200:
-        return None
-    rendition = re.findall(r"^([^#\s][^\n]*)/index\.m3u8$", master.text, re.M)[0]
-    playlist = (await server.http.get(f"/hls/{stream}/{rendition}/index.m3u8")).text
-    segments = re.findall(r"#EXTINF:[^\n]*\n(seg(\d+)\.m4s)", playlist)
-    if not segments:
-        return None
-    uri, msn = segments[-1]
-    init = await server.http.get(f"/hls/{stream}/{rendition}/init.mp4")
-    data = await server.http.get(f"/hls/{stream}/{rendition}/{uri}")
-    assert init.status_code == data.status_code == 200
-    with av.open(io.BytesIO(init.content + data.content), mode="r") as container:
-        if kind == "audio":
-            return int(msn), np.concatenate([frame.to_ndarray()[0] for frame in container.decode(audio=0)])
-        frames = [frame for frame in container.decode(video=0)]
-    return int(msn), frames
 
 
 def tone_levels(samples: np.ndarray, frequencies: tuple[int, ...]) -> list[float]:
@@ -103,65 +78,6 @@ async def program_sounds(server: Server, stream: str, heard: tuple[int, ...], si
             last = f"segment {seen}: heard {heard} at {loud}, silent {silent} at {quiet}"
         await asyncio.sleep(0.3)
     raise AssertionError(f"the program never sounded {what}; {last}")
-
-
-async def program_shows(server: Server, stream: str, expected: dict[tuple[int, int], tuple[int, int, int]],
-                        what: str, seconds: float = 25) -> None:
-    """Wait until a whole new segment shows `expected` (point -> colour) in every one of its frames."""
-    await wait_program(server, stream, lambda frame: all(
-        near(colour_at(frame, x, y), colour) for (x, y), colour in expected.items()), what, seconds)
-
-
-async def wait_program(server: Server, stream: str, check: Callable[[av.VideoFrame], bool], what: str,
-                       seconds: float = 25) -> None:
-    deadline = time.monotonic() + seconds
-    seen: int | None = None
-    last = "no segment yet"
-    while time.monotonic() < deadline:
-        found = await newest_segment(server, stream)
-        if found is not None and found[0] != seen:
-            seen, frames = found[0], found[1]
-            assert isinstance(frames, list)
-            if frames and all(check(frame) for frame in frames):
-                return
-            sample = frames[-1] if frames else None
-            last = (f"segment {seen}: {len(frames)} frames; last frame " +
-                    (", ".join(f"{p}={colour_at(sample, *p)}" for p in (LEFT, RIGHT, BAR)) if sample else "none"))
-        await asyncio.sleep(0.3)
-    raise AssertionError(f"the program never showed {what}; {last}")
-
-
-async def guest_token(server: Server, world: World, stream: str) -> str:
-    data = await gql(server, world, world.bob, TOKEN, s=stream)
-    assert data["guestPublishToken"]["whipUrl"].endswith(f"/whip/{stream}")
-    token: str = data["guestPublishToken"]["token"]
-    return token
-
-
-async def wait_until(condition: Callable[[], bool], what: str, seconds: float = 15) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.1)
-
-
-async def wait_until_ok(server: Server, url: str, seconds: float = 20) -> None:
-    deadline = time.monotonic() + seconds
-    while (await server.http.get(url)).status_code != 200:
-        assert time.monotonic() < deadline, f"{url} never answered 200"
-        await asyncio.sleep(0.2)
-
-
-async def wait_live(server: Server, stream: str, seconds: float = 20) -> None:
-    deadline = time.monotonic() + seconds
-    while True:
-        async with server.runtime.database.session(Claims.service()) as session:
-            status = await session.fetchval("SELECT status FROM nchat_streams WHERE id = $1", stream)
-        if status == "live":
-            return
-        assert time.monotonic() < deadline, f"stream {stream} is {status}, not live"
-        await asyncio.sleep(0.2)
 
 
 async def test_guest_joins_the_program_layouts_switch_removal_and_return(server: Server, world: World) -> None:

@@ -11,7 +11,9 @@ publish with the new key. The manager also rechecks on a short interval, should 
 
 A guest invited, accepted, muted or removed, or a layout chosen (`stream.guests_changed`), makes the
 ingesting process re-read the stream's program (`MediaManager.refresh_program`, worker/guests.py); a
-removed guest is disconnected at once. The same interval rechecks programs too.
+removed guest is disconnected at once. A ban (`chat.banned`, which does not change the guest rows)
+re-reads the programs of the streams it reaches too: a banned guest is left out of the program and
+disconnected at once. The same interval rechecks programs too.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from ...subscriptions.bus import SlowSubscriber
 
 if TYPE_CHECKING:
     from ...runtime import Runtime
+    from .manager import MediaManager
 
 log = logging.getLogger(__name__)
 
@@ -47,11 +50,7 @@ async def follow_status(runtime: Runtime) -> None:
                     stream_id = str(event.payload.get("stream_id") or "")
                     if event.type in PROGRAM_EVENTS:
                         if stream_id in media.streams:
-                            try:
-                                await media.refresh_program(stream_id)
-                            except NchatError as exc:
-                                # The recheck interval tries again; the other events must go on.
-                                log.warning("stream %s: program not refreshed: %s", stream_id, exc.message)
+                            await _refresh(media, stream_id)
                         continue
                     if event.type in RECHECK_EVENTS:
                         channel_id = str(event.payload.get("channel_id") or "")
@@ -59,6 +58,10 @@ async def follow_status(runtime: Runtime) -> None:
                                     if sid == stream_id or (channel_id and live.info.channel_id == channel_id)]
                         if affected:
                             await media.recheck(affected)
+                        if event.type == "chat.banned":
+                            # read_program leaves banned guests out: one on air goes off at once.
+                            for sid in affected:
+                                await _refresh(media, sid)
                         continue
                     if stream_id not in media.streams:
                         continue
@@ -73,3 +76,11 @@ async def follow_status(runtime: Runtime) -> None:
         except Exception:
             log.exception("media status follower failed; restarting")
             await asyncio.sleep(1)
+
+
+async def _refresh(media: MediaManager, stream_id: str) -> None:
+    try:
+        await media.refresh_program(stream_id)
+    except NchatError as exc:
+        # The recheck interval tries again; the other events must go on.
+        log.warning("stream %s: program not refreshed: %s", stream_id, exc.message)
