@@ -3,7 +3,8 @@ the same program (StreamPipeline, 720p ladder: 720p, 480p, 360p) in the same run
 
 Each source sends a new 1280x720 frame on every tick (the worst case: nothing is reused from the scale
 cache). Prints milliseconds (wall and CPU) per program frame and the ratios compose / encode; the frame
-budget at 30 fps is 33.3 ms.
+budget at 30 fps is 33.3 ms. Also side by side with the guest in 3840x2160 against the same with the guest in
+720p (what an oversized guest costs: its frames are scaled straight to the tile, once per new frame).
 
     .venv/bin/python bench/compose_cost.py [--frames 150]
 """
@@ -35,18 +36,18 @@ class _Discard:
         pass
 
 
-def moving_frames(seed: int, count: int) -> list[av.VideoFrame]:
-    """`count` 720p frames of a moving gradient and bar (content an encoder has to work on)."""
-    ramp = np.add.outer(np.arange(HEIGHT), np.arange(WIDTH)).astype(np.uint16)
+def moving_frames(seed: int, count: int, width: int = WIDTH, height: int = HEIGHT) -> list[av.VideoFrame]:
+    """`count` frames (720p unless said) of a moving gradient and bar (content an encoder has to work on)."""
+    ramp = np.add.outer(np.arange(height), np.arange(width)).astype(np.uint16)
     frames = []
     for i in range(count):
-        data = np.empty(WIDTH * HEIGHT * 3 // 2, dtype=np.uint8)
+        data = np.empty(width * height * 3 // 2, dtype=np.uint8)
         luma = ((ramp + i * 7 + seed * 40) % 220 + 16).astype(np.uint8)
-        bar = (i * 24 + seed * 100) % (WIDTH - 80)
-        luma[HEIGHT // 3:HEIGHT // 3 + 60, bar:bar + 80] = 235
-        data[:WIDTH * HEIGHT] = luma.reshape(-1)
-        data[WIDTH * HEIGHT:] = (64 + seed * 40 + i) % 200 + 16
-        frames.append(av.VideoFrame.from_ndarray(data.reshape(HEIGHT * 3 // 2, WIDTH), format="yuv420p"))
+        bar = (i * 24 + seed * 100) % (width - 80)
+        luma[height // 3:height // 3 + 60, bar:bar + 80] = 235
+        data[:width * height] = luma.reshape(-1)
+        data[width * height:] = (64 + seed * 40 + i) % 200 + 16
+        frames.append(av.VideoFrame.from_ndarray(data.reshape(height * 3 // 2, width), format="yuv420p"))
     return frames
 
 
@@ -90,6 +91,9 @@ def main() -> None:
     pool = [moving_frames(seed, 30) for seed in range(4)]
     two_wall, two_cpu, program = compose_cost(2, args.frames, pool)
     four_wall, four_cpu, _ = compose_cost(4, args.frames, pool)
+    # One guest in 4K (a camera sending more than the program can show) against the same guest in 720p: 6
+    # distinct 3840x2160 frames (~75 MB), each tick still a new frame to scale.
+    uhd_wall, uhd_cpu, _ = compose_cost(2, args.frames, [pool[0], moving_frames(1, 6, 3840, 2160)])
     with tempfile.TemporaryDirectory(prefix="nchat-compose-") as workdir:
         enc_wall, enc_cpu, renditions = encode_cost(program, Path(workdir))
     print(json.dumps({
@@ -97,6 +101,8 @@ def main() -> None:
         "program": f"{WIDTH}x{HEIGHT}@{FPS}",
         "compose_2_sources_ms": {"wall": round(two_wall, 2), "cpu": round(two_cpu, 2)},
         "compose_4_sources_ms": {"wall": round(four_wall, 2), "cpu": round(four_cpu, 2)},
+        "compose_720p_host_4k_guest_ms": {"wall": round(uhd_wall, 2), "cpu": round(uhd_cpu, 2)},
+        "ratio_cpu_4k_guest_to_720p_guest": round(uhd_cpu / two_cpu, 3),
         "encode_ms": {"wall": round(enc_wall, 2), "cpu": round(enc_cpu, 2), "renditions": renditions},
         "ratio_cpu_compose2_to_encode": round(two_cpu / enc_cpu, 3),
         "ratio_cpu_compose4_to_encode": round(four_cpu / enc_cpu, 3),
