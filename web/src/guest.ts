@@ -2,8 +2,8 @@
 // (camera preview, then a WHIP publish with a stream-scoped guest token as the Bearer), leave (stop
 // publishing; join again any time while invited), or withdraw from the stream.
 import "./style.css";
-import { claims, getToken, gql } from "./api";
-import { GUEST_FIELDS, type StreamGuest } from "./guests";
+import { claims, getToken, gql, live } from "./api";
+import { fromRow, GUEST_ROW, type GuestRow, type StreamGuest } from "./guests";
 import { $, h, mountAuth, mountConnectionBanner, say } from "./ui";
 import { publish, WhipError, type WhipSession } from "./whip";
 
@@ -21,10 +21,8 @@ let retries = 0;
 mountConnectionBanner($("#banner"));
 mountAuth($("#auth"), () => void refresh());
 
-async function invitations(): Promise<StreamGuest[]> {
-  const data = await gql<{ myGuestInvitations: StreamGuest[] }>(`{ myGuestInvitations { ${GUEST_FIELDS} } }`);
-  return data.myGuestInvitations;
-}
+let following: { userId: string; stop: () => void } | null = null;
+let shown: StreamGuest[] = [];
 
 function render(items: StreamGuest[]): void {
   const rows = items.map((g) => h("li", { "data-testid": "invitation" },
@@ -44,21 +42,39 @@ function render(items: StreamGuest[]): void {
     rows.length ? h("ul", { class: "simulcast-list" }, ...rows) : h("p", { class: "muted" }, "No invitations."));
 }
 
+/** Follow the caller's invitations live (myGuestInvitations' rows, pushed as they change). */
 async function refresh(): Promise<void> {
-  if (!getToken() || !claims()?.userId) {
+  const userId = getToken() ? claims()?.userId : undefined;
+  if (following && following.userId !== userId) {
+    following.stop();
+    following = null;
+  }
+  if (!userId) {
     list.replaceChildren(h("h2", {}, "My invitations"), h("p", { class: "muted" }, "Sign in to see your invitations."));
     return;
   }
-  try {
-    const items = await invitations();
-    // Removed by the broadcaster (or the stream ended) while on stage: the server has cut the media already.
-    if (joined && !items.some((g) => g.id === joined?.id && g.status === "accepted")) {
-      await leave("You are no longer a guest of this stream.", "warn");
-    }
-    render(items);
-  } catch (err) {
-    say(stageMsg, (err as Error).message, "error");
+  if (following) {
+    render(shown); // the page's own state (joined) changed, the rows did not
+    return;
   }
+  const stop = live<{ nchat_stream_guests: GuestRow[] }>(
+    "MyInvitations($u: uuid!)",
+    `nchat_stream_guests(where: {user_id: {_eq: $u}, status: {_in: ["invited", "accepted"]}},
+      order_by: [{created_at: desc}, {id: asc}]) { ${GUEST_ROW} }`,
+    { u: userId },
+    (data) => void invitations(data.nchat_stream_guests.map(fromRow)),
+    (err) => say(stageMsg, err.message, "error"),
+  );
+  following = { userId, stop };
+}
+
+async function invitations(items: StreamGuest[]): Promise<void> {
+  // Removed by the broadcaster (or the stream ended) while on stage: the server has cut the media already.
+  if (joined && !items.some((g) => g.id === joined?.id && g.status === "accepted")) {
+    await leave("You are no longer a guest of this stream.", "warn");
+  }
+  shown = items;
+  render(items);
 }
 
 async function respond(g: StreamGuest, accept: boolean): Promise<void> {
@@ -169,4 +185,3 @@ leaveButton.addEventListener("click", () => void leave("You left the stage; join
 window.addEventListener("pagehide", () => void session?.stop());
 
 void refresh();
-window.setInterval(() => void refresh(), 4000);

@@ -1,6 +1,6 @@
 // Guest speakers in the console (the broadcaster's side): invite a user by username or id, follow each
 // guest's status, mute or remove them, and switch the program layout (solo with a focus, side by side, grid).
-import { gql } from "./api";
+import { gql, live } from "./api";
 import { h, say, UUID_RE } from "./ui";
 
 export interface StreamGuest {
@@ -16,6 +16,26 @@ export interface StreamGuest {
 }
 
 export const GUEST_FIELDS = "id streamId userId status muted username displayName streamTitle streamStatus";
+/** The same guest through the table API (live queries: pushed when a row the caller may read changes). */
+export const GUEST_ROW = "id stream_id user_id status muted user { username display_name } stream { title status }";
+
+export interface GuestRow {
+  id: string;
+  stream_id: string;
+  user_id: string;
+  status: string;
+  muted: boolean;
+  user: { username: string; display_name: string | null } | null;
+  stream: { title: string; status: string } | null;
+}
+
+export function fromRow(r: GuestRow): StreamGuest {
+  return {
+    id: r.id, streamId: r.stream_id, userId: r.user_id, status: r.status, muted: r.muted,
+    username: r.user?.username ?? r.user_id, displayName: r.user?.display_name ?? null,
+    streamTitle: r.stream?.title ?? null, streamStatus: r.stream?.status ?? null,
+  };
+}
 const LAYOUTS: [string, string][] = [["grid", "Grid"], ["side_by_side", "Side by side"], ["solo", "Solo"]];
 
 export function guestName(g: Pick<StreamGuest, "displayName" | "username">): string {
@@ -68,22 +88,22 @@ export function mountGuests(root: HTMLElement, streamId: string): () => void {
       g.status === "accepted" ? "Remove" : "Revoke"))));
   };
 
-  const refresh = async (): Promise<void> => {
-    try {
-      const data = await gql<{ streamGuests: StreamGuest[]; nchat_streams_by_pk: { program_layout: string } | null }>(
-        `query Guests($id: ID!, $sid: uuid!) { streamGuests(streamId: $id) { ${GUEST_FIELDS} }
-          nchat_streams_by_pk(id: $sid) { program_layout } }`, { id: streamId, sid: streamId });
-      render(data.streamGuests);
-      if (data.nchat_streams_by_pk && document.activeElement !== layout) layout.value = data.nchat_streams_by_pk.program_layout;
-    } catch (err) {
-      say(msg, `Guests unavailable: ${(err as Error).message}`, "warn");
-    }
-  };
+  // Live: the stream's guests and layout are pushed as they change (invitations answered, mutes, removals).
+  const stop = live<{ nchat_streams_by_pk: { program_layout: string; guests: GuestRow[] } | null }>(
+    "Guests($sid: uuid!)",
+    `nchat_streams_by_pk(id: $sid) { program_layout guests(order_by: {created_at: asc}) { ${GUEST_ROW} } }`,
+    { sid: streamId },
+    (data) => {
+      const stream = data.nchat_streams_by_pk;
+      render((stream?.guests ?? []).map(fromRow));
+      if (stream && document.activeElement !== layout) layout.value = stream.program_layout;
+    },
+    (err) => say(msg, `Guests unavailable: ${err.message}`, "warn"),
+  );
 
   const change = async (query: string, variables: Record<string, unknown>): Promise<void> => {
     try {
       await gql(query, variables);
-      await refresh();
     } catch (err) {
       say(msg, (err as Error).message, "error");
     }
@@ -100,7 +120,6 @@ export function mountGuests(root: HTMLElement, streamId: string): () => void {
       await gql("mutation($s: ID!, $u: ID!) { inviteGuest(streamId: $s, userId: $u) { id } }", { s: streamId, u: userId });
       say(msg, "Invitation sent: it appears on their guest page (/guest).", "ok");
       who.value = "";
-      await refresh();
     } catch (err) {
       say(msg, `Not invited: ${(err as Error).message}`, "error");
     }
@@ -112,7 +131,5 @@ export function mountGuests(root: HTMLElement, streamId: string): () => void {
       { s: streamId, l: layout.value, f: layout.value === "solo" && focus.value ? focus.value : null });
   });
 
-  void refresh();
-  const timer = window.setInterval(() => void refresh(), 3000);
-  return () => clearInterval(timer);
+  return stop;
 }
