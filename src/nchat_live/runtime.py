@@ -184,7 +184,7 @@ class Runtime:
                 self._live = LiveQueryEngine(database, min_interval_s=self.settings.live_query_min_interval_ms / 1000)
                 await self._live.start()
                 self._presence = Presence()
-                self._shared_feeds = SharedFeeds(self._bus.stats)
+                self._shared_feeds = SharedFeeds(self._bus.stats, self.ws_writes)
             if self.serves_media:
                 self.media = MediaManager(self.settings, database)
                 self.media_extras = StreamExtras(self.media)

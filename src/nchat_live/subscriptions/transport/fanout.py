@@ -5,8 +5,9 @@ thousand times per message. Subscriptions whose root field is a pure event feed 
 for everyone who may read the stream, no per-subscriber state) join a `FeedGroup` keyed by the
 role's schema, the document, its variables and `Claims.visibility_key()`: equal keys see the
 same rows, so the group's one access check per event stands for every member, and different
-visibility never shares. The group serialises each result once, builds each distinct websocket
-frame once (its text and its bytes on the wire, wire.py), and hands it to every member's
+visibility never shares. The group serialises each result once and collects the results of one
+pass of the event loop; at the pass's end it builds each distinct websocket frame once (text and
+bytes on the wire, wire.py; several results joined into one write) and hands it to every member's
 connection without awaiting, in order; a member that cannot keep up is dropped by its own
 connection and the others go on.
 
@@ -32,7 +33,7 @@ from graphql import ExecutionResult
 from ...graphql.execution import format_error
 from ..bus import BusStats
 from .protocols import Protocol
-from .wire import text_frame
+from .wire import WriteBatcher, text_frame
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ class Subscriber(TypingProtocol):
 
     def send_text(self, text: str) -> None: ...
 
-    def send_frame(self, text: str, wire: bytes) -> None: ...
+    def send_frames(self, texts: list[str], wire: bytes) -> None: ...
 
     def operation_ended(self, op_id: str, handle: object) -> None: ...
 
@@ -93,6 +94,7 @@ class FeedGroup:
         self.closed = False
         self.replay = replay
         self.latest: str | None = None  # the last payload sent, JSON (replay groups)
+        self.pending: list[str] = []  # payloads of this pass, JSON, not yet sent
         self.task = asyncio.get_running_loop().create_task(self._run(start), name="nchat-feed-group")
 
     @property
@@ -106,7 +108,7 @@ class FeedGroup:
             self.stats.subscribers += 1
         if self.latest is not None:
             text = connection.protocol.frame(op_id, self.latest)
-            connection.send_frame(text, text_frame(text))
+            connection.send_frames([text], text_frame(text))
         return member
 
     def leave(self, member: Member) -> None:
@@ -129,6 +131,7 @@ class FeedGroup:
             self.stats.subscribers += len(self.members)
 
     def _fail(self, errors: list[BaseException]) -> None:
+        self.flush()
         formatted = [format_error(e, positions=True) for e in errors]
         for member in list(self.members):
             member.connection.send(member.connection.protocol.error(member.op_id, formatted))
@@ -171,19 +174,28 @@ class FeedGroup:
             self._end(completed)
 
     def _deliver(self, payload: dict[str, Any]) -> None:
-        """One encoding of the payload, one frame (text and wire bytes) per distinct (protocol, operation id)."""
-        body = _dumps(payload)
+        """One encoding of the payload, sent with the others of this pass (`flush`)."""
+        if not self.pending:
+            self.hub.writes.mark(self)
+        self.pending.append(_dumps(payload))
+
+    def flush(self) -> None:
+        """The pass's payloads to every member: the frames built once per (protocol, operation id), one write."""
+        bodies, self.pending = self.pending, []
+        if not bodies:
+            return
         if self.replay:
-            self.latest = body
-        frames: dict[tuple[str, str], tuple[str, bytes]] = {}
+            self.latest = bodies[-1]
+        frames: dict[tuple[str, str], tuple[list[str], bytes]] = {}
         for member in list(self.members):
             built = frames.get(member.frame_key)
             if built is None:
-                text = member.connection.protocol.frame(member.op_id, body)
-                built = frames[member.frame_key] = (text, text_frame(text))
-            member.connection.send_frame(built[0], built[1])
+                texts = [member.connection.protocol.frame(member.op_id, body) for body in bodies]
+                built = frames[member.frame_key] = (texts, b"".join([text_frame(text) for text in texts]))
+            member.connection.send_frames(built[0], built[1])
 
     def _end(self, completed: bool) -> None:
+        self.flush()
         members, self.members = list(self.members), {}
         if self.ready:
             self.stats.subscribers -= len(members)
@@ -196,8 +208,9 @@ class FeedGroup:
 class SharedFeeds:
     """The running groups of one process, by key."""
 
-    def __init__(self, stats: BusStats) -> None:
+    def __init__(self, stats: BusStats, writes: WriteBatcher | None = None) -> None:
         self.stats = stats
+        self.writes = writes if writes is not None else WriteBatcher()
         self.groups: dict[Hashable, FeedGroup] = {}
 
     def join(self, key: Hashable, connection: Subscriber, op_id: str) -> Member | None:

@@ -83,6 +83,7 @@ class Connection:
         # every frame goes through `_frames`, written in one call per pass of the event loop.
         self.raw: RawSocket | None = None
         self._frames: list[bytes] = []
+        self._held = 0  # websocket frames in `_frames` (an item may hold several)
         self.writes = runtime.ws_writes
         # A send in progress in the sender task (frames sent directly would overtake it).
         self._busy = False
@@ -143,26 +144,45 @@ class Connection:
     def send(self, message: Mapping[str, Any]) -> None:
         self.send_text(json.dumps(message, separators=(",", ":"), default=str))
 
-    def send_frame(self, text: str, wire: bytes) -> None:
-        """A frame built once for many sockets: `wire` is `text` as an unmasked websocket frame."""
-        if self.raw is not None:
-            self._push(wire)
-        else:
-            self.send_text(text)
+    def send_frames(self, texts: list[str], wire: bytes) -> None:
+        """Frames built once for many sockets, in order: `wire` is all of `texts` as websocket frames.
 
-    # The two methods below run once per frame per socket in a fan-out: kept to attribute reads.
+        Runs once per socket per shared write: with nothing of this connection's own waiting and the
+        transport taking data, the bytes go out now; otherwise they join the connection's frames.
+        """
+        raw = self.raw
+        if raw is None:
+            for text in texts:
+                self.send_text(text)
+            return
+        if self.ended:
+            return
+        if self._frames or not raw.writable.is_set() or raw.proto.close_sent or raw.transport.is_closing():
+            self._push(wire, len(texts))
+            return
+        stats = self.stats
+        stats.direct_sends += len(texts)
+        stats.socket_writes += 1
+        try:
+            raw.transport.write(wire)
+        except (RuntimeError, OSError):
+            self.disconnected = True
+            self.shutdown(None)
 
-    def _push(self, wire: bytes) -> None:
-        """Collect a frame for this pass's write; while the client is not reading, up to the queue limit."""
+    # The methods below run once per frame per socket in a fan-out: kept to attribute reads.
+
+    def _push(self, wire: bytes, count: int = 1) -> None:
+        """Collect `count` frames for this pass's write; while the client is not reading, up to the queue limit."""
         if self.ended:
             return
         frames = self._frames
         if not frames:
             self.writes.mark(self)
-        elif len(frames) >= self.limits.send_queue and self.raw is not None and self.raw.paused:
-            self._drop_slow(len(frames))
+        elif self._held + count > self.limits.send_queue and self.raw is not None and self.raw.paused:
+            self._drop_slow(self._held)
             return
         frames.append(wire)
+        self._held += count
 
     def flush(self) -> None:
         """Write the collected frames in one call, unless flow control holds them (then the sender task will)."""
@@ -171,14 +191,15 @@ class Connection:
             return
         if raw.proto.close_sent or raw.transport.is_closing():
             frames.clear()
+            self._held = 0
             self.disconnected = True
             self.shutdown(None)
             return
         if not raw.writable.is_set():
             self._wake.set()
             return
-        count = len(frames)
-        data = frames[0] if count == 1 else b"".join(frames)
+        count, self._held = self._held, 0
+        data = frames[0] if len(frames) == 1 else b"".join(frames)
         frames.clear()
         stats = self.stats
         stats.direct_sends += count
@@ -191,12 +212,13 @@ class Connection:
 
     def _drop_slow(self, unread: int) -> None:
         self._frames.clear()
+        self._held = 0
         self.stats.dropped["slow_consumer"] += 1
         DROPPED_SUBSCRIBERS.labels("slow_consumer").inc()
         self.shutdown(Close.SLOW, f"client too slow: {unread} messages unread")
 
     def _queued(self) -> int:
-        return len(self._frames) if self.raw is not None else self.outbox.qsize()
+        return self._held if self.raw is not None else self.outbox.qsize()
 
     def send_text(self, text: str) -> None:
         """Send an encoded frame now when nothing is ahead of it, else queue it; a full queue drops the client.
