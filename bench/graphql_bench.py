@@ -273,16 +273,27 @@ class HttpClient:
         head = f"{method} {path} HTTP/1.1\r\n{self._common}{extra}"
         if body:
             head += f"content-type: application/json\r\ncontent-length: {len(body)}\r\n"
-        conn = self._idle.pop() if self._idle else await self._connect()
-        try:
-            answer = await conn.exchange(head.encode() + b"\r\n" + body)
-        except BaseException:
-            if conn.transport is not None:
-                conn.transport.close()
-            raise
-        if not conn.closed:
-            self._idle.append(conn)
-        return answer
+        request = head.encode() + b"\r\n" + body
+        while True:
+            reused = False
+            while self._idle:  # node closes keep-alive connections idle for 5 s
+                conn = self._idle.pop()
+                if not conn.closed:
+                    reused = True
+                    break
+            if not reused:
+                conn = await self._connect()
+            try:
+                answer = await conn.exchange(request)
+            except (ConnectionError, RuntimeError):
+                if conn.transport is not None:
+                    conn.transport.close()
+                if reused:  # closed by the server as the request went out: once more on a new one
+                    continue
+                raise
+            if not conn.closed:
+                self._idle.append(conn)
+            return answer
 
     async def post_graphql(self, path: str, query: str, variables: dict[str, Any], headers: dict[str, str]) -> bytes:
         """The answer's bytes; an answer that is not `{"data": ...}` (errors) fails the run."""
