@@ -22,7 +22,7 @@ from ._common import (
     require_manager,
     require_user,
     row,
-    set_rule_context,
+    rule_context,
     strip_nul,
     utcnow,
 )
@@ -70,8 +70,8 @@ async def send_chat_message(
     insert triggers', so the table API obeys them too; a refusal arrives as NchatError with its code, a
     held message comes back with status 'held'."""
     user_id = require_user(session, "chat")
-    stream = await load_stream(session, stream_id)
-    await set_rule_context(session, now, chat_max=limits.messages, chat_window_s=limits.window.total_seconds())
+    rules = rule_context(now, chat_max=limits.messages, chat_window_s=limits.window.total_seconds())
+    stream = await load_stream(session, stream_id, rules=rules)
     record = await session.fetchrow(
         f"INSERT INTO nchat_stream_chat_messages (stream_id, user_id, content) VALUES ($1, $2, $3) "
         f"RETURNING {_MESSAGE_COLUMNS}",
