@@ -24,11 +24,12 @@ client (heavier: its figures include more client time).
 With `--before-src`, each case runs on the older checkout's server too ("before", its own processes
 on another port, idle while the other is measured) and a line gives after/before ratios of p99 and
 CPU. Each row: p50/p99/max delivery latency, delivered/expected, server CPU seconds and CPU % of one
-core over the measured window, server RSS (all workers). Chat messages go out at `--rate` per
-second (`--messages` of them); reactions in bursts of `--burst` per round; viewer counts once per
-1.1 s (the feed sends at most one a second). Needs PostgreSQL (NCHAT_TEST_PG, a scratch database is
-created and dropped) and Redis (NCHAT_TEST_REDIS). The per-address connection cap is lifted for
-the bench's servers (every client is on 127.0.0.1).
+core over the measured window, the client processes' CPU seconds (on 2 cores they compete with
+the server), server RSS (all workers). Chat messages go out at `--rate` per second (`--messages`
+of them); reactions in bursts of `--burst` per round; viewer counts once per 1.1 s (the feed
+sends at most one a second). Needs PostgreSQL (NCHAT_TEST_PG, a scratch database is created and
+dropped) and Redis (NCHAT_TEST_REDIS). The per-address connection cap is lifted for the bench's
+servers (every client is on 127.0.0.1).
 """
 
 from __future__ import annotations
@@ -405,7 +406,8 @@ async def run_case(system: str, kind: str, n: int, args: argparse.Namespace, por
 
         sender = socketio.AsyncClient(reconnection=False)
         await sender.connect(f"http://127.0.0.1:{port}", transports=["websocket"])
-    cpu0, t0 = cpu_seconds(pids), time.monotonic()
+    client_pids = [p.pid for p in clients.procs if p.pid is not None]
+    cpu0, client_cpu0, t0 = cpu_seconds(pids), cpu_seconds(client_pids), time.monotonic()
     per_socket = 0
     try:
         if kind == "chat":
@@ -441,6 +443,7 @@ async def run_case(system: str, kind: str, n: int, args: argparse.Namespace, por
         latencies = await clients.collect(per_socket, 30)
         elapsed = time.monotonic() - t0
         cpu = cpu_seconds(pids) - cpu0
+        client_cpu = cpu_seconds(client_pids) - client_cpu0
         rss_after = rss_mib(pids)
     finally:
         if bus is not None:
@@ -452,6 +455,7 @@ async def run_case(system: str, kind: str, n: int, args: argparse.Namespace, por
     row: dict[str, Any] = {
         "system": system, "kind": kind, "n": n, "connected": connected, "failed": failed,
         "delivered": len(lat), "expected": per_socket * connected, "cpu_s": cpu, "cpu_pct": 100 * cpu / elapsed,
+        "client_cpu_s": client_cpu,
         "rss_mib": rss_after, "kib_per_conn": 1024 * (rss_held - rss_before) / max(1, connected),
     }
     if lat:
@@ -473,7 +477,8 @@ def show(row: dict[str, Any]) -> str:
     lat = (f"p50 {row['p50_ms']:7.1f} p99 {row['p99_ms']:7.1f} max {row['max_ms']:7.1f} ms"
            if "p50_ms" in row else "p50       - p99       - max       -   ")
     return (f"{row['system']:6s} {row['kind']:9s} N={row['n']:6d} conn {row['connected']:6d} | {lat} | "
-            f"delivered {row['delivered']}/{row['expected']} | CPU {row['cpu_s']:5.1f} s ({row['cpu_pct']:4.0f}%) | "
+            f"delivered {row['delivered']}/{row['expected']} | CPU {row['cpu_s']:5.1f} s ({row['cpu_pct']:4.0f}%), "
+            f"clients {row['client_cpu_s']:5.1f} s | "
             f"RSS {row['rss_mib']:7.1f} MiB, {row['kib_per_conn']:5.1f} KiB/conn")
 
 
