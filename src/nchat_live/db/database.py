@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import secrets
-from collections.abc import AsyncIterator
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from typing import Any
 from urllib.parse import urlsplit
 
 import asyncpg
@@ -27,6 +30,8 @@ from .session import PG_ROLES, EventPublisher, Session
 _RESET = "SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL; "
 # How long a session waits for a pooled connection before the database counts as unavailable.
 ACQUIRE_TIMEOUT_S = 10.0
+# read_text's functions kept on one connection (the least recently used one is dropped beyond).
+READERS_PER_CONNECTION = 128
 
 
 def normalise_url(url: str) -> str:
@@ -52,6 +57,8 @@ class Database:
         self._pool_lock = asyncio.Lock()
         # Set by the runtime once the event bus is up; sessions publish through it after commit.
         self.publisher: EventPublisher | None = None
+        # read_text's pg_temp functions can be created (False once the login role may not).
+        self._readers = True
 
     async def pool(self) -> asyncpg.Pool:
         """The pool, created on first use (connections open as they are needed).
@@ -110,6 +117,8 @@ class Database:
         try:
             pool = await self.pool()
             async with pool.acquire(timeout=ACQUIRE_TIMEOUT_S) as raw:
+                # What this session does may outlive it on the connection until the next reset.
+                raw.reader_state.clean = False
                 await raw.execute(setup_batch(PG_ROLES[claims.role], claims.as_setting(), statement_timeout_ms))
                 session = Session(raw, claims, self.publisher)
                 try:
@@ -122,6 +131,66 @@ class Database:
                     raise
                 await raw.execute("COMMIT")
                 await session.run_after_commit()
+        except NchatError:
+            raise
+        except Exception as exc:
+            mapped = errors.translate(exc)
+            if mapped is None:
+                raise
+            raise mapped from exc
+
+    async def read_text(
+        self, claims: Claims, sql: str, args: Sequence[Any], *, statement_timeout_ms: int | None = None
+    ) -> Any:
+        """The value of ONE read-only statement (one row, one column) run as `claims`, in one round trip.
+
+        `session()` costs three (set-up batch, statement, COMMIT). Here the statement is the body of a
+        plpgsql function of the connection's own (pg_temp, created on its first use there) that sets
+        the role and the claims transaction-locally and returns the statement's value; it is called
+        outside any transaction block, so its implicit transaction ends with the call and takes the
+        role and the claims with it, as COMMIT does, error or not. Row-level security is that of the
+        role: the function's cached plan is re-planned when the role changes (Postgres's plan cache
+        tracks the role a plan's policies were applied for, as it does for asyncpg's prepared
+        statements across sessions). `statement_timeout_ms` is the connection's session value
+        (the statement's timer starts before the function runs, so a transaction-local one would
+        come too late); a connection a `session()` used since gets the pool's reset first, in the
+        same round trip as that timeout. Read-only work only: a write here would commit at once.
+        """
+        if not self._readers:
+            async with self.session(claims, statement_timeout_ms=statement_timeout_ms) as session:
+                return await session.fetchval(sql, *args)
+        try:
+            pool = await self.pool()
+            async with pool.acquire(timeout=ACQUIRE_TIMEOUT_S) as raw:
+                if raw.is_in_transaction():  # never: a pooled connection is released outside one
+                    raise RuntimeError("read_text on a connection inside a transaction")
+                state: _ReaderState = raw.reader_state
+                timeout = int(statement_timeout_ms or 0)
+                if not state.clean or state.timeout_ms != timeout:
+                    reset = "" if state.clean else _RESET
+                    setting = f"SET statement_timeout = {timeout}" if timeout else "RESET statement_timeout"
+                    state.clean = False
+                    await raw.execute(reset + setting)
+                    state.clean, state.timeout_ms = True, timeout
+                name = state.readers.get(sql)
+                if name is not None:
+                    state.readers.move_to_end(sql)
+                else:
+                    # Bounded per connection: clients choose the documents, hence how many there are.
+                    evicted = state.readers.popitem(last=False)[1] if len(state.readers) >= READERS_PER_CONNECTION \
+                        else None
+                    try:
+                        name = state.readers[sql] = await _create_reader(raw, sql, PG_ROLES[claims.role], evicted)
+                    except asyncpg.InsufficientPrivilegeError:
+                        # A login role without TEMP on the database: sessions, from now on.
+                        self._readers = False
+                        raise
+                call = f"SELECT {name}({', '.join(f'${i + 1}' for i in range(len(args) + 2))})"
+                try:
+                    return await raw.fetchval(call, *args, PG_ROLES[claims.role], claims.as_setting())
+                except asyncpg.UndefinedFunctionError:
+                    state.readers.clear()  # temp objects discarded (DISCARD): created again next time
+                    raise
         except NchatError:
             raise
         except Exception as exc:
@@ -159,8 +228,50 @@ def setup_batch(pg_role: str, setting: str, statement_timeout_ms: int | None) ->
     return _RESET + "BEGIN; SELECT " + ", ".join(configs)
 
 
+async def _create_reader(raw: asyncpg.Connection, sql: str, pg_role: str, evicted: str | None) -> str:
+    """A pg_temp function of this connection returning `sql`'s value as text (`Database.read_text`).
+
+    Its parameters are the statement's (types as Postgres infers them, prepared as the role that will
+    run it, in a transaction of its own, so `$n` in the body is the same value), then the role and the
+    claims. The body's text is ours (compiled SQL), never a caller's."""
+    async with raw.transaction():
+        await raw.execute(f"SELECT set_config('role', '{pg_role}', true)")
+        oids = [t.oid for t in (await raw.prepare(sql)).get_parameters()]
+        # Postgres's own spelling of each type (format_type: qualified where needed, arrays as x[]).
+        types: list[str] = list(await raw.fetchval(
+            "SELECT coalesce(array_agg(format_type(o, NULL) ORDER BY i), '{}') "
+            "FROM unnest($1::oid[]) WITH ORDINALITY AS t(o, i)", oids))
+    n = len(types)
+    name = "pg_temp.nchat_read_" + hashlib.sha256(sql.encode()).hexdigest()[:24]
+    tag = "$nchat$"
+    while tag in sql:
+        tag = f"$nchat{secrets.token_hex(4)}$"
+    # use_column: an unqualified name in the statement is a column, never a plpgsql variable.
+    drop = f"DROP FUNCTION IF EXISTS {evicted}; " if evicted else ""
+    await raw.execute(
+        f"{drop}CREATE OR REPLACE FUNCTION {name}({', '.join([*types, 'text', 'text'])}) RETURNS text "
+        f"LANGUAGE plpgsql AS {tag}#variable_conflict use_column\nBEGIN\n"
+        f"PERFORM set_config('role', ${n + 1}, true), set_config('hasura.user', ${n + 2}, true);\n"
+        f"RETURN ({sql});\nEND{tag}")
+    return name
+
+
+class _ReaderState:
+    """Per connection: `read_text`'s functions there, and whether it is clean (reset since the last
+    `session()` on it) with its session statement_timeout."""
+
+    def __init__(self) -> None:
+        self.readers: OrderedDict[str, str] = OrderedDict()  # statement -> function, least recent first
+        self.clean = False
+        self.timeout_ms = 0
+
+
 class _PooledConnection(asyncpg.Connection):  # type: ignore[misc]
     """Released without a reset query of its own: the next session's set-up batch carries it."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.reader_state = _ReaderState()
 
     def get_reset_query(self) -> str:
         return ""

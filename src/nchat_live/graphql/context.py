@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -91,6 +91,18 @@ class Context:
     def statement_timeout_ms(self) -> int:
         settings = self.runtime.settings
         return settings.admin_statement_timeout_ms if self.claims.is_admin else settings.statement_timeout_ms
+
+    async def read_text(self, sql: str, args: Sequence[Any]) -> Any:
+        """One read-only statement's value as the caller, in one round trip (`Database.read_text`),
+        under the same timeout and share of the pool as `session()`."""
+        database = self.runtime.database
+        timeout = self.statement_timeout_ms()
+        client = self.client_key()
+        limit = self.runtime.settings.db_sessions_per_client
+        if client is None or limit <= 0:
+            return await database.read_text(self.claims, sql, args, statement_timeout_ms=timeout)
+        async with SLOTS.hold(client, limit):
+            return await database.read_text(self.claims, sql, args, statement_timeout_ms=timeout)
 
     @contextlib.asynccontextmanager
     async def session(self) -> AsyncIterator[Session]:

@@ -213,10 +213,8 @@ def _as_field(operation: OperationDefinitionNode) -> FieldNode:
 async def run_plan(ctx: Context, plan: Plan, coerced: dict[str, Any]) -> bytes | None:
     """The response bytes, or None when the statement failed (the normal path answers then)."""
     try:
-        async with ctx.session() as session:
-            before = session.statements
-            text = await session.fetchval(plan.sql, *plan.values(coerced))
-            ctx.statements += session.statements - before
+        text = await ctx.read_text(plan.sql, plan.values(coerced))
+        ctx.statements += 1
     except NchatError as exc:
         if exc.code in _FINAL:
             raise

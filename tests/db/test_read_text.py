@@ -1,0 +1,95 @@
+"""Database.read_text: one read-only statement as the caller in one round trip (a pg_temp function per
+statement and connection, called outside a transaction block), with the security of `session()`."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from nchat_live.auth import Claims
+from nchat_live.db import Database
+from nchat_live.errors import NchatError
+from tests.support import World
+
+# The private stream's row counted under RLS, and who the statement ran as, on which connection.
+PROBE = """SELECT json_build_object('n', (SELECT count(*) FROM nchat_streams WHERE id = $1::uuid),
+  'pid', pg_backend_pid(), 'who', current_user, 'uid', nchat.user_id())::text"""
+AFTER = ("SELECT json_build_object('who', current_user, 'claims', current_setting('hasura.user', true), "
+         "'pid', pg_backend_pid())::text")
+
+
+async def _probe(db: Database, claims: Claims, stream: str) -> dict:
+    return json.loads(await db.read_text(claims, PROBE, [stream], statement_timeout_ms=10_000))
+
+
+async def _left_on_the_connection(db: Database) -> dict:
+    """What the next user of the pooled connection finds, read with no set-up of ours at all."""
+    pool = await db.pool()
+    async with pool.acquire() as raw:
+        return json.loads(await raw.fetchval(AFTER))
+
+
+async def test_each_call_runs_as_its_caller_on_one_connection_and_leaves_nothing(world: World,
+                                                                                   database_url: str) -> None:
+    db = Database(database_url, pool_size=1)
+    try:
+        seen = [
+            await _probe(db, Claims.user(world.alice), world.private_stream),  # the channel's owner
+            await _probe(db, Claims.user(world.bob), world.private_stream),    # not a member
+            await _probe(db, Claims.anonymous(), world.private_stream),
+            await _probe(db, Claims.user(world.alice), world.private_stream),
+        ]
+        # One connection (the plan cached there is re-planned per role), each call under its own policies.
+        assert len({s["pid"] for s in seen}) == 1
+        assert [(s["n"], s["who"], s["uid"]) for s in seen] == [
+            (1, "nchat_user", world.alice), (0, "nchat_user", world.bob), (0, "nchat_anonymous", None),
+            (1, "nchat_user", world.alice)]
+        left = await _left_on_the_connection(db)
+        assert left["who"] != "nchat_user" and left["who"] != "nchat_anonymous"
+        assert left["claims"] in (None, "")
+    finally:
+        await db.close()
+
+
+async def test_a_failing_statement_leaves_no_role_or_claims(world: World, database_url: str) -> None:
+    db = Database(database_url, pool_size=1)
+    try:
+        with pytest.raises(NchatError):
+            await db.read_text(Claims.user(world.bob), "SELECT (1 / (0 * length($1::text)))::text", ["x"],
+                               statement_timeout_ms=10_000)
+        left = await _left_on_the_connection(db)
+        assert left["who"] not in ("nchat_user", "nchat_anonymous") and left["claims"] in (None, "")
+    finally:
+        await db.close()
+
+
+async def test_statement_timeout_holds(world: World, database_url: str) -> None:
+    db = Database(database_url, pool_size=1)
+    try:
+        with pytest.raises(NchatError) as caught:
+            await db.read_text(Claims.user(world.bob), "SELECT (pg_sleep($1::float8))::text", [2.0],
+                               statement_timeout_ms=100)
+        assert caught.value.code == "timeout"
+        # The next call with another timeout gets its own.
+        assert await db.read_text(Claims.user(world.bob), "SELECT current_setting('statement_timeout') || $1",
+                                  [""], statement_timeout_ms=7_000) == "7s"
+    finally:
+        await db.close()
+
+
+async def test_state_a_session_left_is_reset_before_a_read(world: World, database_url: str) -> None:
+    db = Database(database_url, pool_size=1)
+    try:
+        async with db.session(Claims.service()) as s:
+            # Session-level (not transaction-local): what the pool's reset is there to clear.
+            await s.fetchval("SELECT set_config('nchat.test_marker', 'left-behind', false)")
+            pid = await s.fetchval("SELECT pg_backend_pid()")
+        seen = json.loads(await db.read_text(
+            Claims.user(world.bob),
+            "SELECT json_build_object('m', current_setting($1, true), 'pid', pg_backend_pid())::text",
+            ["nchat.test_marker"], statement_timeout_ms=10_000))
+        assert seen["pid"] == pid  # the connection the session used
+        assert seen["m"] in (None, "")
+    finally:
+        await db.close()
