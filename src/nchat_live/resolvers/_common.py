@@ -50,11 +50,12 @@ async def set_rule_context(session: Session, now: datetime | None, **limits: flo
     """The clock (and limits, e.g. chat_max=5, chat_window_s=10) the insert rules of migration 0009
     apply in this transaction; always set, so an earlier operation's clock in a shared transaction
     does not carry over."""
-    await session.fetchval(f"SELECT {_RULE_CONTEXT.format(names='$1', values='$2')}", *rule_context(now, **limits))
+    await session.fetchval(f"SELECT {RULE_CONTEXT.format(names='$1', values='$2')}", *rule_context(now, **limits))
 
 
-# set_config of each (name, value) pair, as one value; {names} and {values} are the parameters' markers.
-_RULE_CONTEXT = "(SELECT count(set_config(n, v, true)) FROM unnest({names}::text[], {values}::text[]) AS t(n, v))"
+# set_config of each (name, value) pair, as one value; {names} and {values} are the parameters' markers
+# (a statement that must set the rule context itself, before its insert's triggers read it, embeds it).
+RULE_CONTEXT = "(SELECT count(set_config(n, v, true)) FROM unnest({names}::text[], {values}::text[]) AS t(n, v))"
 
 
 def rule_context(now: datetime | None, **limits: float) -> tuple[list[str], list[str]]:
@@ -93,21 +94,10 @@ def row(record: Any) -> Row:
     return {k: (str(v) if isinstance(v, uuid.UUID) else v) for k, v in dict(record).items()}
 
 
-async def load_stream(
-    session: Session, stream_id: str, *, rules: tuple[list[str], list[str]] | None = None
-) -> Row:
-    """The stream as the caller may see it, or stream-not-found (RLS hides unreadable streams).
-
-    `rules` (from `rule_context`) are set in the same statement, as `set_rule_context` would in
-    a statement of its own: one round trip fewer before an insert the rules check. They are
-    set whenever the stream is found (the join needs the sub-select's row to return it)."""
+async def load_stream(session: Session, stream_id: str) -> Row:
+    """The stream as the caller may see it, or stream-not-found (RLS hides unreadable streams)."""
     sid = parse_uuid(stream_id, field="streamId")
-    if rules is None:
-        record = await session.fetchrow(f"SELECT {STREAM_COLUMNS} FROM nchat_streams WHERE id = $1", sid)
-    else:
-        record = await session.fetchrow(
-            f"SELECT {STREAM_COLUMNS} FROM nchat_streams, "
-            f"{_RULE_CONTEXT.format(names='$2', values='$3')} AS _rules(n) WHERE id = $1", sid, *rules)
+    record = await session.fetchrow(f"SELECT {STREAM_COLUMNS} FROM nchat_streams WHERE id = $1", sid)
     if record is None:
         raise NotFound(f"stream '{stream_id}' not found", code="stream-not-found")
     return row(record)

@@ -15,6 +15,7 @@ from typing import Any
 from ..db import Session
 from ..errors import NotFound, PermissionDenied, ValidationFailed
 from ._common import (
+    RULE_CONTEXT,
     Row,
     event_base,
     load_stream,
@@ -30,6 +31,17 @@ from ._common import (
 _MESSAGE_COLUMNS = (
     "id, stream_id, user_id, content, is_pinned, pinned_at, pinned_by, is_deleted, deleted_at, deleted_by, "
     "created_at, status"
+)
+
+
+# sendChatMessage in one statement (one round trip): the stream as the caller may see it (none: no
+# row to insert, stream-not-found), the rule context set while that row is read (so before the insert
+# triggers of 0009/0015 read it, as set_rule_context's own statement would be), then the insert.
+_SEND = (
+    "WITH s AS (SELECT st.id, st.channel_id FROM nchat_streams st, "
+    f"{RULE_CONTEXT.format(names='$4', values='$5')} AS _rules(n) WHERE st.id = $1) "
+    "INSERT INTO nchat_stream_chat_messages (stream_id, user_id, content) SELECT s.id, $2, $3 FROM s "
+    f"RETURNING {_MESSAGE_COLUMNS}, (SELECT s.channel_id FROM s) AS _channel_id"
 )
 
 
@@ -70,14 +82,13 @@ async def send_chat_message(
     insert triggers', so the table API obeys them too; a refusal arrives as NchatError with its code, a
     held message comes back with status 'held'."""
     user_id = require_user(session, "chat")
-    rules = rule_context(now, chat_max=limits.messages, chat_window_s=limits.window.total_seconds())
-    stream = await load_stream(session, stream_id, rules=rules)
-    record = await session.fetchrow(
-        f"INSERT INTO nchat_stream_chat_messages (stream_id, user_id, content) VALUES ($1, $2, $3) "
-        f"RETURNING {_MESSAGE_COLUMNS}",
-        stream["id"], user_id, strip_nul(content),
-    )
+    sid = parse_uuid(stream_id, field="streamId")
+    record = await session.fetchrow(_SEND, sid, user_id, strip_nul(content), *rule_context(
+        now, chat_max=limits.messages, chat_window_s=limits.window.total_seconds()))
+    if record is None:  # no row of the stream as the caller may see it (RLS): nothing inserted
+        raise NotFound(f"stream '{stream_id}' not found", code="stream-not-found")
     message = row(record)
+    stream = {"id": message["stream_id"], "channel_id": str(message.pop("_channel_id"))}
     # A message the channel's rules hold (migration 0015) reaches its author and the moderators only.
     session.emit("chat.held" if message["status"] == "held" else "chat.message", _event(stream, message))
     return message
