@@ -1,3 +1,7 @@
+DROP TRIGGER nchat_stream_chat_messages_counters ON nchat_stream_chat_messages;
+CREATE TRIGGER nchat_stream_chat_messages_counters AFTER INSERT ON nchat_stream_chat_messages
+  FOR EACH ROW EXECUTE FUNCTION nchat.chat_counters();
+
 -- The SQL texts of 0001 (can_read_stream, can_manage_stream, can_read_channel, is_broadcaster, channel_role),
 -- 0011 (can_moderate_channel) and 0015 (stream_channel).
 CREATE OR REPLACE FUNCTION nchat.can_read_stream(stream uuid) RETURNS boolean

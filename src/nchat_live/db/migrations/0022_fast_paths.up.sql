@@ -70,3 +70,12 @@ BEGIN
   SELECT s.channel_id INTO found_channel FROM public.nchat_streams s WHERE s.id = stream;
   RETURN found_channel;
 END $$;
+
+-- The stream's chat counter (0003) at commit, not at the insert: the UPDATE of the stream's row took
+-- its lock at the insert and held it until COMMIT, through the round trips and the request's own
+-- work in between, so every sender on a stream waited for the one before to commit. Deferred, the lock
+-- is held only while the transaction commits. The counters after commit are the same; nothing reads
+-- them inside the sending transaction.
+DROP TRIGGER nchat_stream_chat_messages_counters ON nchat_stream_chat_messages;
+CREATE CONSTRAINT TRIGGER nchat_stream_chat_messages_counters AFTER INSERT ON nchat_stream_chat_messages
+  DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION nchat.chat_counters();
