@@ -10,9 +10,9 @@ answers it, so errors keep one shape whichever path a document took.
 Plans are cached per (schema, document, operation, role, limits and the variables that shape the
 SQL). String-valued scalar variables (ids, text, timestamps) travel as `$n` parameters of the
 cached statement: they are compiled as markers, and the plan maps each marker's parameter back to
-the variable, so the SQL text is the same for every value and asyncpg's per-connection statement
-cache (a prepared statement) hits. Other variables (numbers, booleans, objects, lists) may change
-the SQL's shape, so their values are part of the key.
+the variable, so the SQL text is the same for every value and its per-connection function
+(`Database.read_text`: one round trip, a plan Postgres keeps) is reused. Other variables (numbers,
+booleans, objects, lists) may change the SQL's shape, so their values are part of the key.
 """
 
 from __future__ import annotations
