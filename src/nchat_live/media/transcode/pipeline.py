@@ -372,6 +372,8 @@ class StreamPipeline:
         # Taps on the decoded source as it is pushed (WHEP relays it without waiting for the ladder):
         # called on the pusher's thread, they must return at once and must not modify the frame.
         self.frame_taps: list[Callable[[av.VideoFrame], None]] = []
+        # The same for the audio as pushed (the program's mix when guests are on): WHEP encodes it to Opus.
+        self.audio_taps: list[Callable[[av.AudioFrame], None]] = []
         self.max_backlog_seconds = max_backlog_seconds
         self.trim_after_seconds = trim_after_seconds
         # Encoding slower than this (media seconds per worker second) for trim_after_seconds drops the
@@ -434,6 +436,11 @@ class StreamPipeline:
         if self._closed:
             return
         self._queue.put(("audio", frame, time.monotonic()))
+        for tap in self.audio_taps:
+            try:
+                tap(frame)
+            except Exception:
+                log.exception("pipeline %s: an audio tap failed", self.stream_id)
 
     def discontinuity(self) -> None:
         if not self._closed:
