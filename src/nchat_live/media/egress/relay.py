@@ -1,4 +1,4 @@
-"""One H.264 encode per stream, its packets sent to every WebRTC viewer.
+"""One H.264 encode and one Opus encode per stream, their packets sent to every WebRTC viewer.
 
 aiortc decodes every incoming track (it has no passthrough), so a WHIP stream's video reaches the
 worker as decoded frames, and RTMP's does too (the RTMP ingest decodes FLV for the ladder). A
@@ -10,6 +10,17 @@ the `EncodedVideoTrack` of every viewer; aiortc's sender only packetizes a packe
 
 A viewer that joins, or whose queue overflowed, waits for the next keyframe, and asks for one: the
 encoder makes the next frame an IDR. The relay stops encoding when its last viewer leaves.
+
+Audio is tapped at the same place (`audio_taps`: the publisher's decoded audio, or the program's mix
+when guests are on) and encoded ONCE to Opus (48 kHz stereo, 20 ms packets) on a second thread, while
+the stream has viewers whose offer asked for audio; each `EncodedAudioTrack` only gets the packets.
+
+A/V sync: both kinds are timestamped from one clock, the relay's monotonic start, at the moment the tap
+saw them (a frame's start: its arrival less its duration), 90 kHz for video, 48 kHz for audio. Audio
+counts samples from its anchor so its timestamps have no jitter, and re-anchors on that clock after a
+gap; audio arriving faster than real time by more than RESYNC_SECONDS is dropped, never sent back in time.
+aiortc's RTCP sender reports map each track's RTP time to the wall clock at send time, which is how
+the receiver lines the two tracks up.
 """
 
 from __future__ import annotations
@@ -37,6 +48,13 @@ MAX_HEIGHT = 720
 # Keyframes at least this often without being asked (a viewer that lost packets recovers within it).
 KEYFRAME_SECONDS = 2.0
 VIEWER_QUEUE = 30
+OPUS_RATE = 48000
+OPUS_CLOCK = fractions.Fraction(1, OPUS_RATE)
+OPUS_FRAME = 960  # 20 ms, WebRTC's usual packet
+OPUS_BITRATE = 64_000
+# Audio this far off its sample count (a gap, a drift) is re-anchored on the relay's clock.
+RESYNC_SECONDS = 0.2
+AUDIO_QUEUE = 50  # 1 s of 20 ms packets
 
 
 def relay_size(width: int, height: int) -> tuple[int, int]:
@@ -114,6 +132,46 @@ class EncodedVideoTrack(MediaStreamTrack):
         self.relay.remove(self)
 
 
+def copy_audio(frame: av.AudioFrame) -> av.AudioFrame:
+    """A frame's samples in a frame of its own, without timestamps (the pipeline's thread sets the
+    pushed frame's pts while resampling it; the relay's resampler must not see that)."""
+    copy = av.AudioFrame.from_ndarray(frame.to_ndarray(), format=frame.format.name, layout=frame.layout.name)
+    copy.sample_rate = frame.sample_rate
+    return copy
+
+
+class EncodedAudioTrack(MediaStreamTrack):
+    """A viewer's audio: the relay's Opus packets (aiortc's sender only packs them)."""
+
+    kind = "audio"
+
+    def __init__(self, relay: StreamRelay) -> None:
+        super().__init__()
+        self.relay = relay
+        self.queue: asyncio.Queue[av.Packet[Any] | None] = asyncio.Queue(AUDIO_QUEUE)
+        self.packets_sent = 0
+
+    def offer(self, packet: av.Packet[Any] | None) -> None:
+        """Event loop: queue one packet (None: the stream ended); a viewer behind loses its oldest."""
+        if self.queue.full():
+            self.queue.get_nowait()
+        self.queue.put_nowait(packet)
+
+    async def recv(self) -> av.Packet[Any]:
+        if self.readyState != "live":
+            raise MediaStreamError
+        packet = await self.queue.get()
+        if packet is None:
+            self.stop()
+            raise MediaStreamError
+        self.packets_sent += 1
+        return packet
+
+    def stop(self) -> None:
+        super().stop()
+        self.relay.remove(self)
+
+
 class StreamRelay:
     """The shared encoder of one stream and the viewer tracks it feeds."""
 
@@ -122,12 +180,20 @@ class StreamRelay:
         self.loop = loop
         self.encoder_name = encoder
         self.viewers: set[EncodedVideoTrack] = set()
+        self.audio_viewers: set[EncodedAudioTrack] = set()
         self.frames_in = 0
         self.frames_encoded = 0
         self.encode_seconds = 0.0
-        self._frames: queue.Queue[av.VideoFrame | None] = queue.Queue(maxsize=2)
+        self.audio_frames_in = 0
+        self.audio_packets = 0
+        self.audio_encode_seconds = 0.0
+        # The one clock of both kinds' timestamps.
+        self.started = time.monotonic()
+        self._frames: queue.Queue[tuple[av.VideoFrame, float] | None] = queue.Queue(maxsize=2)
+        self._audio: queue.Queue[tuple[av.AudioFrame, float] | None] = queue.Queue(maxsize=AUDIO_QUEUE)
         self._keyframe = threading.Event()
         self._thread: threading.Thread | None = None
+        self._audio_thread: threading.Thread | None = None
         self._closed = False
         self.on_empty: list[Callable[[StreamRelay], None]] = []
 
@@ -142,9 +208,21 @@ class StreamRelay:
             self._thread.start()
         return track
 
-    def remove(self, track: EncodedVideoTrack) -> None:
-        self.viewers.discard(track)
-        if not self.viewers:
+    def add_audio_viewer(self) -> EncodedAudioTrack:
+        track = EncodedAudioTrack(self)
+        self.audio_viewers.add(track)
+        if self._audio_thread is None:
+            self._audio_thread = threading.Thread(target=self._run_audio, name=f"whep-a-{self.stream_id[:8]}",
+                                                  daemon=True)
+            self._audio_thread.start()
+        return track
+
+    def remove(self, track: EncodedVideoTrack | EncodedAudioTrack) -> None:
+        if isinstance(track, EncodedAudioTrack):
+            self.audio_viewers.discard(track)
+        else:
+            self.viewers.discard(track)
+        if not self.viewers and not self.audio_viewers:
             for callback in self.on_empty:
                 callback(self)
 
@@ -155,14 +233,19 @@ class StreamRelay:
         """The stream ended: every viewer's track ends, the encoder stops."""
         for track in list(self.viewers):
             track.offer(None)
+        for audio in list(self.audio_viewers):
+            audio.offer(None)
         self.close()
 
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
-        with contextlib.suppress(queue.Full):
-            self._frames.put_nowait(None)
+        for frames in (self._frames, self._audio):
+            with contextlib.suppress(queue.Empty):
+                frames.get_nowait()  # room for the end, even in a full queue
+            with contextlib.suppress(queue.Full):
+                frames.put_nowait(None)
 
     # -- frames (any thread) -----------------------------------------------------------------
 
@@ -171,13 +254,25 @@ class StreamRelay:
         if self._closed or not self.viewers:
             return
         self.frames_in += 1
+        self._put(self._frames, (frame, time.monotonic()))
+
+    def push_audio(self, frame: av.AudioFrame) -> None:
+        """A pipeline audio tap: queued for the Opus thread while a viewer listens."""
+        if self._closed or not self.audio_viewers:
+            return
+        self.audio_frames_in += 1
+        self._put(self._audio, (frame, time.monotonic()))
+
+    @staticmethod
+    def _put(frames: queue.Queue[Any], item: Any) -> None:
+        """Queue `item`, dropping the oldest when full: the relay never adds latency."""
         try:
-            self._frames.put_nowait(frame)
+            frames.put_nowait(item)
         except queue.Full:
             with contextlib.suppress(queue.Empty):
-                self._frames.get_nowait()
+                frames.get_nowait()
             with contextlib.suppress(queue.Full):
-                self._frames.put_nowait(frame)
+                frames.put_nowait(item)
 
     # -- encoder thread ----------------------------------------------------------------------
 
@@ -200,12 +295,12 @@ class StreamRelay:
     def _run(self) -> None:
         codec: Any = None
         size: tuple[int, int] | None = None
-        start = time.monotonic()
         last_pts = -1
         while True:
-            frame = self._frames.get()
-            if frame is None:
+            item = self._frames.get()
+            if item is None:
                 break
+            frame, arrival = item
             started = time.perf_counter()
             try:
                 width, height = relay_size(frame.width, frame.height)
@@ -216,7 +311,7 @@ class StreamRelay:
                 if image is frame:
                     # The pipeline reads this frame on its own thread: never touch its fields.
                     image = copy_frame(frame)
-                pts = max(int((time.monotonic() - start) * 90000), last_pts + 1)
+                pts = max(int((arrival - self.started) * 90000), last_pts + 1)
                 last_pts = pts
                 image.pts = pts
                 image.time_base = CLOCK
@@ -238,6 +333,66 @@ class StreamRelay:
         for track in list(self.viewers):
             track.offer(packet)
 
+    # -- Opus thread -------------------------------------------------------------------------
+
+    @staticmethod
+    def _opus() -> Any:
+        codec: Any = av.CodecContext.create("libopus", "w")
+        codec.sample_rate = OPUS_RATE
+        codec.format = "s16"
+        codec.layout = "stereo"
+        codec.time_base = OPUS_CLOCK
+        codec.bit_rate = OPUS_BITRATE
+        codec.options = {"application": "audio", "frame_duration": "20"}
+        return codec
+
+    @staticmethod
+    def _resampler() -> av.AudioResampler:
+        return av.AudioResampler(format="s16", layout="stereo", rate=OPUS_RATE, frame_size=OPUS_FRAME)
+
+    def _run_audio(self) -> None:
+        codec = self._opus()
+        resampler = self._resampler()
+        # Where the next sample pushed in, and the next sample out of the resampler, sit on the clock.
+        next_in: int | None = None
+        next_out = 0
+        slack = int(RESYNC_SECONDS * OPUS_RATE)
+        while True:
+            item = self._audio.get()
+            if item is None:
+                break
+            frame, arrival = item
+            started = time.perf_counter()
+            try:
+                rate = frame.sample_rate or OPUS_RATE
+                samples = round(frame.samples * OPUS_RATE / rate)
+                at = round((arrival - self.started) * OPUS_RATE) - samples
+                if next_in is not None and at < next_in - slack:
+                    continue  # faster than real time: what is sent already covers this moment
+                if next_in is None or at > next_in + slack:
+                    # The first frame, or after a gap: anchor on the shared clock, start a fresh resampler.
+                    resampler = self._resampler()
+                    next_in = next_out = at
+                next_in += samples
+                packets = []
+                for out in resampler.resample(copy_audio(frame)):
+                    out.pts, out.time_base = next_out, OPUS_CLOCK
+                    next_out += out.samples
+                    packets.extend(codec.encode(out))
+            except Exception:
+                log.exception("stream %s: the WHEP relay could not encode audio", self.stream_id)
+                continue
+            self.audio_encode_seconds += time.perf_counter() - started
+            for packet in packets:
+                packet.time_base = OPUS_CLOCK
+                self.audio_packets += 1
+                with contextlib.suppress(RuntimeError):  # the loop is closed: the process is stopping
+                    self.loop.call_soon_threadsafe(self._deliver_audio, packet)
+
+    def _deliver_audio(self, packet: av.Packet[Any]) -> None:
+        for track in list(self.audio_viewers):
+            track.offer(packet)
+
 
 class Relays:
     """The relays of one worker, by stream id: created with the first viewer, closed with the last."""
@@ -247,8 +402,9 @@ class Relays:
         self.relays: dict[str, StreamRelay] = {}
         self._taps: dict[str, StreamPipeline] = {}
 
-    def viewer_track(self, stream_id: str, pipeline: StreamPipeline) -> EncodedVideoTrack:
-        """A new viewer's track of `stream_id`, whose frames come from `pipeline`."""
+    def relay(self, stream_id: str, pipeline: StreamPipeline) -> StreamRelay:
+        """The relay of `stream_id`, whose frames come from `pipeline` (add a viewer's tracks at once:
+        a relay without viewers is dropped when its last track stops)."""
         relay = self.relays.get(stream_id)
         if relay is None or self._taps.get(stream_id) is not pipeline:
             if relay is not None:
@@ -258,7 +414,8 @@ class Relays:
             self.relays[stream_id] = relay
             self._taps[stream_id] = pipeline
             pipeline.frame_taps.append(relay.push)
-        return relay.add_viewer()
+            pipeline.audio_taps.append(relay.push_audio)
+        return relay
 
     def _drop(self, relay: StreamRelay) -> None:
         if self.relays.get(relay.stream_id) is relay:
@@ -267,6 +424,8 @@ class Relays:
             if pipeline is not None:
                 with contextlib.suppress(ValueError):
                     pipeline.frame_taps.remove(relay.push)
+                with contextlib.suppress(ValueError):
+                    pipeline.audio_taps.remove(relay.push_audio)
         relay.close()
 
     def end(self, stream_id: str) -> None:

@@ -9,8 +9,10 @@ Who may watch is HLS's rule (hls/access.py): a public stream is open, a private 
 caller may not read and a stream not ingested here all answer the same 404. A WHEP session is a viewer
 session (join, heartbeat, leave, as `watchStream`), left on DELETE, on disconnect and when the stream ends.
 
-Video is relayed, not transcoded per viewer (relay.py: one shared H.264 encode of the decoded source);
-aiortc offers no audio passthrough either, so the answer's audio section is inactive.
+Media is relayed, not transcoded per viewer (relay.py: one shared H.264 encode of the decoded source,
+one shared Opus encode of its audio, or of the program's mix with guests). An offer with a receiving
+audio section that lists Opus gets the audio track; a video-only offer (or one without Opus) gets video
+alone, its audio section answered inactive.
 
 Limits: the offer is read up to NCHAT_WHIP_MAX_SDP_BYTES (413), NCHAT_WHEP_MAX_SESSIONS_PER_CLIENT sessions
 per client address (429), NCHAT_WHEP_MAX_VIEWERS per process (503 + Retry-After), and a session whose peer
@@ -48,7 +50,7 @@ from ..webrtc_http import (
 )
 from ..worker.observers import StreamObserver
 from ..worker.streams import IngestSession
-from .relay import EncodedVideoTrack, Relays
+from .relay import EncodedAudioTrack, EncodedVideoTrack, Relays
 
 if TYPE_CHECKING:
     from ...db import Database
@@ -74,6 +76,13 @@ def validate_offer(text: str) -> None:
             raise ValueError(f"the video section is '{media.direction}'; a WHEP viewer receives (recvonly)")
     if not any(codec.mimeType.lower() == "video/h264" for m in video for codec in m.rtp.codecs):
         raise ValueError("the SDP offer has no H.264 in its video section; the relay sends H.264")
+
+
+def offers_audio(text: str) -> bool:
+    """Whether a (validated) offer asks to receive Opus audio."""
+    return any(m.kind == "audio" and m.direction in (None, "recvonly", "sendrecv")
+               and any(codec.mimeType.lower() == "audio/opus" for codec in m.rtp.codecs)
+               for m in parse_offer(text).media)
 
 
 class ViewerPresence:
@@ -122,12 +131,13 @@ class WhepSession:
     """One WHEP viewer: its peer connection, its relay track and its viewer session."""
 
     def __init__(self, endpoint: WhepEndpoint, stream_id: str, client: str, pc: RTCPeerConnection,
-                 track: EncodedVideoTrack, presence: ViewerPresence) -> None:
+                 track: EncodedVideoTrack, audio: EncodedAudioTrack | None, presence: ViewerPresence) -> None:
         self.endpoint = endpoint
         self.stream_id = stream_id
         self.client = client
         self.pc = pc
         self.track = track
+        self.audio = audio
         self.presence = presence
         self.session_id = secrets.token_urlsafe(16)
         self.connected = False
@@ -155,6 +165,8 @@ class WhepSession:
         if self._deadline is not None:
             self._deadline.cancel()
         self.track.stop()
+        if self.audio is not None:
+            self.audio.stop()
         with contextlib.suppress(Exception):
             await self.pc.close()
         await self.presence.leave()
@@ -253,31 +265,42 @@ class WhepEndpoint:
         stream_id = live.stream_id
         servers = parse_ice_servers(settings.ice_servers)
         pc = RTCPeerConnection(RTCConfiguration(iceServers=servers or None))
-        track = self.relays.viewer_track(stream_id, live.pipeline)
-        # The transceiver exists before the offer is applied, so aiortc matches the offer's video section
-        # to it and keeps H.264 only (the relay's packets are H.264).
+        relay = self.relays.relay(stream_id, live.pipeline)
+        track = relay.add_viewer()
+        audio = relay.add_audio_viewer() if offers_audio(offer) else None
+        # The transceivers exist before the offer is applied, so aiortc matches the offer's sections to
+        # them and keeps the relay's codecs only (H.264, Opus).
         transceiver = pc.addTransceiver(track, direction="sendonly")
         transceiver.setCodecPreferences(
             [c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType in ("video/H264", "video/rtx")])
+        if audio is not None:
+            pc.addTransceiver(audio, direction="sendonly").setCodecPreferences(
+                [c for c in RTCRtpSender.getCapabilities("audio").codecs if c.mimeType == "audio/opus"])
         presence = ViewerPresence(runtime.database, claims, stream_id)
+
+        def stop_tracks() -> None:
+            track.stop()
+            if audio is not None:
+                audio.stop()
+
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
             answer = await pc.createAnswer()
             await pc.setLocalDescription(answer)
         except Exception as exc:
-            track.stop()
+            stop_tracks()
             with contextlib.suppress(Exception):
                 await pc.close()
             return _error(400, "bad-sdp", f"the SDP offer was refused: {exc or type(exc).__name__}")
         try:
             await presence.join(request.headers.get("user-agent"), client if client != "-" else None)
         except NchatError as exc:
-            track.stop()
+            stop_tracks()
             await pc.close()
             if exc.code in ("not-found", "stream-not-found"):
                 return not_found(stream_id)
             return _error(exc.http_status, exc.code, exc.message)
-        session = WhepSession(self, stream_id, client, pc, track, presence)
+        session = WhepSession(self, stream_id, client, pc, track, audio, presence)
         self.sessions[session.session_id] = session
         self.per_client[client] = self.per_client.get(client, 0) + 1
 
@@ -311,7 +334,9 @@ class WhepEndpoint:
     def stats(self) -> dict[str, Any]:
         return {"sessions": len(self.sessions),
                 "relays": {sid: {"viewers": len(r.viewers), "frames_in": r.frames_in,
-                                 "frames_encoded": r.frames_encoded, "encode_seconds": round(r.encode_seconds, 3)}
+                                 "frames_encoded": r.frames_encoded, "encode_seconds": round(r.encode_seconds, 3),
+                                 "audio_viewers": len(r.audio_viewers), "audio_packets": r.audio_packets,
+                                 "audio_encode_seconds": round(r.audio_encode_seconds, 3)}
                            for sid, r in self.relays.relays.items()}}
 
 
