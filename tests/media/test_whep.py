@@ -194,6 +194,9 @@ async def test_whep_plays_the_publishers_tone_and_a_video_only_offer_gets_video_
         assert response.status_code == 201, response.text
         audio_section = response.text[response.text.index("m=audio"):]
         assert "opus/48000/2" in audio_section and "a=sendonly" in audio_section
+        # One media stream id for both tracks: browsers lip-sync the tracks of one stream.
+        streams = {line.split()[0] for line in response.text.splitlines() if line.startswith("a=msid:")}
+        assert len(streams) == 1 and response.text.count("a=msid:") == 2, streams
         frequency = peaks(await heard(await wait_for_track(listener, "audio")), 1)[0]
         assert abs(frequency - 450) <= 5, frequency
         # The same peer connection still plays the video.
