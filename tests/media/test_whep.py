@@ -288,5 +288,15 @@ async def test_relay_stamps_audio_and_video_from_one_clock() -> None:
         assert abs(audio_end - video_end) < 0.04, (audio_end, video_end)
         # Sample-counted audio: 20 ms apart, no jitter.
         assert {b.pts - a.pts for a, b in itertools.pairwise(audio_packets)} == {960}
+
+        # The source's format changes (a reconnect, the program taking over): the relay keeps encoding.
+        for _ in range(10):
+            other = av.AudioFrame(format="fltp", layout="mono", samples=441)
+            other.planes[0].update(bytes(other.planes[0].buffer_size))
+            other.sample_rate = 44100
+            relay.push_audio(other)
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.3)
+        assert audio.queue.qsize() >= 3
     finally:
         relay.close()

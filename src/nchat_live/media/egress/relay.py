@@ -210,6 +210,11 @@ class StreamRelay:
 
     def add_audio_viewer(self) -> EncodedAudioTrack:
         track = EncodedAudioTrack(self)
+        if not self.audio_viewers and not self._closed:
+            # Frames queued before the last listener left are stale for this one.
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    self._audio.get_nowait()
         self.audio_viewers.add(track)
         if self._audio_thread is None:
             self._audio_thread = threading.Thread(target=self._run_audio, name=f"whep-a-{self.stream_id[:8]}",
@@ -374,8 +379,15 @@ class StreamRelay:
                     resampler = self._resampler()
                     next_in = next_out = at
                 next_in += samples
+                own = copy_audio(frame)
+                try:
+                    converted = resampler.resample(own)
+                except ValueError:
+                    # The source changed its format (a reconnect, the program taking over): a new resampler.
+                    resampler = self._resampler()
+                    converted = resampler.resample(own)
                 packets = []
-                for out in resampler.resample(copy_audio(frame)):
+                for out in converted:
                     out.pts, out.time_base = next_out, OPUS_CLOCK
                     next_out += out.samples
                     packets.extend(codec.encode(out))
