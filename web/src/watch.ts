@@ -1,7 +1,7 @@
 // /watch/{id}: the viewer's page. LL-HLS through hls.js, quality and volume, live edge and measured
 // latency, viewer count, chat, reactions, Q&A. An unknown or ended stream says so.
 import Hls from "hls.js/light";
-import { playWhep } from "./whep";
+import { playWhep, renditionLabel, type WhepPlayer } from "./whep";
 import "./style.css";
 import { getToken } from "./api";
 import { mountChapters } from "./chapters";
@@ -145,15 +145,20 @@ setInterval(() => { if (hls || video.src) void refreshMediaToken(); }, 30_000);
 
 /** The credential for a media request: only to this page's own origin, never to another host. */
 let stopWhep: (() => void) | null = null;
+let whep: WhepPlayer | null = null;
 
 // Live: WebRTC (WHEP, sub-second) when the browser and the server can, else LL-HLS; the label says which.
 async function playLive(row: StreamRow): Promise<void> {
   await refreshMediaToken();
   video.muted = true;
-  stopWhep = await playWhep(video, id, media ? media.token : null);
-  if (stopWhep) {
-    // The WHEP session is itself a viewer session (server side): the page does not join a second time.
+  whep = await playWhep(video, id, media ? media.token : null);
+  stopWhep = whep ? whep.stop : null;
+  if (whep) {
+    // The WHEP session is itself a viewer session (server side). The page's join shares it (one open
+    // session per signed-in viewer, or per anonymous address + browser: migration 0011), counted once,
+    // and gives the page the session's token for its quality heartbeats (from the peer connection's stats).
     leave();
+    void joinByMutation();
     setMode("WebRTC (WHEP)");
     void video.play().catch(() => undefined);
     return;
@@ -242,6 +247,7 @@ async function play(url: string, isLive: boolean): Promise<void> {
 function stopPlayback(): void {
   stopWhep?.();
   stopWhep = null;
+  whep = null;
   hls?.destroy();
   hls = null;
   video.removeAttribute("src");
@@ -293,10 +299,7 @@ video.addEventListener("playing", () => {
 
 function qualityLabel(): string {
   const lvl = hls && hls.currentLevel >= 0 ? hls.levels[hls.currentLevel] : undefined;
-  const height = lvl?.height ?? 0;
-  // The server knows the ladder's rung names, not arbitrary heights.
-  if (!height) return "auto";
-  return height >= 1080 ? "1080p" : height >= 720 ? "720p" : height >= 480 ? "480p" : "360p";
+  return renditionLabel(lvl?.height); // the server knows the ladder's rung names, not arbitrary heights
 }
 
 /** The playing rendition's bitrate (kbit/s) for the analytics' network-quality histogram. */
@@ -323,15 +326,29 @@ async function joinByMutation(): Promise<void> {
     sessionId = await joinStream(id, qualityLabel());
   } catch (err) {
     sessionId = null;
-    say(playerMsg, `Not counted as a viewer: ${(err as Error).message}`, "warn");
+    // A WHEP viewer is counted by its WHEP session all the same; only its quality reports are lost.
+    if (!whep) say(playerMsg, `Not counted as a viewer: ${(err as Error).message}`, "warn");
     return;
   }
-  heartbeat = window.setInterval(() => {
-    if (!sessionId || sessionId === "pending" || sessionId === "presence") return;
-    const sent = bufferingMs;
-    viewerHeartbeat(sessionId, qualityLabel(), sent, playbackKbps()).then(() => { bufferingMs -= sent; })
-      .catch(() => undefined);
-  }, 10_000);
+  // WHEP: prime the stats so the first heartbeat already has a bitrate.
+  void whep?.sample();
+  heartbeat = window.setInterval(() => void beat(), 10_000);
+}
+
+/** One heartbeat: the rendition, buffering and bitrate of whichever player plays (WHEP's from getStats). */
+async function beat(): Promise<void> {
+  if (!sessionId || sessionId === "pending" || sessionId === "presence") return;
+  const sid = sessionId;
+  if (whep) {
+    const sample = await whep.sample();
+    if (sample) {
+      await viewerHeartbeat(sid, sample.quality, sample.bufferingMs, sample.bitrateKbps).catch(() => undefined);
+      return;
+    }
+  }
+  const sent = bufferingMs;
+  await viewerHeartbeat(sid, qualityLabel(), sent, playbackKbps()).then(() => { bufferingMs -= sent; })
+    .catch(() => undefined);
 }
 
 function leave(): void {
