@@ -3,6 +3,9 @@
 The live playlist keeps its short window; the manager keeps segment files past it
 (`keep_segments`), and this observer lists the last `dvr_window_seconds` of them and deletes the
 ones that fall out of that window.
+
+A rendition trimmed from the ladder (the worker cannot encode the whole ladder in real time) leaves
+the DVR master as it leaves the live one; the packager removes its files, its DVR playlist with them.
 """
 
 from __future__ import annotations
@@ -42,10 +45,20 @@ class DvrPlaylists(PipelineObserver):
         self.protected = config.window_segments + config.keep_extra_segments + 1
 
     def on_segment(self, info: SegmentInfo) -> None:
+        packager = self.extras.manager.packager(self.stream_id)
+        trimmed = {name for name in (*self.entries, info.rendition)
+                   if packager is not None and (r := packager.rendition(name)) is not None and r.removed}
+        for name in trimmed:
+            self.entries.pop(name, None)
+            self.discontinuity_sequence.pop(name, None)
+        storage = self.extras.storage
+        if trimmed and self.master_written and packager is not None:
+            storage.write(f"{self.stream_id}/dvr.m3u8", dvr_master(packager.render_master().encode()))
+        if info.rendition in trimmed:
+            return  # its last segment: the packager deletes the rendition's files right after
         entries = self.entries.setdefault(info.rendition, deque())
         init_uri = info.init_key.rsplit("/", 1)[-1]
         entries.append(_Entry(info.msn, info.duration, info.discontinuity, info.program_date_time, init_uri))
-        storage = self.extras.storage
         while len(entries) > self.protected and sum(e.duration for e in entries) - entries[0].duration >= self.window:
             old = entries.popleft()
             if old.discontinuity:
@@ -53,7 +66,11 @@ class DvrPlaylists(PipelineObserver):
             storage.delete(f"{self.stream_id}/{info.rendition}/seg{old.msn}.m4s")
         storage.write(f"{self.stream_id}/{info.rendition}/dvr.m3u8", self.render(info.rendition).encode())
         if not self.master_written:
-            master = storage.read(f"{self.stream_id}/master.m3u8")
+            # The packager's own master when it has one: the stored one may still list a rung being trimmed.
+            if packager is not None:
+                master = packager.render_master().encode() if packager.master_written else None
+            else:
+                master = storage.read(f"{self.stream_id}/master.m3u8")
             if master is not None:
                 storage.write(f"{self.stream_id}/dvr.m3u8", dvr_master(master))
                 self.master_written = True

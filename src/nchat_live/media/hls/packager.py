@@ -329,10 +329,17 @@ class RenditionPackager:
         self._after_change()
 
     def remove(self) -> None:
-        """Trimmed from the ladder: the playlist ends; the master no longer lists it."""
+        """Trimmed from the ladder: gone from the master, and its files from storage.
+
+        Its last segment is still finished (observers such as the recorder get it), but no playlist with
+        ENDLIST is written: a process serving this rendition from storage would hand a player on it the
+        end of the stream. With the files gone, that player's next reload is a 404, which hls.js (and
+        AVPlayer) answer by switching to another variant of the master.
+        """
         with self.owner.lock:
             self.removed = True
         self.finish()
+        self.owner.storage.delete_prefix(self.prefix)
 
     def _open_segment(self, start: float, independent: bool) -> Segment:
         discontinuity = False
@@ -413,8 +420,8 @@ class RenditionPackager:
                 self.owner.storage.delete(f"{self.prefix}/{part.uri}")
 
     def _after_change(self) -> None:
-        text = self.render()
-        self.owner.storage.write(f"{self.prefix}/index.m3u8", text.encode())
+        if not self.removed:
+            self.owner.storage.write(f"{self.prefix}/index.m3u8", self.render().encode())
         self.owner.changed(self.name)
 
     # -- reader side (any thread) ---------------------------------------------------------------

@@ -11,6 +11,7 @@ from starlette.routing import Route
 
 from ..storage.archive import read_archived_recording
 from .access import PRIVATE_FILE, PRIVATE_PLAYLIST, MediaGrant, authorize_media
+from .playlists import dvr_master as dvr_master_of
 from .routes import CORS, IMMUTABLE, NO_CACHE, PLAYLIST_TYPE
 
 _RECORDING_PATH = re.compile(
@@ -77,7 +78,15 @@ async def dvr_master(request: Request) -> Response:
     grant = await authorize_media(request, stream_id)
     if not isinstance(grant, MediaGrant):
         return grant
-    return await _from_live_storage(request, f"{stream_id}/dvr.m3u8", grant.cache(NO_CACHE, PRIVATE_PLAYLIST))
+    cache = grant.cache(NO_CACHE, PRIVATE_PLAYLIST)
+    manager = request.app.state.runtime.media
+    packager = manager.packager(stream_id) if manager is not None else None
+    if packager is not None and packager.master_written and await asyncio.to_thread(
+            manager.storage.read, f"{stream_id}/dvr.m3u8") is not None:
+        # Encoded here: from the packager's ladder, which a trimmed rung leaves at once.
+        return Response(dvr_master_of(packager.render_master().encode()), media_type=PLAYLIST_TYPE,
+                        headers=CORS | cache)
+    return await _from_live_storage(request, f"{stream_id}/dvr.m3u8", cache)
 
 
 async def dvr_playlist(request: Request) -> Response:

@@ -49,6 +49,10 @@ def _error(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=CORS | NO_CACHE)
 
 
+def _dropped(stream_id: str, name: str) -> JSONResponse:
+    return _error(404, "not-found", f"rendition '{name}' was dropped from the ladder of stream '{stream_id}'")
+
+
 def _manager(request: Request) -> MediaManager | None:
     return request.app.state.runtime.media
 
@@ -82,11 +86,17 @@ def _holds(playlist: bytes, msn: int, part: int | None) -> bool:
 
 
 async def _poll_storage(storage: MediaStorage, key: str, ready: Callable[[bytes], bool],
-                        seconds: float) -> bytes | None:
-    """Read `key` until `ready` says yes or `seconds` pass; the last read either way."""
+                        seconds: float, *, gone_is_final: bool = False) -> bytes | None:
+    """Read `key` until `ready` says yes or `seconds` pass; the last read either way.
+
+    `gone_is_final`: a missing `key` ends the wait at once (a playlist a player reloads existed when it
+    loaded it; missing now, its rendition was trimmed from the ladder or the stream's files were removed).
+    """
     deadline = time.monotonic() + seconds
     while True:
         data = await asyncio.to_thread(storage.read, key)
+        if data is None and gone_is_final:
+            return None
         if (data is not None and ready(data)) or time.monotonic() >= deadline:
             return data
         await asyncio.sleep(0.2)
@@ -155,7 +165,7 @@ async def media_playlist(request: Request) -> Response:
                 if not holding:
                     return too_many(held.limit)
                 wait = 3 * PackagingConfig().target_duration
-                data = await _poll_storage(storage, key, lambda d: _holds(d, msn, part), wait)
+                data = await _poll_storage(storage, key, lambda d: _holds(d, msn, part), wait, gone_is_final=True)
             if data is not None and not _holds(data, msn, part):
                 return _error(503, "unavailable",
                               f"segment {msn} part {part} did not appear within 3 target durations")
@@ -165,7 +175,7 @@ async def media_playlist(request: Request) -> Response:
     if rendition.removed:
         # Trimmed from the ladder: gone from the master, and a player still on it gets an error it
         # recovers from by switching variants (an ENDLIST would read as the end of the stream).
-        return _error(404, "not-found", f"rendition '{name}' was dropped from the ladder of stream '{stream_id}'")
+        return _dropped(stream_id, name)
     try:
         rendition.check_request(msn, part)
     except PlaylistRequestError as exc:
@@ -178,6 +188,8 @@ async def media_playlist(request: Request) -> Response:
             if not await packager.wait_for_playlist(name, msn, part):
                 return _error(503, "unavailable",
                               f"segment {msn} part {part} did not appear within 3 target durations")
+        if rendition.removed:  # trimmed while the request waited: its last playlist ends with ENDLIST
+            return _dropped(stream_id, name)
     return _playlist(rendition.render(), grant)
 
 
@@ -200,6 +212,8 @@ async def media_file(request: Request) -> Response:
     media_type = "video/mp4" if filename.endswith(".mp4") else "video/iso.segment"
     headers = CORS | grant.cache(IMMUTABLE, PRIVATE_FILE)
     rendition = packager.rendition(name) if packager is not None else None
+    if rendition is not None and rendition.removed:
+        return _dropped(stream_id, name)
     if packager is not None and rendition is not None and match.group(2) is not None:
         # A part of a stream encoded here: from memory, and the open part streamed while it is written.
         data = rendition.part_data(filename)
