@@ -1,7 +1,7 @@
 // /watch/{id}: the viewer's page. LL-HLS through hls.js, quality and volume, live edge and measured
 // latency, viewer count, chat, reactions, Q&A. An unknown or ended stream says so.
 import Hls from "hls.js/light";
-import { playWhep, renditionLabel, type WhepPlayer } from "./whep";
+import { MAX_BUFFERING_PER_BEAT_MS, playWhep, renditionLabel, type WhepPlayer } from "./whep";
 import "./style.css";
 import { getToken } from "./api";
 import { mountChapters } from "./chapters";
@@ -310,10 +310,22 @@ function playbackKbps(): number | null {
 
 let stopPresence: (() => void) | null = null;
 
-/** Counted as a viewer through the `watchStream` subscription; the mutations if it is refused. */
+/** Counted as a viewer through the `watchStream` subscription (its session shared by a join by mutation for
+ * the quality heartbeats); the mutations alone if it is refused. */
 function join(): void {
   sessionId = "presence";
-  stopPresence = watchAsViewer(id, (n) => { viewerCount.textContent = String(n); }, () => {
+  let reporting = false;
+  stopPresence = watchAsViewer(id, (n) => {
+    viewerCount.textContent = String(n);
+    // The first count comes once the presence session is open. The page's join then shares it (one open
+    // session per signed-in viewer, or per anonymous address + browser: migration 0011), so it is counted
+    // once and one client toward the anonymous per-address cap, and its token carries the quality
+    // heartbeats the server's presence heartbeats lack.
+    if (!reporting && sessionId === "presence") {
+      reporting = true;
+      void joinByMutation();
+    }
+  }, () => {
     stopPresence?.();
     stopPresence = null;
     if (sessionId === "presence") void joinByMutation();
@@ -325,9 +337,9 @@ async function joinByMutation(): Promise<void> {
   try {
     sessionId = await joinStream(id, qualityLabel());
   } catch (err) {
-    sessionId = null;
-    // A WHEP viewer is counted by its WHEP session all the same; only its quality reports are lost.
-    if (!whep) say(playerMsg, `Not counted as a viewer: ${(err as Error).message}`, "warn");
+    // A WHEP or presence viewer is counted by that session all the same; only its quality reports are lost.
+    sessionId = stopPresence ? "presence" : null;
+    if (!whep && !stopPresence) say(playerMsg, `Not counted as a viewer: ${(err as Error).message}`, "warn");
     return;
   }
   // WHEP: prime the stats so the first heartbeat already has a bitrate.
@@ -346,7 +358,9 @@ async function beat(): Promise<void> {
       return;
     }
   }
-  const sent = bufferingMs;
+  // At most 5 s a beat (the rest carried), as WHEP's sampler: the server bounds bufferingMs by the time since
+  // the session's previous heartbeat + 5 s, and the presence session's own heartbeats touch the same session.
+  const sent = Math.min(bufferingMs, MAX_BUFFERING_PER_BEAT_MS);
   await viewerHeartbeat(sid, qualityLabel(), sent, playbackKbps()).then(() => { bufferingMs -= sent; })
     .catch(() => undefined);
 }

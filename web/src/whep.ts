@@ -24,7 +24,7 @@ export interface PlaybackSample {
 // The server refuses a heartbeat whose bufferingMs exceeds the time since its previous heartbeat + 5 s; the
 // WHEP session's own server-side heartbeat touches the same session, so at most this much goes per beat and
 // the rest waits for the next one.
-const MAX_BUFFERING_PER_BEAT_MS = 5000;
+export const MAX_BUFFERING_PER_BEAT_MS = 5000;
 const MAX_KBPS = 1_000_000; // viewerHeartbeat's bound
 
 /** The heartbeat for `cur`, the counters `prev` taken one interval earlier (null: the first, no bitrate yet). */
