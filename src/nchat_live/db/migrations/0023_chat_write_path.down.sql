@@ -1,0 +1,10 @@
+ALTER FUNCTION nchat.can_read_stream(uuid) RESET search_path;
+ALTER FUNCTION nchat.can_manage_stream(uuid) RESET search_path;
+ALTER FUNCTION nchat.can_read_channel(uuid) RESET search_path;
+ALTER FUNCTION nchat.can_moderate_channel(uuid) RESET search_path;
+ALTER FUNCTION nchat.is_broadcaster(uuid) RESET search_path;
+ALTER FUNCTION nchat.channel_role(uuid) RESET search_path;
+ALTER FUNCTION nchat.stream_channel(uuid) RESET search_path;
+ALTER FUNCTION nchat.my_channels() RESET search_path;
+ALTER FUNCTION nchat.hidden_channels() RESET search_path;
+ALTER FUNCTION nchat.hidden_streams() RESET search_path;
