@@ -86,17 +86,39 @@ def copy_frame(frame: av.VideoFrame) -> av.VideoFrame:
     return copy
 
 
-class EncodedVideoTrack(MediaStreamTrack):
+class _RelayedTrack(MediaStreamTrack):
+    """A viewer's track fed with the relay's encoded packets (aiortc's sender only packs them): the
+    queue `offer` fills on the event loop, and `recv` that ends the track on None (the stream ended)."""
+
+    def __init__(self, relay: StreamRelay, queue_size: int) -> None:
+        super().__init__()
+        self.relay = relay
+        self.queue: asyncio.Queue[av.Packet[Any] | None] = asyncio.Queue(queue_size)
+        self.packets_sent = 0
+
+    async def recv(self) -> av.Packet[Any]:
+        if self.readyState != "live":
+            raise MediaStreamError
+        packet = await self.queue.get()
+        if packet is None:
+            self.stop()
+            raise MediaStreamError
+        self.packets_sent += 1
+        return packet
+
+    def stop(self) -> None:
+        super().stop()
+        self.relay.remove(self)
+
+
+class EncodedVideoTrack(_RelayedTrack):
     """A viewer's video: the relay's encoded packets (aiortc's sender packetizes them, no encode)."""
 
     kind = "video"
 
     def __init__(self, relay: StreamRelay) -> None:
-        super().__init__()
-        self.relay = relay
-        self.queue: asyncio.Queue[av.Packet[Any] | None] = asyncio.Queue(VIEWER_QUEUE)
+        super().__init__(relay, VIEWER_QUEUE)
         self.waiting_for_key = True
-        self.packets_sent = 0
 
     def offer(self, packet: av.Packet[Any] | None) -> None:
         """Event loop: queue one packet (None: the stream ended)."""
@@ -117,20 +139,6 @@ class EncodedVideoTrack(MediaStreamTrack):
             self.waiting_for_key = True
             self.relay.request_keyframe()
 
-    async def recv(self) -> av.Packet[Any]:
-        if self.readyState != "live":
-            raise MediaStreamError
-        packet = await self.queue.get()
-        if packet is None:
-            self.stop()
-            raise MediaStreamError
-        self.packets_sent += 1
-        return packet
-
-    def stop(self) -> None:
-        super().stop()
-        self.relay.remove(self)
-
 
 def copy_audio(frame: av.AudioFrame) -> av.AudioFrame:
     """A frame's samples in a frame of its own, without timestamps (the pipeline's thread sets the
@@ -140,36 +148,19 @@ def copy_audio(frame: av.AudioFrame) -> av.AudioFrame:
     return copy
 
 
-class EncodedAudioTrack(MediaStreamTrack):
+class EncodedAudioTrack(_RelayedTrack):
     """A viewer's audio: the relay's Opus packets (aiortc's sender only packs them)."""
 
     kind = "audio"
 
     def __init__(self, relay: StreamRelay) -> None:
-        super().__init__()
-        self.relay = relay
-        self.queue: asyncio.Queue[av.Packet[Any] | None] = asyncio.Queue(AUDIO_QUEUE)
-        self.packets_sent = 0
+        super().__init__(relay, AUDIO_QUEUE)
 
     def offer(self, packet: av.Packet[Any] | None) -> None:
         """Event loop: queue one packet (None: the stream ended); a viewer behind loses its oldest."""
         if self.queue.full():
             self.queue.get_nowait()
         self.queue.put_nowait(packet)
-
-    async def recv(self) -> av.Packet[Any]:
-        if self.readyState != "live":
-            raise MediaStreamError
-        packet = await self.queue.get()
-        if packet is None:
-            self.stop()
-            raise MediaStreamError
-        self.packets_sent += 1
-        return packet
-
-    def stop(self) -> None:
-        super().stop()
-        self.relay.remove(self)
 
 
 class StreamRelay:
@@ -222,7 +213,7 @@ class StreamRelay:
             self._audio_thread.start()
         return track
 
-    def remove(self, track: EncodedVideoTrack | EncodedAudioTrack) -> None:
+    def remove(self, track: _RelayedTrack) -> None:
         if isinstance(track, EncodedAudioTrack):
             self.audio_viewers.discard(track)
         else:
