@@ -15,7 +15,6 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
-import httpx
 import pytest
 from playwright.async_api import Browser, expect
 
@@ -24,10 +23,11 @@ from nchat_live.config import Settings
 from nchat_live.db import Database
 from nchat_live.media.transcode.ladder import select_ladder
 from nchat_live.resolvers.analytics import audience_distributions
-from tests.media.media_client import SyntheticVideo, WhipClient
+from tests.media.media_client import WhipClient
 from tests.support import World
 
 from .browser_support import NEEDS_CHROMIUM, SCREENSHOTS, LiveServer, record, serve_live
+from .quality_support import live_publisher, open_sessions
 
 pytestmark = [
     pytest.mark.slow,
@@ -44,27 +44,8 @@ def server(settings: Settings) -> Iterator[LiveServer]:
 
 @pytest.fixture
 async def publisher(server: LiveServer, world: World, db: Database) -> AsyncIterator[WhipClient]:
-    async with httpx.AsyncClient(base_url=server.url, timeout=20) as http:
-        client = WhipClient(http, world.public_stream, world.public_key, SyntheticVideo(640, 360, 30), audio=False)
-        assert (await client.start()).status_code == 201
-        try:
-            deadline = time.monotonic() + 30
-            while await _stream_status(db, world.public_stream) != "live":
-                assert time.monotonic() < deadline, "the stream never went live"
-                await asyncio.sleep(0.2)
-            # The first LL-HLS segment takes the transcoder a few seconds; the page is opened once it is there.
-            deadline = time.monotonic() + 60
-            while (await http.get(f"/hls/{world.public_stream}/master.m3u8")).status_code != 200:
-                assert time.monotonic() < deadline, "no LL-HLS playlist"
-                await asyncio.sleep(0.5)
-            yield client
-        finally:
-            await client.stop()
-
-
-async def _stream_status(db: Database, stream_id: str) -> str:
-    async with db.session(Claims.service()) as s:
-        return str(await s.fetchval("SELECT status FROM nchat_streams WHERE id = $1", stream_id))
+    async with live_publisher(server.url, world, db, wait_for_hls=True) as client:
+        yield client
 
 
 async def _current_viewers(db: Database, stream_id: str) -> int:
@@ -72,19 +53,10 @@ async def _current_viewers(db: Database, stream_id: str) -> int:
         return int(await s.fetchval("SELECT current_viewers FROM nchat_streams WHERE id = $1", stream_id))
 
 
-async def _open_sessions(db: Database, stream_id: str) -> list[dict[str, Any]]:
-    async with db.session(Claims.service()) as s:
-        rows = await s.fetch(
-            "SELECT quality, buffering_ms, bitrate_kbps_sum, bitrate_samples, holders, "
-            "extract(epoch FROM last_seen_at - joined_at) AS seconds FROM nchat_stream_viewers "
-            "WHERE stream_id = $1 AND left_at IS NULL", stream_id)
-    return [dict(r) for r in rows]
-
-
 async def _wait_sessions(db: Database, stream_id: str, done: Callable[[list[dict[str, Any]]], bool], what: str,
                          within_s: float = 60) -> list[dict[str, Any]]:
     deadline = time.monotonic() + within_s
-    while not done(sessions := await _open_sessions(db, stream_id)):
+    while not done(sessions := await open_sessions(db, stream_id)):
         assert time.monotonic() < deadline, f"{what}: {sessions}"
         await asyncio.sleep(0.5)
     return sessions

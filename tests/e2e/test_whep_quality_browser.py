@@ -12,9 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
 
-import httpx
 import pytest
 from playwright.async_api import Browser, expect
 
@@ -23,10 +21,11 @@ from nchat_live.config import Settings
 from nchat_live.db import Database
 from nchat_live.media.egress.relay import relay_bitrate
 from nchat_live.resolvers.analytics import audience_distributions
-from tests.media.media_client import SyntheticVideo, WhipClient
+from tests.media.media_client import WhipClient
 from tests.support import World
 
 from .browser_support import NEEDS_CHROMIUM, SCREENSHOTS, LiveServer, record, serve_live
+from .quality_support import live_publisher, open_sessions
 
 pytestmark = [
     pytest.mark.slow,
@@ -43,31 +42,8 @@ def server(settings: Settings) -> Iterator[LiveServer]:
 
 @pytest.fixture
 async def publisher(server: LiveServer, world: World, db: Database) -> AsyncIterator[WhipClient]:
-    async with httpx.AsyncClient(base_url=server.url, timeout=20) as http:
-        client = WhipClient(http, world.public_stream, world.public_key, SyntheticVideo(640, 360, 30), audio=False)
-        assert (await client.start()).status_code == 201
-        try:
-            deadline = time.monotonic() + 30
-            while await _stream_status(db, world.public_stream) != "live":
-                assert time.monotonic() < deadline, "the stream never went live"
-                await asyncio.sleep(0.2)
-            yield client
-        finally:
-            await client.stop()
-
-
-async def _stream_status(db: Database, stream_id: str) -> str:
-    async with db.session(Claims.service()) as s:
-        return str(await s.fetchval("SELECT status FROM nchat_streams WHERE id = $1", stream_id))
-
-
-async def _open_sessions(db: Database, stream_id: str) -> list[dict[str, Any]]:
-    async with db.session(Claims.service()) as s:
-        rows = await s.fetch(
-            "SELECT quality, buffering_ms, bitrate_kbps_sum, bitrate_samples, holders, quality_switches, "
-            "extract(epoch FROM last_seen_at - joined_at) AS seconds FROM nchat_stream_viewers "
-            "WHERE stream_id = $1 AND left_at IS NULL", stream_id)
-    return [dict(r) for r in rows]
+    async with live_publisher(server.url, world, db, wait_for_hls=False) as client:
+        yield client
 
 
 async def test_whep_viewer_heartbeats_carry_stats_from_the_peer_connection(
@@ -87,7 +63,7 @@ async def test_whep_viewer_heartbeats_carry_stats_from_the_peer_connection(
         # Heartbeats go every 10 s; the stats are primed at join, so each one carries a bitrate.
         deadline = time.monotonic() + 60
         while True:
-            sessions = await _open_sessions(db, stream_id)
+            sessions = await open_sessions(db, stream_id)
             if sessions and sessions[0]["bitrate_samples"] >= 2:
                 break
             assert time.monotonic() < deadline, f"no bitrate reports from the WHEP viewer: {sessions}"
@@ -120,7 +96,7 @@ async def test_whep_viewer_heartbeats_carry_stats_from_the_peer_connection(
         # each release their hold, and the shared session closes.
         await viewer.goto("about:blank")
         deadline = time.monotonic() + 45
-        while sessions := await _open_sessions(db, stream_id):
+        while sessions := await open_sessions(db, stream_id):
             assert time.monotonic() < deadline, f"the viewer session stayed open after the page left: {sessions}"
             await asyncio.sleep(0.5)
     except BaseException:
