@@ -180,6 +180,67 @@ _SET_ROLE = "SELECT set_config('role', 'nchat_user', true), set_config('hasura.u
 _INSERT_CHAT = "INSERT INTO nchat_stream_chat_messages (stream_id, user_id, content) VALUES ($1, $2, $3)"
 
 Result = dict[str, float]
+CLOCK_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _proc_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of one process from /proc; 0 when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICK
+
+
+def _tree(pid: int) -> list[int]:
+    """A process and its descendants (the server's workers)."""
+    found, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        found.append(p)
+        try:
+            with open(f"/proc/{p}/task/{p}/children") as f:
+                todo += [int(c) for c in f.read().split()]
+        except OSError:
+            pass
+    return found
+
+
+def _backends(database: str) -> list[int]:
+    """The Postgres backends connected to the bench's database (other databases' work is not counted)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if cmd.startswith("postgres: ") and f" {database} " in cmd:
+                pids.append(int(entry))
+    return pids
+
+
+class CpuMeter:
+    """CPU time per request of the server measured, Postgres (the bench database's backends) and this
+    process (client and, for the SQL columns, asyncpg): on a shared machine, CPU per request moves far
+    less than requests per second does. Linux /proc only; elsewhere the columns read n/a."""
+
+    def __init__(self, database: str) -> None:
+        self.database = database
+        self.server: int | None = None  # the pid whose tree is "server" in the next measurement
+
+    def snapshot(self) -> dict[str, float] | None:
+        if not os.path.isdir("/proc/self"):
+            return None
+        times = os.times()
+        return {"server": sum(_proc_cpu(p) for p in _tree(self.server)) if self.server else 0.0,
+                "pg": sum(_proc_cpu(p) for p in _backends(self.database)),
+                "client": times.user + times.system}
+
+
+METER: CpuMeter | None = None
 
 
 def free_port() -> int:
@@ -324,15 +385,21 @@ async def measure(call: Callable[[], Awaitable[Any]], seconds: float, concurrenc
             await call()
             latencies.append(time.perf_counter() - started)
 
+    before = METER.snapshot() if METER else None
     began = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     elapsed = time.perf_counter() - began
+    after = METER.snapshot() if METER else None
     latencies.sort()
-    return {
+    result = {
         "rps": len(latencies) / elapsed,
         "p50_ms": statistics.median(latencies) * 1000,
         "p99_ms": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000,
     }
+    if before and after:
+        for key in before:
+            result[f"{key}_us"] = (after[key] - before[key]) / len(latencies) * 1e6
+    return result
 
 
 async def _wait_ready(client: HttpClient, path: str, proc: asyncio.subprocess.Process) -> None:
@@ -410,7 +477,9 @@ class Case:
 
 
 async def run(args: argparse.Namespace) -> None:
+    global METER
     name = f"nchat_bench_{secrets.token_hex(4)}"
+    METER = CpuMeter(name)
     admin = await asyncpg.connect(args.pg)
     await admin.execute(f'CREATE DATABASE "{name}"')
     url = args.pg.rsplit("/", 1)[0] + "/" + name
@@ -515,10 +584,14 @@ async def run(args: argparse.Namespace) -> None:
                             calls["pgl"] = pgl_call
                     for _ in range(args.rounds):
                         for key, call in calls.items():
+                            METER.server = servers[key][0].pid if key in servers else \
+                                pgl_proc.pid if key == "pgl" and pgl_proc is not None else None
                             keep(case.label, key, await measure(call, args.seconds, args.concurrency))
                 for _ in range(args.rounds):
-                    for key, (_, client) in servers.items():
+                    for key, (proc, client) in servers.items():
+                        METER.server = proc.pid
                         keep(live, key, await _live_push(args, client.port, token, pool, ids["live_stream"], chatters))
+                    METER.server = None
                     if not args.gql_only:
                         sql_push, rls_push = await _live_sql(args, pool, claims, ids["live_stream"], chatters)
                         keep(live, "sql", sql_push)
@@ -580,6 +653,18 @@ def _report(args: argparse.Namespace, results: dict[str, dict[str, Any]]) -> Non
                 b = row.get(base)
                 ratios.append(f"{g['rps'] / b['rps']:12.2f}" if g and b else f"{'n/a':>12}")
         print(f"{label:32} {text}  {' '.join(ratios)}", flush=True)
+    keys = [*servers, "sql", "rls", "pgl"]
+    if any("pg_us" in (row.get(k) or {}) for row in results.values() for k in keys):
+        print("\nCPU per request, microseconds: server (its process tree; PostGraphile's for pgl) / Postgres "
+              "(the bench database's backends) / this process (the client; for sql and rls also asyncpg)")
+        print(f"{'case':32} " + " ".join(f"{(names.get(k) or k):>20}" for k in keys))
+        for label, row in results.items():
+            cells = []
+            for key in keys:
+                c = row.get(key)
+                cells.append(f"{c['server_us']:6.0f}/{c['pg_us']:5.0f}/{c['client_us']:5.0f}" if c and "pg_us" in c
+                             else f"{'n/a':>20}")
+            print(f"{label:32} {' '.join(f'{c:>20}' for c in cells)}", flush=True)
 
 
 async def _live_sql(args: argparse.Namespace, pool: asyncpg.Pool, claims: str, stream: str,
@@ -619,6 +704,9 @@ async def _live_push(args: argparse.Namespace, port: int, token: str, pool: asyn
             await pool.execute(_INSERT_CHAT, stream, next(users), content)
             while True:
                 message = json.loads(await asyncio.wait_for(ws.recv(), 10))
+                if message["type"] == "ping":  # the server's keep-alive on a long run
+                    await ws.send(json.dumps({"type": "pong"}))
+                    continue
                 assert message["type"] == "next", message
                 rows = message["payload"]["data"]["nchat_stream_chat_messages"]
                 if rows and rows[0]["content"] == content:
