@@ -30,9 +30,40 @@ async def _left_on_the_connection(db: Database) -> dict:
         return json.loads(await raw.fetchval(AFTER))
 
 
+async def _readers_on_the_connection(db: Database) -> int:
+    pool = await db.pool()
+    async with pool.acquire() as raw:
+        return int(await raw.fetchval("SELECT count(*) FROM pg_proc WHERE pronamespace = pg_my_temp_schema() "
+                                      "AND proname LIKE 'nchat_read_%'"))
+
+
+async def test_a_statement_earns_its_function_by_coming_again(world: World, database_url: str) -> None:
+    db = Database(database_url, pool_size=1, reader_after=3)
+    try:
+        # Documents that differ by a literal: each statement once, none gets a function (no DDL).
+        for n in range(4):
+            sql = f"SELECT json_build_object('n', {n}, 'who', current_user, 'pid', pg_backend_pid())::text"
+            seen = json.loads(await db.read_text(Claims.user(world.bob), sql, [], statement_timeout_ms=10_000))
+            assert (seen["n"], seen["who"]) == (n, "nchat_user")
+        assert await _readers_on_the_connection(db) == 0
+        # The same statement a third time: from then on through its function, as its caller still.
+        found = [await _probe(db, Claims.user(world.alice), world.private_stream) for _ in range(2)]
+        assert await _readers_on_the_connection(db) == 0
+        found.append(await _probe(db, Claims.user(world.alice), world.private_stream))
+        assert await _readers_on_the_connection(db) == 1
+        found.append(await _probe(db, Claims.user(world.bob), world.private_stream))
+        assert [(s["n"], s["who"], s["uid"]) for s in found] == [(1, "nchat_user", world.alice)] * 3 + [
+            (0, "nchat_user", world.bob)]
+        assert await _readers_on_the_connection(db) == 1
+        left = await _left_on_the_connection(db)
+        assert left["who"] not in ("nchat_user", "nchat_anonymous") and left["claims"] in (None, "")
+    finally:
+        await db.close()
+
+
 async def test_each_call_runs_as_its_caller_on_one_connection_and_leaves_nothing(world: World,
                                                                                    database_url: str) -> None:
-    db = Database(database_url, pool_size=1)
+    db = Database(database_url, pool_size=1, reader_after=1)
     try:
         seen = [
             await _probe(db, Claims.user(world.alice), world.private_stream),  # the channel's owner
@@ -53,7 +84,7 @@ async def test_each_call_runs_as_its_caller_on_one_connection_and_leaves_nothing
 
 
 async def test_a_failing_statement_leaves_no_role_or_claims(world: World, database_url: str) -> None:
-    db = Database(database_url, pool_size=1)
+    db = Database(database_url, pool_size=1, reader_after=1)
     try:
         with pytest.raises(NchatError):
             await db.read_text(Claims.user(world.bob), "SELECT (1 / (0 * length($1::text)))::text", ["x"],
@@ -65,7 +96,7 @@ async def test_a_failing_statement_leaves_no_role_or_claims(world: World, databa
 
 
 async def test_statement_timeout_holds(world: World, database_url: str) -> None:
-    db = Database(database_url, pool_size=1)
+    db = Database(database_url, pool_size=1, reader_after=1)
     try:
         with pytest.raises(NchatError) as caught:
             await db.read_text(Claims.user(world.bob), "SELECT (pg_sleep($1::float8))::text", [2.0],
@@ -79,7 +110,7 @@ async def test_statement_timeout_holds(world: World, database_url: str) -> None:
 
 
 async def test_state_a_session_left_is_reset_before_a_read(world: World, database_url: str) -> None:
-    db = Database(database_url, pool_size=1)
+    db = Database(database_url, pool_size=1, reader_after=1)
     try:
         async with db.session(Claims.service()) as s:
             # Session-level (not transaction-local): what the pool's reset is there to clear.

@@ -32,6 +32,11 @@ _RESET = "SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL; "
 ACQUIRE_TIMEOUT_S = 10.0
 # read_text's functions kept on one connection (the least recently used one is dropped beyond).
 READERS_PER_CONNECTION = 128
+# How often read_text must have seen a statement (in this process) before it gets a pg_temp function:
+# creating one is DDL (catalog writes), paid back only by a statement that comes again.
+READER_AFTER = 3
+# Statements whose sightings read_text counts (the least recently seen one is forgotten beyond).
+SIGHTINGS = 4096
 
 
 def normalise_url(url: str) -> str:
@@ -50,7 +55,7 @@ def normalise_url(url: str) -> str:
 class Database:
     """Owns the pool. `session(claims)` is the only path to data for request work."""
 
-    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+    def __init__(self, url: str, *, pool_size: int = 10, reader_after: int = READER_AFTER) -> None:
         self.url = normalise_url(url)
         self.pool_size = pool_size
         self._pool: asyncpg.Pool | None = None
@@ -59,6 +64,9 @@ class Database:
         self.publisher: EventPublisher | None = None
         # read_text's pg_temp functions can be created (False once the login role may not).
         self._readers = True
+        # read_text gives a statement its function from its `reader_after`-th call on (1: at once).
+        self.reader_after = reader_after
+        self._sightings: OrderedDict[str, int] = OrderedDict()
 
     async def pool(self) -> asyncpg.Pool:
         """The pool, created on first use (connections open as they are needed).
@@ -155,8 +163,12 @@ class Database:
         (the statement's timer starts before the function runs, so a transaction-local one would
         come too late); a connection a `session()` used since gets the pool's reset first, in the
         same round trip as that timeout. Read-only work only: a write here would commit at once.
+
+        A statement earns its function: until this process has seen it `reader_after` times it runs in
+        a `session()`, so a client whose documents all differ (literals instead of variables) costs
+        no CREATE FUNCTION per request.
         """
-        if not self._readers:
+        if not self._readers or not self._earned(sql):
             async with self.session(claims, statement_timeout_ms=statement_timeout_ms) as session:
                 return await session.fetchval(sql, *args)
         try:
@@ -198,6 +210,16 @@ class Database:
             if mapped is None:
                 raise
             raise mapped from exc
+
+    def _earned(self, sql: str) -> bool:
+        """Whether `sql` has been seen often enough to run through a function (this call counted)."""
+        if self.reader_after <= 1:
+            return True
+        seen = self._sightings.pop(sql, 0) + 1
+        self._sightings[sql] = seen  # the most recently seen last
+        if len(self._sightings) > SIGHTINGS:
+            self._sightings.popitem(last=False)
+        return seen >= self.reader_after
 
     async def ping(self) -> bool:
         try:
