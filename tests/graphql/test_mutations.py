@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import json
+import re
 import uuid
+from typing import Any
 
+import httpx
 import pytest
 from starlette.applications import Starlette
 
 from nchat_live.auth import Claims
 from nchat_live.db import Database
+from nchat_live.graphql import execution
 from nchat_live.graphql.context import Context
 from nchat_live.graphql.execution import execute
+from nchat_live.resolvers import automod, moderation
 from tests.graphql.conftest import GQL, code, data
-from tests.support import World, set_live
+from tests.support import World, make_world, set_live
 
 pytestmark = pytest.mark.usefixtures("chat")
 
@@ -148,3 +154,114 @@ async def test_scalar_inputs_as_hasura_accepts_them(gql: GQL, cast: World) -> No
                             as_="alice"))
     assert listed["update_nchat_streams_by_pk"]["tags"] == ["x, y", 'q"z']
     assert listed["update_nchat_streams_by_pk"]["metadata"] == {"k": [1]}
+
+
+# The direct path of graphql/direct.py against graphql-core's executor: the same documents, the same bytes.
+_WAIT = re.compile(rb"wait \d+(\.\d+)? s|\"retryAfterSeconds\":\d+(\.\d+)?")
+
+
+async def _post(client: httpx.AsyncClient, world: World, query: str, variables: Any, as_: str) -> bytes:
+    token = world.token(getattr(world, as_))
+    response = await client.post("/v1/graphql", json={"query": query, "variables": variables},
+                                 headers={"authorization": f"Bearer {token}"})
+    assert response.status_code == 200, response.text
+    return response.content
+
+
+async def _both_ways(client: httpx.AsyncClient, world: World, monkeypatch: pytest.MonkeyPatch, query: str,
+                     variables: Any, as_: str, *, direct: bool = True) -> tuple[bytes, bytes]:
+    """The answer by the direct path (asserting it took it, or not when `direct` is False), then by the
+    executor."""
+    calls: list[str] = []
+    run_direct = execution.run_direct
+
+    async def counted(*args: Any) -> Any:
+        calls.append(query)
+        return await run_direct(*args)
+
+    with monkeypatch.context() as m:
+        m.setattr(execution, "run_direct", counted)
+        first = await _post(client, world, query, variables, as_)
+    assert calls == ([query] if direct else [])
+    with monkeypatch.context() as m:
+        m.setattr(execution, "plan_for_direct", lambda schema, operation: None)
+        second = await _post(client, world, query, variables, as_)
+    return first, second
+
+
+SEND_ALL = """mutation($s: ID!, $c: String!) { sendChatMessage(streamId: $s, content: $c) {
+  id streamId userId content isPinned pinnedAt isDeleted deletedAt createdAt status } }"""
+
+
+async def test_direct_mutations_answer_as_the_executor(
+        client: httpx.AsyncClient, db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    world = await make_world(db)
+    await set_live(db, world.public_stream)
+    # Every field: the same keys, order and serialisation; the ids and times are the rows' own.
+    first, second = await _both_ways(client, world, monkeypatch, SEND_ALL,
+                                     {"s": world.public_stream, "c": "  all\x00 fields "}, "bob")
+    a, b = json.loads(first)["data"]["sendChatMessage"], json.loads(second)["data"]["sendChatMessage"]
+    assert a["id"] != b["id"] and a["content"] == "all fields"
+    assert first.replace(a["id"].encode(), b"ID").replace(a["createdAt"].encode(), b"AT") == \
+        second.replace(b["id"].encode(), b"ID").replace(b["createdAt"].encode(), b"AT")
+    async with db.session(Claims.service()) as s:
+        created = await s.fetchval("SELECT created_at FROM nchat_stream_chat_messages WHERE id = $1", a["id"])
+    assert a["createdAt"] == created.isoformat()
+    # Callers of their own for the documents that send twice (5 messages per 10 s each).
+    other = await make_world(db)
+    cases: list[tuple[str, Any, str, bool]] = [
+        # aliases and __typename
+        ("mutation($s: ID!) { m: sendChatMessage(streamId: $s, content: \"hi\") { __typename t: __typename "
+         "c: content status isDeleted pinnedAt } }", {"s": world.public_stream}, "carol", True),
+        # a literal argument, no variables
+        (f"mutation {{ sendChatMessage(streamId: \"{world.public_stream}\", content: \"lit\") {{ content }} }}",
+         None, "mod", True),
+        ("mutation($s: ID!, $e: String!) { sendReaction(streamId: $s, emoji: $e, positionX: 1.5) "
+         "{ __typename emoji positionX positionY streamId } }", {"s": world.public_stream, "e": "🔥"}, "bob", True),
+        # variables missing, of the wrong type, null for a non-null one
+        ("mutation($s: ID!, $c: String!) { sendChatMessage(streamId: $s, content: $c) { content } }",
+         {"s": world.public_stream}, "bob", True),
+        ("mutation($s: ID!, $c: String!) { sendChatMessage(streamId: $s, content: $c) { content } }",
+         {"s": world.public_stream, "c": 12}, "bob", True),
+        ("mutation($s: ID!, $c: String!) { sendChatMessage(streamId: $s, content: $c) { content } }",
+         {"s": None, "c": "x"}, "bob", True),
+        # refusals of the resolver and of the insert rules
+        ("mutation($s: ID!) { sendChatMessage(streamId: $s, content: \"x\") { content } }",
+         {"s": "not-a-uuid"}, "bob", True),
+        ("mutation($s: ID!) { sendChatMessage(streamId: $s, content: \"x\") { content } }",
+         {"s": world.private_stream}, "carol", True),  # not readable: stream-not-found
+        ("mutation($s: ID!) { sendChatMessage(streamId: $s, content: \"x\") { content } }",
+         {"s": world.private_stream}, "alice", True),  # not live
+        ("mutation($s: ID!) { sendChatMessage(streamId: $s, content: \"   \") { content } }",
+         {"s": world.public_stream}, "bob", True),  # empty once cleaned
+        # validation: both paths share it; the executor serves what the direct path does not plan
+        ("mutation($s: ID!) { sendChatMessage(streamId: $s, content: \"x\") { nope } }",
+         {"s": world.public_stream}, "bob", False),
+        ("mutation($s: ID!) { sendChatMessage(streamId: $s) { content } }", {"s": world.public_stream}, "bob", False),
+        ("mutation($s: ID!) { a: sendChatMessage(streamId: $s, content: \"a\") { content } "
+         "b: sendChatMessage(streamId: $s, content: \"b\") { content } }", {"s": world.public_stream},
+         "other.bob", False),
+        ("mutation($s: ID!) { sendChatMessage(streamId: $s, content: \"f\") { ...F } } "
+         "fragment F on ChatMessage { content }", {"s": world.public_stream}, "other.carol", False),
+        ("mutation($s: ID!) { sendChatMessage(streamId: $s, content: \"d\") { content @include(if: true) } }",
+         {"s": world.public_stream}, "other.mod", False),
+    ]
+    for query, variables, as_, direct in cases:
+        caller = (other, as_.removeprefix("other.")) if as_.startswith("other.") else (world, as_)
+        first, second = await _both_ways(client, caller[0], monkeypatch, query, variables, caller[1], direct=direct)
+        assert first == second, query
+    # The rules of the channel and the chat: a ban, a blocked term, the rate limit.
+    async with db.session(Claims.user(world.alice)) as s:
+        await moderation.ban_user(s, world.public_stream, world.carol, "spam")
+        await automod.add_blocked_term(s, world.public_channel, "badword")
+    send = "mutation($s: ID!, $c: String!) { sendChatMessage(streamId: $s, content: $c) { content } }"
+    banned = await _both_ways(client, world, monkeypatch, send, {"s": world.public_stream, "c": "hi"}, "carol")
+    assert banned[0] == banned[1] and json.loads(banned[0])["errors"][0]["extensions"]["code"] == "banned"
+    blocked = await _both_ways(client, world, monkeypatch, send, {"s": world.public_stream, "c": "a BADWORD"}, "bob")
+    assert blocked[0] == blocked[1] and json.loads(blocked[0])["errors"][0]["extensions"]["code"] == "blocked-term"
+    for i in range(6):
+        await _post(client, world, send, {"s": world.public_stream, "c": f"flood {i}"}, "mod")
+    limited = await _both_ways(client, world, monkeypatch, send, {"s": world.public_stream, "c": "more"}, "mod")
+    # The wait it quotes is the time left, which moves between the two requests.
+    assert _WAIT.sub(b"W", limited[0]) == _WAIT.sub(b"W", limited[1])
+    assert json.loads(limited[0])["errors"][0]["extensions"]["code"] == "rate-limited"

@@ -40,6 +40,8 @@ from ..db.errors import sqlstate_of
 from ..errors import NchatError
 from ..observability import GRAPHQL_ERRORS, GRAPHQL_OPERATIONS
 from .context import Context, SharedSession
+from .direct import plan_for as plan_for_direct
+from .direct import run_direct
 from .hasura.fast import plan_for, run_plan
 from .limits import DocumentLimits, check_cost, check_syntax, refusal
 
@@ -427,10 +429,15 @@ async def _run_operation(ctx: Context, prepared: Prepared, variables: Any, opera
             await shared.close(failed)
         return _errors(result, positions) if result.errors else {"data": result.data}
     # Every mutation root field of the request in one transaction: any error rolls all back.
+    direct = plan_for_direct(prepared.schema, operation)
     try:
         async with ctx.session() as session:
             ctx.mutation_session = session
-            result = await _run(prepared, ctx, variables, operation_name)
+            if direct is not None:
+                ctx.raw_variables = variables if isinstance(variables, dict) else None
+                result = await run_direct(direct, ctx, ctx.raw_variables)
+            else:
+                result = await _run(prepared, ctx, variables, operation_name)
             if result.errors:
                 raise _Rollback(result)
     except _Rollback as rollback:

@@ -43,7 +43,11 @@ from .types import (
     build,
 )
 
-__all__ = ["Mutation", "Query"]
+__all__ = ["DIRECT_MUTATIONS", "Mutation", "Query"]
+
+# Mutations that graphql/direct.py may run without graphql-core's executor (the hot ones): their
+# resolvers read nothing of `info` but `info.context`, which is all the direct path hands them.
+DIRECT_MUTATIONS = frozenset({"sendChatMessage", "sendReaction"})
 
 T = TypeVar("T")
 
