@@ -37,7 +37,9 @@ STREAM_READ = cols(
     "total_views, total_reactions, total_chat_messages, started_at, ended_at, duration_seconds, recording_url, "
     "end_reason, metadata, created_at, updated_at, "
     # 0019: the guest program (layout, the guest a solo frame shows), written by nchat.stream_set_program.
-    "program_layout, program_focus")
+    "program_layout, program_focus, "
+    # 0025: its channel's is_private, kept by triggers (the read policy tests it before the hidden set).
+    "in_private_channel")
 STREAM_SETTINGS = cols(
     "title, description, thumbnail_url, scheduled_at, max_resolution, bitrate_kbps, fps, is_recorded, enable_chat, "
     "enable_reactions, enable_qa, chat_mode, slow_mode_seconds, tags, language, metadata")
@@ -46,12 +48,14 @@ STREAM_SETTINGS = cols(
 STREAM_SERVER_OWNED = cols(
     "status, started_at, ended_at, duration_seconds, end_reason, current_viewers, peak_viewers, total_views, "
     "total_reactions, total_chat_messages, stream_key, ingest_url, hls_manifest_url, dash_manifest_url, "
-    "recording_url, broadcaster_id, channel_id, program_layout, program_focus")
+    "recording_url, broadcaster_id, channel_id, program_layout, program_focus, in_private_channel")
 MESSAGE_READ = cols(
     "id, stream_id, user_id, content, is_pinned, pinned_at, pinned_by, is_deleted, deleted_at, deleted_by, "
-    "metadata, created_at, updated_at, status")
+    "metadata, created_at, updated_at, status, in_private_channel")
 # status: 'held' by the moderation rules (migration 0015), 'visible'/'denied' by nchat.chat_review.
-MESSAGE_SERVER_OWNED = cols("is_pinned, pinned_at, pinned_by, is_deleted, deleted_at, deleted_by, status")
+# in_private_channel: its stream's (0025, triggers).
+MESSAGE_SERVER_OWNED = cols(
+    "is_pinned, pinned_at, pinned_by, is_deleted, deleted_at, deleted_by, status, in_private_channel")
 VIEWER_READ = cols(
     "id, stream_id, user_id, quality, joined_at, last_seen_at, left_at, watch_duration_seconds, buffering_ms, "
     "quality_switches, sent_chat_messages, sent_reactions, metadata, "
