@@ -76,7 +76,8 @@ CREATE TRIGGER nchat_channels_private_cascade AFTER UPDATE OF is_private ON ncha
   FOR EACH ROW WHEN (OLD.is_private IS DISTINCT FROM NEW.is_private)
   EXECUTE FUNCTION nchat.channel_private_cascade();
 
--- A stream's flag changed (its channel's privacy, or a move): its messages follow.
+-- A stream's flag changed (its channel's privacy, or a move; the flag of a move is set by the trigger above,
+-- so it is named in no SET list and UPDATE OF channel_id is what fires here): its messages follow.
 CREATE FUNCTION nchat.stream_private_cascade() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
 BEGIN
@@ -85,7 +86,7 @@ BEGIN
    WHERE m.stream_id = NEW.id AND m.in_private_channel IS DISTINCT FROM NEW.in_private_channel;
   RETURN NULL;
 END $$;
-CREATE TRIGGER nchat_streams_private_cascade AFTER UPDATE OF in_private_channel ON nchat_streams
+CREATE TRIGGER nchat_streams_private_cascade AFTER UPDATE OF in_private_channel, channel_id ON nchat_streams
   FOR EACH ROW WHEN (OLD.in_private_channel IS DISTINCT FROM NEW.in_private_channel)
   EXECUTE FUNCTION nchat.stream_private_cascade();
 
