@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .body_limits import BodyLimitMiddleware, limit_for_path
 from .config import Settings
@@ -21,6 +23,19 @@ from .runtime import Runtime
 from .subscriptions.transport.routes import websocket_routes
 from .subscriptions.transport.wire import CaptureServerSend
 from .web import web_routes
+
+
+class NchatApp(Starlette):
+    """Starlette, with `front` (given the rest of the app) answering first: what it answers skips the
+    middleware stack and the router, ServerErrorMiddleware included, so `front` answers its own errors."""
+
+    def __init__(self, *, front: Callable[[ASGIApp], ASGIApp] | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._entry: ASGIApp = super().__call__ if front is None else front(super().__call__)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope["app"] = self
+        await self._entry(scope, receive, send)
 
 
 async def healthz(request: Request) -> JSONResponse:
@@ -64,9 +79,11 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     limit_for = limit_for_path(runtime.settings)
     middleware = [Middleware(CaptureServerSend), Middleware(RequestIdMiddleware),
                   Middleware(BodyLimitMiddleware, limit_for=limit_for)]
+    front: Callable[[ASGIApp], ASGIApp] | None = None
     if role in ("all", "api"):
         # GraphQL POSTs within the body limit are answered before the rest of the stack (graphql/http.py).
-        middleware.insert(1, Middleware(GraphQLPosts, runtime=runtime, limit_for=limit_for))
-    app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware)
+        def front(rest: ASGIApp) -> ASGIApp:
+            return GraphQLPosts(rest, runtime=runtime, limit_for=limit_for)
+    app = NchatApp(routes=routes, lifespan=lifespan, middleware=middleware, front=front)
     app.state.runtime = runtime
     return app

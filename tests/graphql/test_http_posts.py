@@ -11,13 +11,15 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from starlette.applications import Starlette
 from starlette.requests import Request
+from starlette.types import Send
 
 from nchat_live.graphql import http
 from nchat_live.graphql.http import answer_post
 from nchat_live.runtime import Runtime
 from tests.graphql.conftest import GQL
-from tests.support import World
+from tests.support import World, serve_app
 
 QUERY = (b'{"query": "query($c: uuid!) { nchat_channels(where: {id: {_eq: $c}}) { name slug } }", '
          b'"variables": {"c": "%s"}}')
@@ -85,3 +87,45 @@ async def test_get_and_other_paths_pass_through(client: httpx.AsyncClient) -> No
     assert page.status_code == 200 and "GraphiQL" in page.text
     other = await client.post("/v1/graphql/", content=b"{}", headers={"content-type": "application/json"})
     assert other.status_code != 500
+
+
+async def test_over_uvicorn_the_answer_is_one_write_with_the_servers_headers(
+        app: Starlette, client: httpx.AsyncClient, cast: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    written: list[bool] = []
+    whole = http._write_whole
+
+    def spy(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> bool:
+        written.append(whole(send, status, headers, body))
+        return written[-1]
+
+    monkeypatch.setattr(http, "_write_whole", spy)
+    headers = {"authorization": f"Bearer {cast.token(cast.carol)}", "content-type": "application/json"}
+    async with serve_app(app, lifespan="off", http="httptools") as url, httpx.AsyncClient(base_url=url) as real:
+        for body in _bodies(cast):
+            over_tcp = await real.post("/v1/graphql", content=body, headers={**headers, "x-request-id": "tcp-1"})
+            in_process = await client.post("/v1/graphql", content=body, headers=headers)
+            assert (over_tcp.status_code, over_tcp.content) == (in_process.status_code, in_process.content), body
+            assert over_tcp.headers["content-type"] == "application/json"
+            assert over_tcp.headers["x-request-id"] == "tcp-1"
+            assert over_tcp.headers["server"] == "uvicorn" and "date" in over_tcp.headers
+        # Keep-alive holds across the answers written whole (one connection for all of them).
+        assert len(real._transport._pool.connections) == 1  # type: ignore[attr-defined]
+        closing = await real.post("/graphql", content=QUERY % cast.public_channel.encode(),
+                                  headers={**headers, "connection": "close"})
+        assert closing.status_code == 200 and closing.headers["connection"] == "close"
+    # Written whole over uvicorn; over ASGI (the in-process client) the send is not uvicorn's.
+    assert written == [True, False] * len(_bodies(cast)) + [True]
+
+
+async def test_an_unexpected_error_is_a_plain_500_as_the_stack_gives(
+        client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def broken(runtime: Runtime, request: Request, body: bytes) -> tuple[int, bytes]:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(http, "answer_post", broken)
+    # httpx's ASGI transport re-raises the app's exception after the response, as a server logs it.
+    transport = httpx.ASGITransport(client._transport.app, raise_app_exceptions=False)  # type: ignore[attr-defined]
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as quiet:
+        answer = await quiet.post("/v1/graphql", content=b"{}", headers={"content-type": "application/json"})
+    assert (answer.status_code, answer.text) == (500, "Internal Server Error")
+    assert answer.headers["content-type"] == "text/plain; charset=utf-8"

@@ -8,9 +8,12 @@ which never reach GraphQL.
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 import time
 from collections.abc import Callable
+from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
@@ -121,13 +124,21 @@ async def _one(runtime: Runtime, claims: Any, request: Request, payload: Any) ->
 
 
 _JSON_HEADER = (b"content-type", b"application/json")
+# What starlette's ServerErrorMiddleware answers for an unexpected error (debug off).
+_ERROR_HEADERS = [(b"content-length", b"21"), (b"content-type", b"text/plain; charset=utf-8")]
+# uvicorn's httptools protocol, whose response state `_write_whole` sets as its send would.
+_HTTPTOOLS = "uvicorn.protocols.http.httptools_impl"
+# A header value uvicorn refuses to send (its send raises): such a request id takes its send.
+_UNSENDABLE = re.compile(rb"[\x00-\x08\x0A-\x1F\x7F]")
 
 
 class GraphQLPosts:
-    """ASGI middleware (outermost but for CaptureServerSend): answers POST /v1/graphql and /graphql whose
-    declared body is within the limit, without the router, the exception middleware and starlette's
+    """ASGI middleware in front of the whole app (`app.NchatApp`): answers POST /v1/graphql and /graphql
+    whose declared body is within the limit, without starlette's middleware stack, the router and its
     Response; these were a third of a fast-path query's CPU. `answer_post` answers, as on the route;
-    the request id, its header and the request metrics are RequestIdMiddleware's, done here the same way.
+    the request id, its header and the request metrics are RequestIdMiddleware's, done here the same
+    way, and an unexpected error gets ServerErrorMiddleware's 500. On uvicorn's httptools protocol the
+    answer goes out in one write (`_write_whole`) instead of two.
 
     Anything else goes on to the app: GET, other paths, a chunked body and a body over the limit (which
     BodyLimitMiddleware refuses with its 413 and lingering close), so limits and refusals stay one code.
@@ -162,6 +173,7 @@ class GraphQLPosts:
         token = request_id.set(rid)
         started = time.perf_counter()
         status = 500
+        answered = False
         try:
             chunks: list[bytes] = []
             while True:  # the server delivers no more than the declared length
@@ -174,8 +186,16 @@ class GraphQLPosts:
             status, answer = await answer_post(self.runtime, Request(scope, receive), b"".join(chunks))
             headers = [(b"content-length", str(len(answer)).encode()), _JSON_HEADER,
                        (b"x-request-id", rid.encode("latin-1"))]
-            await send({"type": "http.response.start", "status": status, "headers": headers})
-            await send({"type": "http.response.body", "body": answer})
+            answered = True
+            if not _write_whole(send, status, headers, answer):
+                await send({"type": "http.response.start", "status": status, "headers": headers})
+                await send({"type": "http.response.body", "body": answer})
+        except Exception:
+            status = 500
+            if not answered:
+                await send({"type": "http.response.start", "status": 500, "headers": _ERROR_HEADERS})
+                await send({"type": "http.response.body", "body": b"Internal Server Error"})
+            raise  # the server logs it
         finally:
             counter, histogram = self._metrics.get((path, status)) or self._children(path, status)
             counter.inc()
@@ -185,6 +205,50 @@ class GraphQLPosts:
     def _children(self, path: str, status: int) -> tuple[Any, Any]:
         children = self._metrics[(path, status)] = (REQUESTS.labels(path, str(status)), REQUEST_SECONDS.labels(path))
         return children
+
+
+def _write_whole(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> bool:
+    """The response's head and body in ONE write to the transport, when `send` is uvicorn's httptools
+    protocol's own (as `subscriptions/transport/wire.py` writes frames); False: send it through `send`.
+
+    Its send writes the head and the body separately, two system calls (and two segments a peer on
+    loopback is woken for). Here the head is what it would write (status line, the server's default
+    headers, ours), and its response state ends as its send leaves it (complete, keep-alive or close).
+    Not when it would write an access log line (INFO), nor with writing paused (it waits for the
+    transport to drain) or a header value it would refuse.
+    """
+    cycle: Any = getattr(send, "__self__", None)
+    if (cycle is None or type(cycle).__module__ != _HTTPTOOLS or cycle.response_started
+            or (cycle.access_log and cycle.access_logger.isEnabledFor(logging.INFO))
+            or cycle.disconnected or cycle.flow.write_paused or _UNSENDABLE.search(headers[-1][1])):
+        return False
+    head = [_status_line(status)]
+    for name, value in (*cycle.default_headers, *headers):
+        head += (name, b": ", value, b"\r\n")
+    if not cycle.keep_alive:
+        head.append(b"connection: close\r\n")
+    head += (b"\r\n", body)
+    cycle.response_started = True
+    cycle.waiting_for_100_continue = False
+    cycle.chunked_encoding = False
+    cycle.expected_content_length = 0
+    cycle.transport.write(b"".join(head))
+    cycle.response_complete = True
+    cycle.message_event.set()
+    if not cycle.keep_alive:
+        cycle.transport.close()
+    cycle.on_response()
+    return True
+
+
+_STATUS_LINES: dict[int, bytes] = {}
+
+
+def _status_line(status: int) -> bytes:
+    line = _STATUS_LINES.get(status)
+    if line is None:
+        line = _STATUS_LINES[status] = f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n".encode()
+    return line
 
 
 def graphql_routes() -> list[Route]:
