@@ -13,12 +13,17 @@ metrics, chat settings, the moderation log) are seeded too: --marks rows each on
 poll, each from its own user), read by an anonymous caller, the viewer (a member, not a manager) or the
 broadcaster of every stream (who manages them all: the largest managed set).
 
---compare (the default) measures the policies as of migration 0013 (before issue 15) on the first group of
-statements, then as of 0019 (before 0020) on the second, and then, on the same database and data, both after
-migrating on to the newest migration: a same-run before/after.
+--compare (the default) measures the policies as of migration 0013 (before issue 15; --before N for another)
+on the first group of statements, then as of 0019 (before 0020; or N if later) on the second, and then, on the
+same database and data, both after migrating on to the newest migration: a same-run before/after.
+
+--private 10000 is the many-private-channels case: the hidden sets (private channels the viewer is not in,
+and their streams) at 10,000 channels and 40,000 streams. Before 0025 every read of streams or chat built
+them, public rows or not; `--before 24 --private 10000` measures 0025's flags against that.
 
     .venv/bin/python bench/rls_explain.py [--messages 100000] [--marks 100000] [--private 50] [--repeat 15]
-        [--plans] [--no-compare] [--after N] [--keep] [--jit] [--pg postgresql://postgres@127.0.0.1:5432/postgres]
+        [--plans] [--no-compare] [--before N] [--after N] [--keep] [--jit]
+        [--pg postgresql://postgres@127.0.0.1:5432/postgres]
 """
 
 from __future__ import annotations
@@ -182,10 +187,21 @@ async def seed(conn: asyncpg.Connection, messages: int, private_channels: int = 
     for slug in ("pub1", "pub2", "pub3"):
         await conn.execute("INSERT INTO nchat_channel_members (channel_id, user_id, role) "
                            "SELECT id, $1, 'member' FROM nchat_channels WHERE slug = $2", viewer, slug)
+    await private_flags(conn)
     await conn.execute("SET session_replication_role = origin")
     await conn.execute("ANALYZE")
     return {"viewer": str(viewer), "broadcaster": str(users[0]), "big": str(main_streams[0]),
             "private": str(mine_streams[0]), "hidden": str(hidden_streams[0]), "channel": str(main)}
+
+
+async def private_flags(conn: asyncpg.Connection) -> None:
+    """0025's flags, as its triggers (off while seeding) would have set them; nothing before 0025."""
+    if await conn.fetchval("SELECT EXISTS (SELECT FROM pg_attribute WHERE attrelid = 'nchat_streams'::regclass "
+                           "AND attname = 'in_private_channel')"):
+        await conn.execute("UPDATE nchat_streams s SET in_private_channel = true "
+                           "FROM nchat_channels c WHERE c.id = s.channel_id AND c.is_private")
+        await conn.execute("UPDATE nchat_stream_chat_messages m SET in_private_channel = true "
+                           "FROM nchat_streams s WHERE s.id = m.stream_id AND s.in_private_channel")
 
 
 async def seed_followups(conn: asyncpg.Connection, ids: dict[str, str], marks: int) -> None:
@@ -313,7 +329,8 @@ async def run(args: argparse.Namespace) -> None:
     try:
         conn = await asyncpg.connect(url, server_settings=settings)
         try:
-            await migrations.upgrade(conn, target=BEFORE if args.compare else None)
+            followup_before = max(FOLLOWUP_BEFORE, args.before)
+            await migrations.upgrade(conn, target=args.before if args.compare else None)
             started = time.perf_counter()
             ids = await seed(conn, args.messages, args.private)
             print(f"seeded in {time.perf_counter() - started:.1f} s: {args.messages} chat messages on one public "
@@ -322,9 +339,9 @@ async def run(args: argparse.Namespace) -> None:
             before: list[float] = []
             followups_before: list[float] = []
             if args.compare:
-                print(f"\n== before: policies as of migration {BEFORE:04d}")
+                print(f"\n== before: policies as of migration {args.before:04d}")
                 before = await measure(conn, ids, QUERIES, args.repeat, args.plans)
-                await migrations.upgrade(conn, target=FOLLOWUP_BEFORE)
+                await migrations.upgrade(conn, target=followup_before)
             started = time.perf_counter()
             await seed_followups(conn, ids, args.marks)
             print(f"\nseeded in {time.perf_counter() - started:.1f} s: {args.marks} poll votes (one poll), "
@@ -332,7 +349,7 @@ async def run(args: argparse.Namespace) -> None:
                   f"stream, {args.marks // 10} moderation log entries on its channel", flush=True)
             if args.compare:
                 conn = await reconnect(conn, url, settings)
-                print(f"\n== before: policies as of migration {FOLLOWUP_BEFORE:04d}")
+                print(f"\n== before: policies as of migration {followup_before:04d}")
                 followups_before = await measure(conn, ids, FOLLOWUP_QUERIES, args.repeat, args.plans)
                 applied = await migrations.upgrade(conn, target=args.after)
                 await conn.execute("ANALYZE")
@@ -364,6 +381,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=15)
     parser.add_argument("--plans", action="store_true", help="EXPLAIN ANALYZE each statement under RLS")
     parser.add_argument("--jit", action="store_true", help="leave the server's jit setting (the app turns it off)")
+    parser.add_argument("--before", type=int, default=BEFORE,
+                        help=f"the migration of the 'before' figures (default {BEFORE:04d}, before issue 15)")
     parser.add_argument("--after", type=int, default=None,
                         help="migrate on to this version for the 'after' figures (default: the newest)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch database (its name is printed)")
