@@ -18,6 +18,12 @@ result goes out only when its JSON differs from the last one. Subscribers with t
 statement, same parameters, same visibility key) share one execution; a group never mixes visibility
 keys. A slow subscriber only ever holds the latest result, so it cannot make a group wait. `X_stream`
 subscriptions run their own cursor and yield each non-empty batch.
+
+A re-run is one round trip (`Database.read_text`), and its JSON text is what groups compare. A
+websocket subscription of one live root field is compiled from its document into a statement that
+builds the whole `data` object (`compile_document`); its subscribers take the text as it is
+(`subscribe_text`) and the transport puts it into the frame, where the executor's path decodes it,
+completes it field by field and encodes it again (`subscribe`, decoded once per group and change).
 """
 
 from __future__ import annotations
@@ -27,19 +33,30 @@ import contextlib
 import json
 import logging
 import re
-from collections.abc import AsyncIterator, Hashable
+from collections.abc import AsyncGenerator, AsyncIterator, Hashable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import asyncpg
-from graphql import GraphQLResolveInfo
+from graphql import (
+    DocumentNode,
+    FieldNode,
+    FragmentDefinitionNode,
+    GraphQLError,
+    GraphQLResolveInfo,
+    GraphQLSchema,
+    OperationDefinitionNode,
+)
+from graphql.execution.values import get_variable_values
 
 from ...auth import Claims
 from ...db import Database, Session
+from ...errors import NchatError
+from .catalog import Catalog
 from .compiler.compiler import Compiler, RootField
 from .compiler.selection import Reader, Selected
-from .compiler.sql import as_text
-from .statements import compile_query, run_json
+from .compiler.sql import as_text, literal_key
+from .statements import QUERY_KINDS, compile_query, run_json
 
 if TYPE_CHECKING:
     from ..context import Context
@@ -120,14 +137,67 @@ class LiveQuery:
             self._recompile()
         return result
 
-    async def run_text(self, session: Session) -> str:
+    async def run_text(self, database: Database, claims: Claims) -> str:
         """A live query's result as the JSON text Postgres built (not for `stream`, whose cursor
-        moves): equal results are equal texts, so re-runs compare it without decoding."""
-        before = session.statements
-        text = await session.fetchval(f"SELECT ({self.sql})::text", *self.params)
-        self.ctx.statements += session.statements - before
+        moves): equal results are equal texts, so re-runs compare it without decoding.
+
+        `claims` carry the visibility of the subscriber's (its group's). One round trip
+        (`Database.read_text`) where a session takes three (set-up, statement, COMMIT), under the
+        statement timeout the same query has over HTTP (a connection then keeps one setting)."""
+        text = await database.read_text(
+            claims, f"SELECT ({self.sql})::text", self.params, statement_timeout_ms=self.ctx.statement_timeout_ms())
+        self.ctx.statements += 1
         return text if isinstance(text, str) else "null"  # no row (by_pk)
 
+
+
+def compile_document(
+    ctx: Context, schema: GraphQLSchema, document: DocumentNode, operation: OperationDefinitionNode, query: str,
+    variables: dict[str, Any] | None,
+) -> LiveQuery | None:
+    """A subscription whose root field is a live query (`X`, `X_by_pk`, `X_aggregate`) as ONE statement
+    that builds the whole `data` object, or None (streams, `__typename`, anything the compiler refuses:
+    the executor's path answers those, errors included).
+
+    Its JSON text goes to the client as Postgres wrote it (`LiveQueryEngine.subscribe_text`), as the
+    fast path of query documents sends it (fast.py): the executor would decode each result, complete
+    it field by field and encode it again, for the same value."""
+    root = schema.subscription_type
+    if root is None or "__" in query:
+        return None
+    values = get_variable_values(schema, operation.variable_definitions or (), variables or {})
+    if isinstance(values, list):  # a bad variable: the executor words the error
+        return None
+    fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
+    defaults = {d.variable.name.value: d.default_value for d in operation.variable_definitions or ()
+                if d.default_value is not None}
+    reader = Reader(values, fragments, variables, defaults)
+    # The operation is the parent node `Reader.fields` walks (it reads only `.selection_set`).
+    roots = reader.fields(root, [cast(FieldNode, operation)])
+    if len(roots) != 1:
+        return None
+    selected = roots[0]
+    meta = selected.meta
+    if not isinstance(meta, RootField) or meta.kind not in QUERY_KINDS:
+        return None
+    catalog: Catalog = schema.extensions["nchat_catalog"]
+    table = catalog.tables[meta.table]
+    compiler = Compiler(catalog, reader, ctx.runtime.settings.max_rows)
+    try:
+        args = reader.args(selected)
+        if meta.kind == "select":
+            sql = compiler.select(table, selected, args)
+        elif meta.kind == "by_pk":
+            sql = compiler.by_pk(table, selected, args)
+        else:
+            sql = compiler.aggregate(table, selected, args)
+    except (NchatError, GraphQLError):
+        return None
+    if "jsonb_build_object(" in sql:  # a wide object built as jsonb loses the selection's key order
+        return None
+    ctx.raw_variables = variables
+    sql = f"SELECT json_build_object({literal_key(selected.key)}, ({sql}))"
+    return LiveQuery(ctx, selected.nodes[0].name.value, meta.table, "live", sql, compiler.params.values)
 
 
 def _frozen(value: Any) -> Hashable:
@@ -171,9 +241,16 @@ class _Group:
     subscribers: set[_Latest] = field(default_factory=set)
     dirty: asyncio.Event = field(default_factory=asyncio.Event)
     last_json: str | None = None
-    last_value: Any = None
+    last_value: Any = _UNDECODED
     task: asyncio.Task[None] | None = None
     runs: int = 0
+
+    def value(self) -> Any:
+        """The last result decoded, once for all the subscribers that take values."""
+        if self.last_value is _UNDECODED:
+            assert self.last_json is not None
+            self.last_value = json.loads(self.last_json)
+        return self.last_value
 
 
 class _Failed:
@@ -253,6 +330,17 @@ class LiveQueryEngine:
             async for batch in self._stream(ctx, query):
                 yield batch
             return
+        async for group in self._changes(ctx, field_name, query):
+            yield group.value()
+
+    async def subscribe_text(self, ctx: Context, query: LiveQuery) -> AsyncGenerator[str]:
+        """A live query's results as the JSON text Postgres built (`compile_document`), never decoded."""
+        async for group in self._changes(ctx, query.field_name, query):
+            assert group.last_json is not None
+            yield group.last_json
+
+    async def _changes(self, ctx: Context, field_name: str, query: LiveQuery) -> AsyncIterator[_Group]:
+        """The subscriber's group each time its result changed (its latest is `last_json`)."""
         # The engine's key already holds the visibility key; adding it keeps that true whatever
         # the key is made of.
         key = (query.group_key, ctx.claims.visibility_key())
@@ -264,7 +352,7 @@ class LiveQueryEngine:
         mailbox = _Latest()
         group.subscribers.add(mailbox)
         if group.last_json is not None:
-            mailbox.put(group.last_value)
+            mailbox.put(group)
         try:
             while True:
                 item = await mailbox.get()
@@ -288,11 +376,11 @@ class LiveQueryEngine:
         """The result's text to compare, and its value when already decoded (else `_UNDECODED`)."""
         self.executions += 1
         group.runs += 1
+        query = group.query
+        if isinstance(query, LiveQuery):
+            return await query.run_text(self.database, group.claims), _UNDECODED
+        # Anything else that runs like a query (tests drive the engine with their own).
         async with self.database.session(group.claims) as session:
-            query = group.query
-            if isinstance(query, LiveQuery):
-                return await query.run_text(session), _UNDECODED
-            # Anything else that runs like a query (tests drive the engine with their own).
             value = await query.run(session)
             return json.dumps(value, sort_keys=True, default=str), value
 
@@ -320,12 +408,11 @@ class LiveQueryEngine:
                     del self.groups[group.key]
                 return
             if text != group.last_json:
-                # Decoded only when it changed: an unchanged re-run costs a string comparison.
-                if value is _UNDECODED:
-                    value = json.loads(text)
+                # Decoded only when it changed, and only for subscribers that take values (`value()`):
+                # an unchanged re-run costs a string comparison.
                 group.last_json, group.last_value = text, value
                 for mailbox in group.subscribers:
-                    mailbox.put(value)
+                    mailbox.put(group)
             await self._after_change(group, started)
 
     async def _stream(self, ctx: Context, query: LiveQuery) -> AsyncIterator[Any]:

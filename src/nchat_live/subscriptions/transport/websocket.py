@@ -38,6 +38,7 @@ from ...auth import Claims
 from ...errors import NchatError
 from ...graphql.context import Context
 from ...graphql.execution import Prepared, format_error, prepare, run
+from ...graphql.hasura.live_queries import LiveQuery, compile_document
 from ...observability import DROPPED_SUBSCRIBERS, SUBSCRIPTIONS, WEBSOCKETS
 from .fanout import REPLAY_FIELDS, SHAREABLE_FIELDS, Member
 from .limits import Limits
@@ -484,8 +485,10 @@ class Connection:
 
                 handle = self.shared_feeds.start(key, opener, self, op_id, replay=field in REPLAY_FIELDS)
             else:
+                compiled = compile_document(context, schema, document, operation, query, variables) if live else None
                 handle = asyncio.get_running_loop().create_task(
-                    self._operation(op_id, prepared, variables, operation_name, context))
+                    self._operation(op_id, prepared, variables, operation_name, context) if compiled is None
+                    else self._live_operation(op_id, compiled))
         self.operations[op_id] = handle
         if live:
             self.live_queries.add(op_id)
@@ -530,6 +533,18 @@ class Connection:
             self.operation_ended(op_id, asyncio.current_task())
         if completed:
             self.send(self.protocol.complete(op_id))
+
+    async def _live_operation(self, op_id: str, query: LiveQuery) -> None:
+        """A live query that Postgres answers with the whole `data` object (`compile_document`): each
+        changed result's JSON text goes into the frame as it is, never decoded nor encoded here."""
+        try:
+            async with contextlib.aclosing(self.runtime.live.subscribe_text(query.ctx, query)) as results:
+                async for text in results:
+                    self.send_text(self.protocol.frame(op_id, '{"data":' + text + "}"))
+        except Exception as exc:
+            self._fail(op_id, [exc])
+        finally:
+            self.operation_ended(op_id, asyncio.current_task())
 
     async def _pump(self, op_id: str, stream: AsyncIterator[ExecutionResult]) -> bool:
         """Send each result; False when it ended with an error message (no complete follows)."""
