@@ -388,9 +388,16 @@ class LiveQueryEngine:
         """Wait for a change (or the safety-net refetch), then out of the throttle: at most one run per
         `min_interval_s` from the start of the last, so a burst of writes coalesces into one re-run,
         while a change after a quiet spell is run at once (it used to wait `min_interval_s` every time)."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(group.dirty.wait(), self.refetch_s)
-        left = started + self.min_interval_s - asyncio.get_running_loop().time()
+        loop = asyncio.get_running_loop()
+        if not group.dirty.is_set():
+            # The safety net as a timer that marks the group changed: wait_for wrapped every wait in
+            # a task of its own and a timeout, one more pass of the loop between a change and its run.
+            refetch = loop.call_later(self.refetch_s, group.dirty.set)
+            try:
+                await group.dirty.wait()
+            finally:
+                refetch.cancel()
+        left = started + self.min_interval_s - loop.time()
         if left > 0:
             await asyncio.sleep(left)
 
