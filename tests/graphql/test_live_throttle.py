@@ -97,3 +97,27 @@ async def test_a_lone_change_is_pushed_at_once_and_a_burst_coalesces(runtime: Ru
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await engine.stop()
+
+
+class Clock(Query):
+    """A result that changes with no write to any table: only the safety-net refetch can see it."""
+
+    async def run(self, session: Session) -> Any:
+        self.ran_at.append(time.monotonic())
+        return len(self.ran_at)
+
+
+async def test_a_change_no_table_announces_is_seen_by_the_refetch(runtime: Runtime, world: World) -> None:
+    refetch_s = 0.3
+    engine = LiveQueryEngine(runtime.database, refetch_s=refetch_s, min_interval_s=0.0)
+    await engine.start()
+    query = Clock(world.public_stream)
+    ctx = Context(runtime, Claims.user(world.bob))
+    results = engine.subscribe(ctx, "clock", query)  # type: ignore[arg-type]
+    try:
+        assert [await asyncio.wait_for(anext(results), 5) for _ in range(3)] == [1, 2, 3]
+        gaps = [b - a for a, b in zip(query.ran_at, query.ran_at[1:], strict=False)]
+        assert min(gaps) >= refetch_s * 0.9, gaps
+    finally:
+        await results.aclose()
+        await engine.stop()
