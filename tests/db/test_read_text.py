@@ -3,6 +3,7 @@ statement and connection, called outside a transaction block), with the security
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
@@ -24,17 +25,18 @@ async def _probe(db: Database, claims: Claims, stream: str) -> dict:
 
 
 async def _left_on_the_connection(db: Database) -> dict:
-    """What the next user of the pooled connection finds, read with no set-up of ours at all."""
-    pool = await db.pool()
-    async with pool.acquire() as raw:
-        return json.loads(await raw.fetchval(AFTER))
+    """What the next read finds on read_text's (one, idle) connection, read with no set-up of ours at all."""
+    [raw] = db._reader_conns.idle
+    return json.loads(await raw.fetchval(AFTER))
 
 
 async def _readers_on_the_connection(db: Database) -> int:
-    pool = await db.pool()
-    async with pool.acquire() as raw:
-        return int(await raw.fetchval("SELECT count(*) FROM pg_proc WHERE pronamespace = pg_my_temp_schema() "
-                                      "AND proname LIKE 'nchat_read_%'"))
+    """read_text's functions on its connection (none yet: no connection, no function)."""
+    if not db._reader_conns.idle:
+        return 0
+    [raw] = db._reader_conns.idle
+    return int(await raw.fetchval("SELECT count(*) FROM pg_proc WHERE pronamespace = pg_my_temp_schema() "
+                                  "AND proname LIKE 'nchat_read_%'"))
 
 
 async def test_a_statement_earns_its_function_by_coming_again(world: World, database_url: str) -> None:
@@ -109,7 +111,7 @@ async def test_statement_timeout_holds(world: World, database_url: str) -> None:
         await db.close()
 
 
-async def test_state_a_session_left_is_reset_before_a_read(world: World, database_url: str) -> None:
+async def test_state_a_session_left_never_reaches_a_read(world: World, database_url: str) -> None:
     db = Database(database_url, pool_size=1, reader_after=1)
     try:
         async with db.session(Claims.service()) as s:
@@ -120,7 +122,43 @@ async def test_state_a_session_left_is_reset_before_a_read(world: World, databas
             Claims.user(world.bob),
             "SELECT json_build_object('m', current_setting($1, true), 'pid', pg_backend_pid())::text",
             ["nchat.test_marker"], statement_timeout_ms=10_000))
-        assert seen["pid"] == pid  # the connection the session used
+        assert seen["pid"] != pid  # read_text's own connection, which no session uses
         assert seen["m"] in (None, "")
     finally:
         await db.close()
+
+
+SLOW = "SELECT json_build_object('pid', pg_backend_pid(), 'slept', pg_sleep($1::float8))::text"
+
+
+async def test_reads_share_at_most_pool_size_connections_of_their_own(world: World, database_url: str) -> None:
+    db = Database(database_url, pool_size=2, reader_after=1)
+    try:
+        reads = [db.read_text(Claims.user(world.bob), SLOW, [0.2], statement_timeout_ms=10_000) for _ in range(6)]
+        pids = {json.loads(text)["pid"] for text in await asyncio.gather(*reads)}
+        assert len(pids) == 2 and db._reader_conns.opened == 2 and len(db._reader_conns.idle) == 2
+    finally:
+        await db.close()
+
+
+async def test_a_dead_or_cancelled_connection_is_replaced(world: World, db: Database, database_url: str) -> None:
+    readers = Database(database_url, pool_size=1, reader_after=1)
+    try:
+        first = json.loads(await readers.read_text(Claims.user(world.bob), SLOW, [0], statement_timeout_ms=10_000))
+        raw = await db.connect_raw()  # as a restarted Postgres would
+        try:
+            await raw.fetchval("SELECT pg_terminate_backend($1)", first["pid"])
+        finally:
+            await raw.close()
+        await asyncio.sleep(0.2)
+        second = json.loads(await readers.read_text(Claims.user(world.bob), SLOW, [0], statement_timeout_ms=10_000))
+        assert second["pid"] != first["pid"]
+        # A read cancelled mid-statement (the request's deadline): its connection is not reused.
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(readers.read_text(Claims.user(world.bob), SLOW, [5], statement_timeout_ms=10_000),
+                                   0.2)
+        third = json.loads(await readers.read_text(Claims.user(world.bob), SLOW, [0], statement_timeout_ms=10_000))
+        assert third["pid"] not in (first["pid"], second["pid"])
+        assert readers._reader_conns.opened == 1
+    finally:
+        await readers.close()

@@ -12,8 +12,8 @@ import contextlib
 import hashlib
 import json
 import secrets
-from collections import OrderedDict
-from collections.abc import AsyncIterator, Sequence
+from collections import OrderedDict, deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import urlsplit
@@ -67,6 +67,8 @@ class Database:
         # read_text gives a statement its function from its `reader_after`-th call on (1: at once).
         self.reader_after = reader_after
         self._sightings: OrderedDict[str, int] = OrderedDict()
+        # read_text's own connections (beside the pool's, at most `pool_size` of them).
+        self._reader_conns = _Readers(pool_size)
 
     async def pool(self) -> asyncpg.Pool:
         """The pool, created on first use (connections open as they are needed).
@@ -125,8 +127,6 @@ class Database:
         try:
             pool = await self.pool()
             async with pool.acquire(timeout=ACQUIRE_TIMEOUT_S) as raw:
-                # What this session does may outlive it on the connection until the next reset.
-                raw.reader_state.clean = False
                 await raw.execute(setup_batch(PG_ROLES[claims.role], claims.as_setting(), statement_timeout_ms))
                 session = Session(raw, claims, self.publisher)
                 try:
@@ -161,8 +161,8 @@ class Database:
         tracks the role a plan's policies were applied for, as it does for asyncpg's prepared
         statements across sessions). `statement_timeout_ms` is the connection's session value
         (the statement's timer starts before the function runs, so a transaction-local one would
-        come too late); a connection a `session()` used since gets the pool's reset first, in the
-        same round trip as that timeout. Read-only work only: a write here would commit at once.
+        come too late). The connections are read_text's own (`_Readers`, beside the pool): no
+        `session()` ever leaves state on them. Read-only work only: a write here would commit at once.
 
         A statement earns its function: until this process has seen it `reader_after` times it runs in
         a `session()`, so a client whose documents all differ (literals instead of variables) costs
@@ -172,37 +172,17 @@ class Database:
             async with self.session(claims, statement_timeout_ms=statement_timeout_ms) as session:
                 return await session.fetchval(sql, *args)
         try:
-            pool = await self.pool()
-            async with pool.acquire(timeout=ACQUIRE_TIMEOUT_S) as raw:
-                if raw.is_in_transaction():  # never: a pooled connection is released outside one
-                    raise RuntimeError("read_text on a connection inside a transaction")
-                state: _ReaderState = raw.reader_state
-                timeout = int(statement_timeout_ms or 0)
-                if not state.clean or state.timeout_ms != timeout:
-                    reset = "" if state.clean else _RESET
-                    setting = f"SET statement_timeout = {timeout}" if timeout else "RESET statement_timeout"
-                    state.clean = False
-                    await raw.execute(reset + setting)
-                    state.clean, state.timeout_ms = True, timeout
-                name = state.readers.get(sql)
-                if name is not None:
-                    state.readers.move_to_end(sql)
-                else:
-                    # Bounded per connection: clients choose the documents, hence how many there are.
-                    evicted = state.readers.popitem(last=False)[1] if len(state.readers) >= READERS_PER_CONNECTION \
-                        else None
-                    try:
-                        name = state.readers[sql] = await _create_reader(raw, sql, PG_ROLES[claims.role], evicted)
-                    except asyncpg.InsufficientPrivilegeError:
-                        # A login role without TEMP on the database: sessions, from now on.
-                        self._readers = False
-                        raise
-                call = f"SELECT {name}({', '.join(f'${i + 1}' for i in range(len(args) + 2))})"
-                try:
-                    return await raw.fetchval(call, *args, PG_ROLES[claims.role], claims.as_setting())
-                except asyncpg.UndefinedFunctionError:
-                    state.readers.clear()  # temp objects discarded (DISCARD): created again next time
-                    raise
+            raw = await self._reader_conns.take(self._connect_reader)
+            healthy = False
+            try:
+                value = await self._read_on(raw, claims, sql, args, statement_timeout_ms)
+                healthy = True
+                return value
+            except asyncpg.PostgresError:
+                healthy = True  # the statement failed; the connection, outside any transaction, did not
+                raise
+            finally:
+                self._reader_conns.give(raw, healthy)
         except NchatError:
             raise
         except Exception as exc:
@@ -210,6 +190,43 @@ class Database:
             if mapped is None:
                 raise
             raise mapped from exc
+
+    async def _connect_reader(self) -> _PooledConnection:
+        """A connection for read_text, set as the pool's are (no JSON codecs: the statements return text)."""
+        conn: _PooledConnection = await asyncpg.connect(
+            self.url, timeout=5, command_timeout=30, connection_class=_PooledConnection,
+            server_settings={"jit": "off"})
+        return conn
+
+    async def _read_on(self, raw: _PooledConnection, claims: Claims, sql: str, args: Sequence[Any],
+                       statement_timeout_ms: int | None) -> Any:
+        if raw.is_in_transaction():  # never: read_text's connections run no transaction of their own
+            raise RuntimeError("read_text on a connection inside a transaction")
+        state = raw.reader_state
+        timeout = int(statement_timeout_ms or 0)
+        if state.timeout_ms != timeout:
+            state.timeout_ms = -1  # unknown until the SET has run
+            await raw.execute(f"SET statement_timeout = {timeout}" if timeout else "RESET statement_timeout")
+            state.timeout_ms = timeout
+        name = state.readers.get(sql)
+        if name is not None:
+            state.readers.move_to_end(sql)
+        else:
+            # Bounded per connection: clients choose the documents, hence how many there are.
+            evicted = state.readers.popitem(last=False)[1] if len(state.readers) >= READERS_PER_CONNECTION \
+                else None
+            try:
+                name = state.readers[sql] = await _create_reader(raw, sql, PG_ROLES[claims.role], evicted)
+            except asyncpg.InsufficientPrivilegeError:
+                # A login role without TEMP on the database: sessions, from now on.
+                self._readers = False
+                raise
+        call = f"SELECT {name}({', '.join(f'${i + 1}' for i in range(len(args) + 2))})"
+        try:
+            return await raw.fetchval(call, *args, PG_ROLES[claims.role], claims.as_setting())
+        except asyncpg.UndefinedFunctionError:
+            state.readers.clear()  # temp objects discarded (DISCARD): created again next time
+            raise
 
     def _earned(self, sql: str) -> bool:
         """Whether `sql` has been seen often enough to run through a function (this call counted)."""
@@ -234,6 +251,7 @@ class Database:
         """Close the pool's connections; a later session opens a new pool."""
         async with self._pool_lock:
             pool, self._pool = self._pool, None
+        await self._reader_conns.close()
         if pool is not None:
             await pool.close()
 
@@ -279,13 +297,94 @@ async def _create_reader(raw: asyncpg.Connection, sql: str, pg_role: str, evicte
 
 
 class _ReaderState:
-    """Per connection: `read_text`'s functions there, and whether it is clean (reset since the last
-    `session()` on it) with its session statement_timeout."""
+    """Per read_text connection: its functions, and its session statement_timeout (-1: unknown)."""
 
     def __init__(self) -> None:
         self.readers: OrderedDict[str, str] = OrderedDict()  # statement -> function, least recent first
-        self.clean = False
-        self.timeout_ms = 0
+        self.timeout_ms = -1
+
+
+class _Readers:
+    """read_text's connections: an idle list, instead of the pool's acquire and release (pure Python
+    around a proxy object, a timer, a shielded task and a timeout on each use; a tenth of a
+    fast-path read's server CPU). Only read_text uses them, so none is ever left in a transaction
+    or with a session's settings: no reset between uses. A closed one (a restarted Postgres) is
+    dropped and another opened; one whose statement did not end cleanly (cancelled, connection
+    error) is terminated, as its state is then unknown.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = max(size, 1)
+        self.opened = 0
+        self.idle: list[_PooledConnection] = []
+        # Callers waiting for a connection: handed one, or None (a place freed: open one).
+        self.waiters: deque[asyncio.Future[_PooledConnection | None]] = deque()
+
+    async def take(self, connect: Callable[[], Awaitable[_PooledConnection]]) -> _PooledConnection:
+        while self.idle:
+            conn = self.idle.pop()
+            if not conn.is_closed():
+                return conn
+            self._drop()
+        if self.opened < self.size:
+            self.opened += 1
+        else:
+            handed = await self._wait()
+            if handed is not None:
+                return handed
+            # None: a place freed was passed on to this caller
+        try:
+            return await connect()
+        except BaseException:
+            self._drop()
+            raise
+
+    async def _wait(self) -> _PooledConnection | None:
+        waiter: asyncio.Future[_PooledConnection | None] = asyncio.get_running_loop().create_future()
+        self.waiters.append(waiter)
+        try:
+            async with asyncio.timeout(ACQUIRE_TIMEOUT_S):
+                return await waiter
+        except BaseException:
+            if waiter.done() and not waiter.cancelled():  # handed over as the wait ended: pass it on
+                handed = waiter.result()
+                if handed is not None:
+                    self.give(handed, True)
+                else:
+                    self._drop()
+            raise
+        finally:
+            if not waiter.done():
+                waiter.cancel()
+                self.waiters.remove(waiter)
+
+    def give(self, conn: _PooledConnection, healthy: bool) -> None:
+        if not healthy or conn.is_closed():
+            conn.terminate()
+            self._drop()
+            return
+        while self.waiters:
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(conn)
+                return
+        self.idle.append(conn)
+
+    def _drop(self) -> None:
+        """A place for a connection freed: passed to a waiter (which opens one), else given up."""
+        while self.waiters:
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self.opened -= 1
+
+    async def close(self) -> None:
+        idle, self.idle = self.idle, []
+        self.opened -= len(idle)
+        for conn in idle:
+            with contextlib.suppress(Exception):
+                await conn.close(timeout=5)
 
 
 class _PooledConnection(asyncpg.Connection):  # type: ignore[misc]
