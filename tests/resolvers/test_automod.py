@@ -248,3 +248,23 @@ async def test_held_events_reach_the_author_and_moderators_only(db: Database, wo
     finally:
         for ws in sockets.values():
             await ws.close()
+
+
+async def test_an_inserted_status_is_the_rules_own_but_for_admins(db: Database, world: World) -> None:
+    """The insert half of the moderation rules (0026: at the end of chat_message_rules): a message is
+    visible unless the channel's rules hold it, whatever status the insert names; an admin's insert keeps
+    the status it names."""
+    await set_live(db, world.public_stream)
+    insert = ("INSERT INTO nchat_stream_chat_messages (stream_id, user_id, content, status) "
+              "VALUES ($1, $2, $3, 'held') RETURNING status")
+    async with db.session(Claims.service()) as s:
+        assert await s.fetchval(insert, world.public_stream, world.bob, "an admin's held message") == "held"
+    # A connection outside the role system (the migration owner) writing for another user than its claims':
+    # the rules do not apply to it, the status is still the rules' own.
+    raw = await db.connect_raw()
+    try:
+        async with raw.transaction():
+            await raw.execute("SELECT set_config('hasura.user', $1, true)", Claims.user(world.carol).as_setting())
+            assert await raw.fetchval(insert, world.public_stream, world.bob, "not carol's") == "visible"
+    finally:
+        await raw.close()
