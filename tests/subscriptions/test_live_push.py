@@ -117,3 +117,17 @@ async def test_a_document_the_compiler_does_not_take_runs_through_the_executor(s
             {"__typename": "nchat_stream_chat_messages", "content": "typed"}]}}
     finally:
         await ws.close()
+
+
+async def test_the_legacy_protocol_gets_the_same_data_in_its_own_envelope(server: Server, world: World) -> None:
+    token = world.token(world.bob)
+    variables = {"s": world.public_stream, "n": 1}
+    ws = await open_socket(server.url(), token, "graphql-ws")
+    try:
+        await ws.send(json.dumps({"type": "start", "id": "op\u0000\"1", "payload": {"query": CHAT,
+                                                                                 "variables": variables}}))
+        first = await recv_json(ws, 10)
+        answer = await query_over_http(server, token, CHAT.replace("subscription", "query", 1), variables)
+        assert first == {"type": "data", "id": "op\u0000\"1", "payload": answer}
+    finally:
+        await ws.close()

@@ -537,10 +537,12 @@ class Connection:
     async def _live_operation(self, op_id: str, query: LiveQuery) -> None:
         """A live query that Postgres answers with the whole `data` object (`compile_document`): each
         changed result's JSON text goes into the frame as it is, never decoded nor encoded here."""
+        # The envelope around each result, built once (the id is JSON-escaped: the only NUL is the marker).
+        head, tail = self.protocol.frame(op_id, '{"data":\0}').split("\0")
         try:
             async with contextlib.aclosing(self.runtime.live.subscribe_text(query.ctx, query)) as results:
                 async for text in results:
-                    self.send_text(self.protocol.frame(op_id, '{"data":' + text + "}"))
+                    self.send_text(head + text + tail)
         except Exception as exc:
             self._fail(op_id, [exc])
         finally:
