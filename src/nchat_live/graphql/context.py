@@ -35,6 +35,14 @@ class _Slots:
 
     @contextlib.asynccontextmanager
     async def hold(self, client: str, limit: int) -> AsyncIterator[None]:
+        entry = await self.take(client, limit)
+        try:
+            yield
+        finally:
+            self.give(client, limit, entry)
+
+    async def take(self, client: str, limit: int) -> tuple[asyncio.Semaphore, list[int]]:
+        """One of `client`'s slots (the entry to `give` back), waiting up to SLOT_WAIT_SECONDS for it."""
         key = (limit, client)
         entry = self._by_client.get(key)
         if entry is None:
@@ -50,14 +58,21 @@ class _Slots:
                                       code="too-many-requests") from None
             else:  # a free slot: no timer task on every request's path
                 await semaphore.acquire()
-            try:
-                yield
-            finally:
-                semaphore.release()
-        finally:
-            users[0] -= 1
-            if users[0] == 0 and self._by_client.get(key) is entry:
-                del self._by_client[key]
+        except BaseException:
+            self._leave(client, limit, entry)
+            raise
+        return entry
+
+    def give(self, client: str, limit: int, entry: tuple[asyncio.Semaphore, list[int]]) -> None:
+        entry[0].release()
+        self._leave(client, limit, entry)
+
+    def _leave(self, client: str, limit: int, entry: tuple[asyncio.Semaphore, list[int]]) -> None:
+        users = entry[1]
+        users[0] -= 1
+        key = (limit, client)
+        if users[0] == 0 and self._by_client.get(key) is entry:
+            del self._by_client[key]
 
 
 SLOTS = _Slots()
@@ -101,8 +116,12 @@ class Context:
         limit = self.runtime.settings.db_sessions_per_client
         if client is None or limit <= 0:
             return await database.read_text(self.claims, sql, args, statement_timeout_ms=timeout)
-        async with SLOTS.hold(client, limit):
+        # take/give rather than `hold`: no generator-based context manager on every read's path
+        entry = await SLOTS.take(client, limit)
+        try:
             return await database.read_text(self.claims, sql, args, statement_timeout_ms=timeout)
+        finally:
+            SLOTS.give(client, limit, entry)
 
     @contextlib.asynccontextmanager
     async def session(self) -> AsyncIterator[Session]:

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
@@ -95,7 +96,7 @@ async def graphql_endpoint(request: Request) -> Response:
 async def answer_post(runtime: Runtime, request: Request, body: bytes) -> tuple[int, bytes]:
     """A POST's status and JSON bytes, from its whole body (within the limit)."""
     try:
-        payload = json.loads(body)
+        payload = _loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         return 400, dumps(error(f"request body is not valid JSON: {exc}", code="parse-failed"))
     except RecursionError:  # the decoder gives up on deeply nested arrays/objects
@@ -113,6 +114,16 @@ async def answer_post(runtime: Runtime, request: Request, body: bytes) -> tuple[
         parts = [await _one(runtime, claims, request, item) for item in payload]
         return 200, b"[" + b",".join(parts) + b"]"
     return 200, await _one(runtime, claims, request, payload)
+
+
+def _loads(body: bytes) -> Any:
+    """The body's JSON: orjson's (a fifth of the standard decoder's time), and the standard decoder's
+    for anything orjson refuses (integers past 64 bits, NaN, nesting past 255), which also words the
+    errors as before."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return json.loads(body)
 
 
 async def _one(runtime: Runtime, claims: Any, request: Request, payload: Any) -> bytes:
