@@ -7,6 +7,7 @@ keep the request id and the request metrics, and leave a body over the limit to 
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 
 import httpx
@@ -129,3 +130,25 @@ async def test_an_unexpected_error_is_a_plain_500_as_the_stack_gives(
         answer = await quiet.post("/v1/graphql", content=b"{}", headers={"content-type": "application/json"})
     assert (answer.status_code, answer.text) == (500, "Internal Server Error")
     assert answer.headers["content-type"] == "text/plain; charset=utf-8"
+
+
+@pytest.mark.parametrize("body", [
+    b'{"query": "{ x }", "variables": {"n": 123456789012345678901234567890}}',  # past 64 bits
+    b'{"query": "{ x }", "variables": {"f": NaN}}',
+    b'\xef\xbb\xbf{"query": "{ x }"}',  # a UTF-8 byte order mark
+    b'{"query": "\\ud800"}',  # a lone surrogate
+    b"[" * 300 + b"]" * 300,  # nested past orjson's 255
+])
+async def test_bodies_orjson_refuses_decode_as_the_standard_decoder_does(client: httpx.AsyncClient,
+                                                                         body: bytes) -> None:
+    assert http._loads(body) == json.loads(body)
+    headers = {"content-type": "application/json"}
+    lean = await client.post("/v1/graphql", content=body, headers=headers)
+    routed = await client.post("/v1/graphql", content=_chunked(body), headers=headers)
+    assert (lean.status_code, lean.content) == (routed.status_code, routed.content)
+    assert lean.status_code == 200  # decoded, then answered by GraphQL (not a 400 of the decoder)
+
+
+def test_a_body_neither_decoder_takes_is_worded_by_the_standard_one() -> None:
+    with pytest.raises(json.JSONDecodeError, match="Expecting property name enclosed in double quotes"):
+        http._loads(b"{not json")
