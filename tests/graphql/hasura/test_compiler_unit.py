@@ -140,8 +140,17 @@ async def test_where_values_travel_as_parameters_never_in_the_text() -> None:
     compiled = await only('{ nchat_streams(where: {title: {_eq: "x\'; DROP TABLE nchat_streams; --"}}) { id } }')
     assert "DROP TABLE" not in compiled.sql
     assert "x'; DROP TABLE nchat_streams; --" in compiled.params
-    assert '_t1."title" = ($1::text)::text' in compiled.sql, compiled.sql
+    assert '_t1."title" = (SELECT ($1::text)::text)' in compiled.sql, compiled.sql
     assert compiled.params == ["x'; DROP TABLE nchat_streams; --", MAX_ROWS]
+
+
+async def test_compared_values_are_cast_once_per_statement() -> None:
+    """A scalar sub-select (an InitPlan) around each cast: a generic plan would otherwise parse the text
+    again for every row a filter tests."""
+    compiled = await only('{ nchat_streams(where: {channel_id: {_in: ["00000000-0000-4000-8000-000000000002"]}, '
+                          'viewer_count: {_gt: 3}}) { id } }')
+    assert '_t1."channel_id" = ANY((SELECT ($1::text[])::uuid[])::uuid[])' in compiled.sql, compiled.sql
+    assert '_t1."viewer_count" > (SELECT ($2::text)::integer)' in compiled.sql, compiled.sql
 
 
 async def test_boolean_operators_and_comparisons_compile_to_sql_operators() -> None:

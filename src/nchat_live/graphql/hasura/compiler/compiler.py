@@ -108,7 +108,7 @@ class Compiler:
             raise ValidationFailed(f"batch_size must be a non-negative integer, got {batch}")
         a = self.alias()
         col = f"{a}.{ident(column)}"
-        conds = [f"{col} {'<' if descending else '>'} {self.params.typed(value, table.columns[column])}"]
+        conds = [f"{col} {'<' if descending else '>'} {self.params.compared(value, table.columns[column])}"]
         if args.get("where"):
             conds.append(self.bool_exp(table, a, args["where"]))
         pairs = self._pairs(table, a, self.reader.child_fields(selected))
@@ -126,7 +126,7 @@ class Compiler:
 
     def pk_match(self, table: Table, alias: str, values: dict[str, Any]) -> str:
         return " AND ".join(
-            f"{alias}.{ident(c)} = {self.params.typed(values[c], table.columns[c])}" for c in table.primary_key
+            f"{alias}.{ident(c)} = {self.params.compared(values[c], table.columns[c])}" for c in table.primary_key
         )
 
     def _pairs(self, table: Table, alias: str, fields: list[Selected]) -> list[tuple[str, str]]:
@@ -295,18 +295,17 @@ class Compiler:
             if value is None and op != "_is_null":
                 raise ValidationFailed(f"unexpected null value for type '{column.scalar}' in '{op}'")
             if op in COMPARISONS:
-                parts.append(f"{expr} {COMPARISONS[op]} {self.params.typed(value, column)}")
+                parts.append(f"{expr} {COMPARISONS[op]} {self.params.compared(value, column)}")
             elif op in TEXT_COMPARISONS:
                 parts.append(f"{expr} {TEXT_COMPARISONS[op]} {self.params.text(value)}")
             elif op in ("_in", "_nin"):
-                values = self.params.text_array([_text(v, column) for v in value])
-                any_of = f"{expr} = ANY(({values})::{column.sql_type}[])"
+                any_of = f"{expr} = ANY({self.params.compared_array([_text(v, column) for v in value], column)})"
                 parts.append(any_of if op == "_in" else f"NOT ({any_of})")
             elif op == "_is_null":
                 if value is not None:
                     parts.append(f"{expr} IS {'' if value else 'NOT '}NULL")
             elif op in CONTAINMENT:
-                parts.append(f"{expr} {CONTAINMENT[op]} {self.params.typed(value, column)}")
+                parts.append(f"{expr} {CONTAINMENT[op]} {self.params.compared(value, column)}")
             elif op == "_has_key":
                 parts.append(f"{expr} ? {self.params.text(value)}")
             elif op in JSON_KEYS:
