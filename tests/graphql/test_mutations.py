@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client import REGISTRY
 from starlette.applications import Starlette
 
 from nchat_live.auth import Claims
@@ -197,9 +198,12 @@ async def test_direct_mutations_answer_as_the_executor(
         client: httpx.AsyncClient, db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
     world = await make_world(db)
     await set_live(db, world.public_stream)
+    counted = {"operation": "sendChatMessage", "outcome": "ok"}
+    ok = REGISTRY.get_sample_value("nchat_graphql_operations_total", counted) or 0.0
     # Every field: the same keys, order and serialisation; the ids and times are the rows' own.
     first, second = await _both_ways(client, world, monkeypatch, SEND_ALL,
                                      {"s": world.public_stream, "c": "  all\x00 fields "}, "bob")
+    assert REGISTRY.get_sample_value("nchat_graphql_operations_total", counted) == ok + 2  # counted both ways
     a, b = json.loads(first)["data"]["sendChatMessage"], json.loads(second)["data"]["sendChatMessage"]
     assert a["id"] != b["id"] and a["content"] == "all fields"
     assert first.replace(a["id"].encode(), b"ID").replace(a["createdAt"].encode(), b"AT") == \

@@ -371,7 +371,7 @@ _counters: OrderedDict[int, tuple[DocumentNode, OperationDefinitionNode | None, 
 
 def _ok_counters(prepared: Prepared) -> list[Any]:
     """GRAPHQL_OPERATIONS' "ok" children of the operation's root fields, kept per document and operation
-    (a fast-path query would otherwise walk its document and look the labels up on every request)."""
+    (a successful request would otherwise walk its document and look the labels up every time)."""
     key = id(prepared.operation)
     found = _counters.get(key)
     if found is not None and found[0] is prepared.document and found[1] is prepared.operation:
@@ -396,10 +396,13 @@ async def run(ctx: Context, prepared: Prepared, variables: Any, operation_name: 
             response = await _run_operation(ctx, prepared, variables, operation_name, positions)
     except TimeoutError:
         response = error(f"the request ran longer than its deadline of {deadline:g} s", code="timeout")
-    outcome = "error" if response.get("errors") else "ok"
-    for name in root_fields(prepared):
-        GRAPHQL_OPERATIONS.labels(name, outcome).inc()
-    _count_errors(response)
+    if response.get("errors"):
+        for name in root_fields(prepared):
+            GRAPHQL_OPERATIONS.labels(name, "error").inc()
+        _count_errors(response)
+    else:
+        for counter in _ok_counters(prepared):
+            counter.inc()
     return response
 
 
