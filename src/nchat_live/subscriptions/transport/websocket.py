@@ -542,7 +542,9 @@ class Connection:
         try:
             async with contextlib.aclosing(self.runtime.live.subscribe_text(query.ctx, query)) as results:
                 async for text in results:
-                    self.send_text(head + text + tail)
+                    # Written now when nothing of this socket's waits, not at the end of the loop's pass.
+                    frame = head + text + tail
+                    self.send_frames([frame], text_frame(frame))
         except Exception as exc:
             self._fail(op_id, [exc])
         finally:
