@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 from starlette.applications import Starlette
@@ -79,11 +80,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     limit_for = limit_for_path(runtime.settings)
     middleware = [Middleware(CaptureServerSend), Middleware(RequestIdMiddleware),
                   Middleware(BodyLimitMiddleware, limit_for=limit_for)]
-    front: Callable[[ASGIApp], ASGIApp] | None = None
-    if role in ("all", "api"):
-        # GraphQL POSTs within the body limit are answered before the rest of the stack (graphql/http.py).
-        def front(rest: ASGIApp) -> ASGIApp:
-            return GraphQLPosts(rest, runtime=runtime, limit_for=limit_for)
+    # GraphQL POSTs within the body limit are answered before the rest of the stack (graphql/http.py).
+    front = partial(GraphQLPosts, runtime=runtime, limit_for=limit_for) if role in ("all", "api") else None
     app = NchatApp(routes=routes, lifespan=lifespan, middleware=middleware, front=front)
     app.state.runtime = runtime
     return app

@@ -206,8 +206,7 @@ class GraphQLPosts:
                 await send({"type": "http.response.start", "status": status, "headers": headers})
                 await send({"type": "http.response.body", "body": answer})
         except Exception:
-            status = 500
-            if not answered:
+            if not answered:  # (status is still 500)
                 await send({"type": "http.response.start", "status": 500, "headers": _ERROR_HEADERS})
                 await send({"type": "http.response.body", "body": b"Internal Server Error"})
             raise  # the server logs it
