@@ -208,22 +208,23 @@ class Database:
             state.timeout_ms = -1  # unknown until the SET has run
             await raw.execute(f"SET statement_timeout = {timeout}" if timeout else "RESET statement_timeout")
             state.timeout_ms = timeout
-        name = state.readers.get(sql)
-        if name is not None:
+        reader = state.readers.get(sql)
+        if reader is not None:
             state.readers.move_to_end(sql)
         else:
             # Bounded per connection: clients choose the documents, hence how many there are.
-            evicted = state.readers.popitem(last=False)[1] if len(state.readers) >= READERS_PER_CONNECTION \
+            evicted = state.readers.popitem(last=False)[1][0] if len(state.readers) >= READERS_PER_CONNECTION \
                 else None
             try:
-                name = state.readers[sql] = await _create_reader(raw, sql, PG_ROLES[claims.role], evicted)
+                name = await _create_reader(raw, sql, PG_ROLES[claims.role], evicted)
             except asyncpg.InsufficientPrivilegeError:
                 # A login role without TEMP on the database: sessions, from now on.
                 self._readers = False
                 raise
-        call = f"SELECT {name}({', '.join(f'${i + 1}' for i in range(len(args) + 2))})"
+            markers = ", ".join(f"${i + 1}" for i in range(len(args) + 2))
+            reader = state.readers[sql] = (name, f"SELECT {name}({markers})")
         try:
-            return await raw.fetchval(call, *args, PG_ROLES[claims.role], claims.as_setting())
+            return await raw.fetchval(reader[1], *args, PG_ROLES[claims.role], claims.as_setting())
         except asyncpg.UndefinedFunctionError:
             state.readers.clear()  # temp objects discarded (DISCARD): created again next time
             raise
@@ -300,7 +301,8 @@ class _ReaderState:
     """Per read_text connection: its functions, and its session statement_timeout (-1: unknown)."""
 
     def __init__(self) -> None:
-        self.readers: OrderedDict[str, str] = OrderedDict()  # statement -> function, least recent first
+        # statement -> (function, the statement that calls it), least recently used first
+        self.readers: OrderedDict[str, tuple[str, str]] = OrderedDict()
         self.timeout_ms = -1
 
 
