@@ -4,6 +4,11 @@ each way a flag changes is driven here through the request roles and checked by 
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
+import asyncpg
+
 from nchat_live.auth import Claims
 from nchat_live.db import Database
 from tests.support import World
@@ -89,3 +94,46 @@ async def test_a_flag_change_is_not_an_edit(db: Database, world: World) -> None:
         after = await s.fetchrow(query, world.public_stream, message)
     assert before == after
 
+
+
+async def _insert_open(conn: asyncpg.Connection, stream: str, author: str) -> str:
+    """A message inserted in a transaction left open on `conn`."""
+    await conn.execute("BEGIN")
+    return str(await conn.fetchval("INSERT INTO nchat_stream_chat_messages (stream_id, user_id, content) "
+                                   "VALUES ($1, $2, 'racing') RETURNING id", stream, author))
+
+
+async def _blocked(task: asyncio.Task[Any]) -> bool:
+    await asyncio.sleep(0.3)
+    return not task.done()
+
+
+async def test_a_flag_change_and_a_racing_insert_never_leave_a_stale_flag(db: Database, world: World) -> None:
+    a, b = await asyncpg.connect(db.url), await asyncpg.connect(db.url)
+    try:
+        # An insert in flight: the change waits for it, then includes its row.
+        message = await _insert_open(a, world.public_stream, world.bob)
+        change = asyncio.create_task(b.execute("UPDATE nchat_channels SET is_private = true WHERE id = $1",
+                                               world.public_channel))
+        assert await _blocked(change)
+        # Only that channel's streams wait: a message elsewhere goes through while the change is blocked.
+        await _post(db, world.private_stream, world.alice, "another channel")
+        await a.execute("COMMIT")
+        await asyncio.wait_for(change, 10)
+        assert await b.fetchval("SELECT in_private_channel FROM nchat_stream_chat_messages WHERE id = $1",
+                                message) is True
+
+        # A change in flight: an insert under it waits, then takes the new flag.
+        await b.execute("BEGIN")
+        await b.execute("UPDATE nchat_channels SET is_private = false WHERE id = $1", world.public_channel)
+        insert = asyncio.create_task(_insert_open(a, world.public_stream, world.bob))
+        assert await _blocked(insert)
+        await _post(db, world.private_stream, world.alice, "still another channel")
+        await b.execute("COMMIT")
+        late = await asyncio.wait_for(insert, 10)
+        await a.execute("COMMIT")
+        assert await a.fetchval("SELECT in_private_channel FROM nchat_stream_chat_messages WHERE id = $1",
+                                late) is False
+    finally:
+        await a.close()
+        await b.close()

@@ -18,10 +18,13 @@
 --     stream's when inserted (stream_id is never updated: no request role may, no server path does; the
 --     trigger covers it anyway);
 --   - a channel made private or public passes its flag to its streams, a stream to its messages;
---   - a stream or message inserted while its channel's flag changes: the change locks the child table
---     (SHARE ROW EXCLUSIVE: waits for inserts in flight to commit, makes new ones wait for it, and two
---     changes wait for each other instead of deadlocking), and then updates it in a statement of its own, so
---     the rows it updates include every committed insert, and an insert after it reads the new flag.
+--   - a stream or message inserted while its channel's flag changes: an insert reads its parent's flag
+--     FOR KEY SHARE (the lock its foreign key check takes on that row anyway), and a change first takes its
+--     own row FOR UPDATE, which waits for inserts in flight under that parent to commit and makes new ones
+--     wait for it; it then updates the children in a statement of its own, so the rows it updates include
+--     every committed insert, and an insert after it reads the new flag. Only that channel's streams and
+--     those streams' inserts wait: a table lock here would let a channel owner who flips is_private in a
+--     loop stall every chat on the platform.
 -- The flag is readable with the row (a reader of a stream may read its channel's is_private anyway) and
 -- written by no request role (permissions.py: server-owned). updated_at is not bumped by a flag change.
 
@@ -45,8 +48,8 @@ CREATE FUNCTION nchat.stream_private_flag() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
 BEGIN
   -- A channel that is not found (refused by the foreign key right after) counts as private.
-  NEW.in_private_channel := coalesce((SELECT c.is_private FROM public.nchat_channels c WHERE c.id = NEW.channel_id),
-                                     true);
+  NEW.in_private_channel := coalesce((SELECT c.is_private FROM public.nchat_channels c WHERE c.id = NEW.channel_id
+                                        FOR KEY SHARE), true);
   RETURN NEW;
 END $$;
 CREATE TRIGGER nchat_streams_private_flag BEFORE INSERT OR UPDATE OF channel_id ON nchat_streams
@@ -57,7 +60,7 @@ CREATE FUNCTION nchat.message_private_flag() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
 BEGIN
   NEW.in_private_channel := coalesce((SELECT s.in_private_channel FROM public.nchat_streams s
-                                       WHERE s.id = NEW.stream_id), true);
+                                       WHERE s.id = NEW.stream_id FOR KEY SHARE), true);
   RETURN NEW;
 END $$;
 CREATE TRIGGER nchat_stream_chat_messages_private_flag BEFORE INSERT OR UPDATE OF stream_id
@@ -67,7 +70,12 @@ CREATE TRIGGER nchat_stream_chat_messages_private_flag BEFORE INSERT OR UPDATE O
 CREATE FUNCTION nchat.channel_private_cascade() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
 BEGIN
-  LOCK TABLE public.nchat_streams IN SHARE ROW EXCLUSIVE MODE;
+  -- The UPDATE that fired this holds the row FOR NO KEY UPDATE, which a stream insert's FOR KEY SHARE
+  -- passes; FOR UPDATE does not. The streams are locked before any is updated: a chat insert in flight
+  -- updates its stream's counters at commit, which would deadlock against a stream row updated here while
+  -- the next trigger waited for that insert.
+  PERFORM 1 FROM public.nchat_channels c WHERE c.id = NEW.id FOR UPDATE;
+  PERFORM 1 FROM public.nchat_streams s WHERE s.channel_id = NEW.id ORDER BY s.id FOR UPDATE;
   UPDATE public.nchat_streams s SET in_private_channel = NEW.is_private
    WHERE s.channel_id = NEW.id AND s.in_private_channel IS DISTINCT FROM NEW.is_private;
   RETURN NULL;
@@ -81,7 +89,8 @@ CREATE TRIGGER nchat_channels_private_cascade AFTER UPDATE OF is_private ON ncha
 CREATE FUNCTION nchat.stream_private_cascade() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
 BEGIN
-  LOCK TABLE public.nchat_stream_chat_messages IN SHARE ROW EXCLUSIVE MODE;
+  -- Held already where a channel's change got here; a stream moved by the server takes it now.
+  PERFORM 1 FROM public.nchat_streams s WHERE s.id = NEW.id FOR UPDATE;
   UPDATE public.nchat_stream_chat_messages m SET in_private_channel = NEW.in_private_channel
    WHERE m.stream_id = NEW.id AND m.in_private_channel IS DISTINCT FROM NEW.in_private_channel;
   RETURN NULL;
