@@ -162,3 +162,16 @@ async def test_a_dead_or_cancelled_connection_is_replaced(world: World, db: Data
         assert readers._reader_conns.opened == 1
     finally:
         await readers.close()
+
+
+async def test_reads_run_on_generic_plans_and_sessions_do_not(world: World, database_url: str) -> None:
+    """read_text's connections plan each function's statement once (plan_cache_mode), where Postgres left
+    to choose re-planned a statement with a LIMIT parameter on every call; sessions keep the default."""
+    db = Database(database_url, pool_size=1, reader_after=1)
+    try:
+        mode = "SELECT current_setting('plan_cache_mode') || $1::text"
+        assert await db.read_text(Claims.user(world.bob), mode, [""]) == "force_generic_plan"
+        async with db.session(Claims.user(world.bob)) as s:
+            assert await s.fetchval(mode, "") == "auto"
+    finally:
+        await db.close()
