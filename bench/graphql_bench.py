@@ -231,13 +231,19 @@ class CpuMeter:
         self.database = database
         self.server: int | None = None  # the pid whose tree is "server" in the next measurement
 
-    def snapshot(self) -> dict[str, float] | None:
+    def snapshot(self) -> dict[str, dict[int, float]] | None:
+        """CPU seconds per process of each group (per process: a backend that exits or starts in between
+        counts for what it used while both snapshots saw it, or from zero)."""
         if not os.path.isdir("/proc/self"):
             return None
         times = os.times()
-        return {"server": sum(_proc_cpu(p) for p in _tree(self.server)) if self.server else 0.0,
-                "pg": sum(_proc_cpu(p) for p in _backends(self.database)),
-                "client": times.user + times.system}
+        return {"server": {p: _proc_cpu(p) for p in _tree(self.server)} if self.server else {},
+                "pg": {p: _proc_cpu(p) for p in _backends(self.database)},
+                "client": {0: times.user + times.system}}
+
+    @staticmethod
+    def used(before: dict[int, float], after: dict[int, float]) -> float:
+        return sum(t - before.get(p, 0.0) for p, t in after.items() if t >= before.get(p, 0.0))
 
 
 METER: CpuMeter | None = None
@@ -398,7 +404,7 @@ async def measure(call: Callable[[], Awaitable[Any]], seconds: float, concurrenc
     }
     if before and after:
         for key in before:
-            result[f"{key}_us"] = (after[key] - before[key]) / len(latencies) * 1e6
+            result[f"{key}_us"] = CpuMeter.used(before[key], after[key]) / len(latencies) * 1e6
     return result
 
 
