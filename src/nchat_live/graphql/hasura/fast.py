@@ -176,13 +176,7 @@ def _compile(
             if not isinstance(meta, RootField) or meta.kind not in QUERY_KINDS:
                 return None
             table = catalog.tables[meta.table]
-            args = reader.args(selected)
-            if meta.kind == "select":
-                sql = compiler.select(table, selected, args)
-            elif meta.kind == "by_pk":
-                sql = compiler.by_pk(table, selected, args)
-            else:
-                sql = compiler.aggregate(table, selected, args)
+            sql = compiler.root(meta.kind, table, selected, reader.args(selected))
             parts.append(f"{literal_key(selected.key)}, ({sql})")
     except (NchatError, GraphQLError):
         return None

@@ -184,13 +184,7 @@ def compile_document(
     table = catalog.tables[meta.table]
     compiler = Compiler(catalog, reader, ctx.runtime.settings.max_rows)
     try:
-        args = reader.args(selected)
-        if meta.kind == "select":
-            sql = compiler.select(table, selected, args)
-        elif meta.kind == "by_pk":
-            sql = compiler.by_pk(table, selected, args)
-        else:
-            sql = compiler.aggregate(table, selected, args)
+        sql = compiler.root(meta.kind, table, selected, reader.args(selected))
     except (NchatError, GraphQLError):
         return None
     if "jsonb_build_object(" in sql:  # a wide object built as jsonb loses the selection's key order

@@ -40,13 +40,7 @@ def compile_query(ctx: Context, info: GraphQLResolveInfo[Any], args: dict[str, A
     reader = Reader.of(info, ctx.raw_variables)
     args = reader.in_document_order(selected, args)
     compiler = Compiler(catalog, reader, ctx.runtime.settings.max_rows)
-    if meta.kind == "select":
-        sql = compiler.select(table, selected, args)
-    elif meta.kind == "by_pk":
-        sql = compiler.by_pk(table, selected, args)
-    else:
-        sql = compiler.aggregate(table, selected, args)
-    return sql, compiler.params.values
+    return compiler.root(meta.kind, table, selected, args), compiler.params.values
 
 
 def count_statements(ctx: Context, session: Session, before: int = 0) -> None:

@@ -84,6 +84,14 @@ class Compiler:
 
     # -- root fields -----------------------------------------------------------------------------
 
+    def root(self, kind: str, table: Table, selected: Selected, args: dict[str, Any]) -> str:
+        """The statement of a query root field of `kind` (select, by_pk or aggregate)."""
+        if kind == "select":
+            return self.select(table, selected, args)
+        if kind == "by_pk":
+            return self.by_pk(table, selected, args)
+        return self.aggregate(table, selected, args)
+
     def select(self, table: Table, selected: Selected, args: dict[str, Any]) -> str:
         return "SELECT " + self.array_json(table, selected, args, None, root=True)
 
