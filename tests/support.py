@@ -192,3 +192,10 @@ def _redis_answers(url: str) -> bool:
 NEEDS_REDIS = pytest.mark.skipif(
     not _redis_answers(REDIS_URL), reason=f"no Redis answering at {REDIS_URL} (set NCHAT_TEST_REDIS)"
 )
+
+
+async def fold_chat_tallies(db: Database) -> None:
+    """Take the chat tallies into their streams' total_chat_messages now, as the scheduler's tick does
+    (migration 0027: the counter trails the messages by at most a tick)."""
+    async with db.session(Claims.service()) as s:
+        await s.fetchval("SELECT nchat.fold_chat_tallies()")

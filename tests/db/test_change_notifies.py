@@ -13,7 +13,7 @@ import pytest
 from nchat_live.auth import Claims
 from nchat_live.db import Database
 from nchat_live.graphql.hasura.live_queries import CHANNEL
-from tests.support import World, set_live
+from tests.support import World, fold_chat_tallies, set_live
 
 
 @pytest.fixture
@@ -64,7 +64,9 @@ async def test_chat_insert_wakes_viewers_only_when_a_viewer_row_changed(
 
     # Bob is not watching: the counter trigger's UPDATE of his viewer row matches nothing.
     got = await _notified_by(listener, _send_chat(db, world.public_stream, world.bob))
-    assert sorted(got) == ["nchat_stream_chat_messages", "nchat_streams"]  # streams: total_chat_messages + 1
+    # The stream's chat counter is a tally of its own (migration 0027): no write to the stream's row, so live
+    # queries reading streams are not woken by chat.
+    assert sorted(got) == ["nchat_stream_chat_messages"]
 
     async with db.session(Claims.service()) as s:
         await s.fetchval(
@@ -73,7 +75,7 @@ async def test_chat_insert_wakes_viewers_only_when_a_viewer_row_changed(
         )
     # Now he is: his sent_chat_messages changes, and live queries reading viewers must hear of it.
     got = await _notified_by(listener, _send_chat(db, world.public_stream, world.bob))
-    assert sorted(got) == ["nchat_stream_chat_messages", "nchat_stream_viewers", "nchat_streams"]
+    assert sorted(got) == ["nchat_stream_chat_messages", "nchat_stream_viewers"]
 
 
 async def test_empty_statements_are_quiet_and_partitions_report_their_parent(
@@ -93,3 +95,27 @@ async def test_empty_statements_are_quiet_and_partitions_report_their_parent(
 
     # The row lands in a partition; live queries read the parent, so the parent's name is the payload.
     assert await _notified_by(listener, metric()) == ["nchat_stream_quality_metrics"]
+
+
+async def test_the_chat_counter_reaches_the_stream_once_per_fold(
+    db: Database, world: World, listener: tuple[asyncpg.Connection, list[str]],
+) -> None:
+    await set_live(db, world.public_stream)
+    async with db.session(Claims.service()) as s:
+        before = await s.fetchval("SELECT total_chat_messages FROM nchat_streams WHERE id = $1", world.public_stream)
+    for _ in range(3):
+        await _send_chat(db, world.public_stream, world.carol)
+
+    async def tick() -> None:
+        await fold_chat_tallies(db)
+
+    # Three messages, one change of the stream's row.
+    assert await _notified_by(listener, tick()) == ["nchat_streams"]
+    async with db.session(Claims.service()) as s:
+        assert await s.fetchval("SELECT total_chat_messages FROM nchat_streams WHERE id = $1",
+                                world.public_stream) == before + 3
+    # (No request role, the service's included, may read the tallies: asked as the superuser.)
+    assert await listener[0].fetchval("SELECT count(*) FROM nchat.chat_tallies WHERE stream_id = $1",
+                                      uuid.UUID(world.public_stream)) == 0
+    # Nothing left to fold: a second tick changes no row and wakes nothing.
+    assert await _notified_by(listener, tick()) == []

@@ -13,7 +13,7 @@ from nchat_live.auth import Claims
 from nchat_live.db import Database
 from nchat_live.resolvers import reactions
 from tests.graphql.conftest import GQL, code, data
-from tests.support import World, set_live
+from tests.support import World, fold_chat_tallies, set_live
 
 CHAT = """mutation($s: uuid!, $u: uuid!, $c: String!) {
   insert_nchat_stream_chat_messages_one(object: {stream_id: $s, user_id: $u, content: $c}) { id content } }"""
@@ -31,7 +31,9 @@ def as_user(client: httpx.AsyncClient, world: World) -> GQL:
 
 
 async def stored(db: Database, stream: str) -> tuple[int, int, int, int, int]:
-    """Rows of chat, reactions and questions on the stream, and the stream's two counters."""
+    """Rows of chat, reactions and questions on the stream, and the stream's two counters (chat's folded in
+    first, as the scheduler's tick does)."""
+    await fold_chat_tallies(db)
     async with db.session(Claims.service()) as s:
         record = await s.fetchrow(
             "SELECT (SELECT count(*) FROM nchat_stream_chat_messages WHERE stream_id = $1) AS chat, "

@@ -11,7 +11,7 @@ from nchat_live.db import Database
 from nchat_live.errors import NchatError
 from nchat_live.resolvers import chat, moderation
 from nchat_live.resolvers.streams import StreamInput, update_stream
-from tests.support import World
+from tests.support import World, fold_chat_tallies
 
 from .conftest import Clock, Events, go_live
 
@@ -43,6 +43,7 @@ async def test_message_is_cleaned_stored_counted_and_published(db: Database, wor
     event = events.of("chat.message")[0]
     assert event["id"] == message["id"] and event["content"] == "hi there" and event["user_id"] == world.bob
     assert event["stream_id"] == world.public_stream and event["channel_id"] == world.public_channel
+    await fold_chat_tallies(db)
     async with db.session(Claims.service()) as s:
         assert await s.fetchval("SELECT total_chat_messages FROM nchat_streams WHERE id = $1", world.public_stream) == 1
 

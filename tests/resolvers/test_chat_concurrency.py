@@ -8,12 +8,13 @@ import asyncio
 from nchat_live.auth import Claims
 from nchat_live.db import Database
 from nchat_live.resolvers import chat
-from tests.support import World
+from tests.support import World, fold_chat_tallies
 
 from .conftest import go_live
 
 
 async def _counter(db: Database, stream: str) -> int:
+    await fold_chat_tallies(db)
     async with db.session(Claims.service()) as s:
         return int(await s.fetchval("SELECT total_chat_messages FROM nchat_streams WHERE id = $1", stream))
 

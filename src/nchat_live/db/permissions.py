@@ -244,6 +244,8 @@ SERVER_ONLY_FUNCTIONS = (
     "guest_lock(uuid)",
     "guest_require_manager(uuid, text)",
     "guest_require_open(text, text)",
+    # 0027: the scheduler's fold of the chat tallies into their streams.
+    "fold_chat_tallies()",
 )
 
 MODEL: dict[str, dict[str, TableRule]] = {

@@ -59,6 +59,7 @@ class TickReport:
     expired_streams: list[str] = field(default_factory=list)
     expired_viewers: int = 0
     closed_polls: int = 0
+    folded_chat_tallies: int = 0  # streams whose chat tallies were folded
     skipped: bool = False
 
 
@@ -120,6 +121,8 @@ class StreamScheduler:
             report.expired_viewers = await viewers.expire_silent_sessions(s, now, self.viewer_silence)
             await s.fetchval("SELECT nchat.ensure_quality_metrics_partition($1)", now + timedelta(days=32))
             report.closed_polls = await polls.close_due_polls(s, now)
+            # Chat counters taken into their streams' rows (migration 0027): they trail by at most a tick.
+            report.folded_chat_tallies = int(await s.fetchval("SELECT nchat.fold_chat_tallies()"))
         return report
 
     async def _remind(self, s: Session, now: datetime, report: TickReport) -> None:
