@@ -152,3 +152,13 @@ async def test_bodies_orjson_refuses_decode_as_the_standard_decoder_does(client:
 def test_a_body_neither_decoder_takes_is_worded_by_the_standard_one() -> None:
     with pytest.raises(json.JSONDecodeError, match="Expecting property name enclosed in double quotes"):
         http._loads(b"{not json")
+
+
+def test_an_unknown_uvicorn_cycle_takes_the_plain_send() -> None:
+    """uvicorn is not pinned: a cycle of its httptools module without the attributes the one-write answer
+    uses (a release that renamed one) gets False, so the normal send answers, rather than an error."""
+    renamed = type("RequestResponseCycle", (), {"__module__": http._HTTPTOOLS, "response_started": False,
+                                                "send": lambda self, message: None})
+    cycle = renamed()
+    assert http._write_whole(cycle.send, 200, [(b"x-request-id", b"r1")], b"{}") is False
+    assert cycle.response_started is False  # nothing of its state touched

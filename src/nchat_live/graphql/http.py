@@ -232,7 +232,8 @@ def _write_whole(send: Send, status: int, headers: list[tuple[bytes, bytes]], bo
     transport to drain) or a header value it would refuse.
     """
     cycle: Any = getattr(send, "__self__", None)
-    if (cycle is None or type(cycle).__module__ != _HTTPTOOLS or cycle.response_started
+    if (cycle is None or type(cycle).__module__ != _HTTPTOOLS or not _fits(cycle)
+            or cycle.response_started
             or (cycle.access_log and cycle.access_logger.isEnabledFor(logging.INFO))
             or cycle.disconnected or cycle.flow.write_paused or _UNSENDABLE.search(headers[-1][1])):
         return False
@@ -253,6 +254,22 @@ def _write_whole(send: Send, status: int, headers: list[tuple[bytes, bytes]], bo
         cycle.transport.close()
     cycle.on_response()
     return True
+
+
+# What `_write_whole` reads and sets of uvicorn's cycle (uvicorn is not pinned: a release that renames
+# one of them takes the plain send instead of failing every POST).
+_CYCLE_ATTRIBUTES = ("response_started", "access_log", "access_logger", "disconnected", "flow", "default_headers",
+                     "keep_alive", "waiting_for_100_continue", "chunked_encoding", "expected_content_length",
+                     "transport", "response_complete", "message_event", "on_response")
+_FITS: dict[type, bool] = {}
+
+
+def _fits(cycle: Any) -> bool:
+    """Whether the cycles of this one's class have every attribute (checked on the first one seen)."""
+    fits = _FITS.get(type(cycle))
+    if fits is None:
+        fits = _FITS[type(cycle)] = all(hasattr(cycle, a) for a in _CYCLE_ATTRIBUTES)
+    return fits
 
 
 _STATUS_LINES: dict[int, bytes] = {}
