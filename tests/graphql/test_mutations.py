@@ -269,3 +269,46 @@ async def test_direct_mutations_answer_as_the_executor(
     # The wait it quotes is the time left, which moves between the two requests.
     assert _WAIT.sub(b"W", limited[0]) == _WAIT.sub(b"W", limited[1])
     assert json.loads(limited[0])["errors"][0]["extensions"]["code"] == "rate-limited"
+
+
+async def test_send_chat_message_commits_in_its_statements_round_trip(
+        app: Starlette, client: httpx.AsyncClient, db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once its statement has earned a function (Database.write_once), sendChatMessage opens no session
+    (set-up, statement, COMMIT): one call commits it, and its event is published after that, once; a
+    refused send publishes nothing and writes nothing."""
+    world = await make_world(db)
+    await set_live(db, world.public_stream)
+    database: Database = app.state.runtime.database
+    opened: list[Claims] = []
+    published: list[tuple[str, dict[str, Any]]] = []
+    session, publisher = database.session, database.publisher
+    assert publisher is not None
+
+    def counted(claims: Claims, **kwargs: Any) -> Any:
+        opened.append(claims)
+        return session(claims, **kwargs)
+
+    async def kept(topic: str, payload: dict[str, Any]) -> None:
+        published.append((topic, payload))
+        await publisher(topic, payload)
+
+    monkeypatch.setattr(database, "session", counted)
+    monkeypatch.setattr(database, "publisher", kept)
+    send = "mutation($s: ID!, $c: String!) { sendChatMessage(streamId: $s, content: $c) { id content } }"
+    answers = [json.loads(await _post(client, world, send, {"s": world.public_stream, "c": f"once {i}"}, "bob"))
+               for i in range(5)]
+    sent = [a["data"]["sendChatMessage"] for a in answers]
+    assert [m["content"] for m in sent] == [f"once {i}" for i in range(5)]
+    assert len(opened) < 3  # the statement's first sightings only (READER_AFTER); none from then on
+    assert [(t, p["id"]) for t, p in published if t == "chat.message"] == [("chat.message", m["id"]) for m in sent]
+    async with db.session(Claims.service()) as s:
+        stored = await s.fetch("SELECT id::text FROM nchat_stream_chat_messages WHERE stream_id = $1 AND "
+                               "content LIKE 'once %'", world.public_stream)
+    assert sorted(r["id"] for r in stored) == sorted(m["id"] for m in sent)
+    # The sixth within the window: refused by the insert rules, nothing published or written.
+    published.clear()
+    refused = json.loads(await _post(client, world, send, {"s": world.public_stream, "c": "once more"}, "bob"))
+    assert refused["errors"][0]["extensions"]["code"] == "rate-limited" and "data" not in refused
+    assert published == [] and len(opened) < 3
+    async with db.session(Claims.service()) as s:
+        assert await s.fetchval("SELECT count(*) FROM nchat_stream_chat_messages WHERE content = 'once more'") == 0

@@ -168,14 +168,34 @@ class Database:
         a `session()`, so a client whose documents all differ (literals instead of variables) costs
         no CREATE FUNCTION per request.
         """
+        return await self._one_statement(claims, sql, args, statement_timeout_ms, write=False)
+
+    async def write_once(
+        self, claims: Claims, sql: str, args: Sequence[Any], *, statement_timeout_ms: int | None = None
+    ) -> list[asyncpg.Record]:
+        """The rows of ONE statement (a write: INSERT ... RETURNING and the like) run as `claims` in a
+        transaction of its own, committed by the time this returns, in one round trip.
+
+        As `read_text`, on the same connections, but the function returns the statement's rows
+        (`RETURNS TABLE`, the statement's columns and types). The call's implicit transaction commits
+        at the protocol's Sync, before Postgres answers ReadyForQuery, which asyncpg waits for: a
+        failure at commit (a deferred constraint) arrives here as the statement's error, and rows
+        returned mean committed. Triggers, row-level security and errors are the statement's own, as
+        in a `session()`. Until the statement has earned its function it runs in a `session()`.
+        """
+        rows: list[asyncpg.Record] = await self._one_statement(claims, sql, args, statement_timeout_ms, write=True)
+        return rows
+
+    async def _one_statement(self, claims: Claims, sql: str, args: Sequence[Any], statement_timeout_ms: int | None,
+                             *, write: bool) -> Any:
         if not self._readers or not self._earned(sql):
             async with self.session(claims, statement_timeout_ms=statement_timeout_ms) as session:
-                return await session.fetchval(sql, *args)
+                return await (session.fetch(sql, *args) if write else session.fetchval(sql, *args))
         try:
             raw = await self._reader_conns.take(self._connect_reader)
             healthy = False
             try:
-                value = await self._read_on(raw, claims, sql, args, statement_timeout_ms)
+                value = await self._call_on(raw, claims, sql, args, statement_timeout_ms, write)
                 healthy = True
                 return value
             except asyncpg.PostgresError:
@@ -205,8 +225,8 @@ class Database:
             server_settings={"jit": "off", "plan_cache_mode": "force_generic_plan"})
         return conn
 
-    async def _read_on(self, raw: _PooledConnection, claims: Claims, sql: str, args: Sequence[Any],
-                       statement_timeout_ms: int | None) -> Any:
+    async def _call_on(self, raw: _PooledConnection, claims: Claims, sql: str, args: Sequence[Any],
+                       statement_timeout_ms: int | None, write: bool) -> Any:
         if raw.is_in_transaction():  # never: read_text's connections run no transaction of their own
             raise RuntimeError("read_text on a connection inside a transaction")
         state = raw.reader_state
@@ -215,22 +235,24 @@ class Database:
             state.timeout_ms = -1  # unknown until the SET has run
             await raw.execute(f"SET statement_timeout = {timeout}" if timeout else "RESET statement_timeout")
             state.timeout_ms = timeout
-        reader = state.readers.get(sql)
+        key = (write, sql)
+        reader = state.readers.get(key)
         if reader is not None:
-            state.readers.move_to_end(sql)
+            state.readers.move_to_end(key)
         else:
             # Bounded per connection: clients choose the documents, hence how many there are.
             evicted = state.readers.popitem(last=False)[1][0] if len(state.readers) >= READERS_PER_CONNECTION \
                 else None
             try:
-                name = await _create_reader(raw, sql, PG_ROLES[claims.role], evicted)
+                reader = await _create_reader(raw, sql, PG_ROLES[claims.role], evicted, write=write)
             except asyncpg.InsufficientPrivilegeError:
                 # A login role without TEMP on the database: sessions, from now on.
                 self._readers = False
                 raise
-            markers = ", ".join(f"${i + 1}" for i in range(len(args) + 2))
-            reader = state.readers[sql] = (name, f"SELECT {name}({markers})")
+            state.readers[key] = reader
         try:
+            if write:
+                return await raw.fetch(reader[1], *args, PG_ROLES[claims.role], claims.as_setting())
             return await raw.fetchval(reader[1], *args, PG_ROLES[claims.role], claims.as_setting())
         except asyncpg.UndefinedFunctionError:
             state.readers.clear()  # temp objects discarded (DISCARD): created again next time
@@ -276,40 +298,56 @@ def setup_batch(pg_role: str, setting: str, statement_timeout_ms: int | None) ->
     return _RESET + "BEGIN; SELECT " + ", ".join(configs)
 
 
-async def _create_reader(raw: asyncpg.Connection, sql: str, pg_role: str, evicted: str | None) -> str:
-    """A pg_temp function of this connection returning `sql`'s value as text (`Database.read_text`).
+async def _create_reader(raw: asyncpg.Connection, sql: str, pg_role: str, evicted: str | None, *,
+                         write: bool = False) -> tuple[str, str]:
+    """A pg_temp function of this connection returning `sql`'s value as text (`Database.read_text`), or
+    its rows (`write`: `Database.write_once`), and the statement that calls it.
 
     Its parameters are the statement's (types as Postgres infers them, prepared as the role that will
     run it, in a transaction of its own, so `$n` in the body is the same value), then the role and the
-    claims. The body's text is ours (compiled SQL), never a caller's."""
+    claims; a writer's columns are the statement's, named c1..cn in the function and given back their
+    names by the call. The body's text is ours (compiled SQL), never a caller's."""
     async with raw.transaction():
         await raw.execute(f"SELECT set_config('role', '{pg_role}', true)")
-        oids = [t.oid for t in (await raw.prepare(sql)).get_parameters()]
+        prepared = await raw.prepare(sql)
+        oids = [t.oid for t in prepared.get_parameters()]
+        columns = [(a.name, a.type.oid) for a in prepared.get_attributes()] if write else []
+        if write and not columns:
+            raise ValueError("write_once takes a statement that returns rows (RETURNING ...)")
         # Postgres's own spelling of each type (format_type: qualified where needed, arrays as x[]).
         types: list[str] = list(await raw.fetchval(
             "SELECT coalesce(array_agg(format_type(o, NULL) ORDER BY i), '{}') "
-            "FROM unnest($1::oid[]) WITH ORDINALITY AS t(o, i)", oids))
-    n = len(types)
-    name = "pg_temp.nchat_read_" + hashlib.sha256(sql.encode()).hexdigest()[:24]
+            "FROM unnest($1::oid[]) WITH ORDINALITY AS t(o, i)", [*oids, *(oid for _, oid in columns)]))
+    n = len(oids)
+    kind = "write" if write else "read"
+    name = f"pg_temp.nchat_{kind}_" + hashlib.sha256(sql.encode()).hexdigest()[:24]
     tag = "$nchat$"
     while tag in sql:
         tag = f"$nchat{secrets.token_hex(4)}$"
+    markers = ", ".join(f"${i + 1}" for i in range(n + 2))
+    setup = f"PERFORM set_config('role', ${n + 1}, true), set_config('hasura.user', ${n + 2}, true);\n"
+    if write:
+        returns = "TABLE(" + ", ".join(f"c{i + 1} {t}" for i, t in enumerate(types[n:])) + ")"
+        body = f"{setup}RETURN QUERY {sql};\n"
+        names = ", ".join(f'c{i + 1} AS "{column.replace(chr(34), chr(34) * 2)}"'
+                          for i, (column, _) in enumerate(columns))
+        call = f"SELECT {names} FROM {name}({markers})"
+    else:
+        returns, body, call = "text", f"{setup}RETURN ({sql});\n", f"SELECT {name}({markers})"
     # use_column: an unqualified name in the statement is a column, never a plpgsql variable.
     drop = f"DROP FUNCTION IF EXISTS {evicted}; " if evicted else ""
     await raw.execute(
-        f"{drop}CREATE OR REPLACE FUNCTION {name}({', '.join([*types, 'text', 'text'])}) RETURNS text "
-        f"LANGUAGE plpgsql AS {tag}#variable_conflict use_column\nBEGIN\n"
-        f"PERFORM set_config('role', ${n + 1}, true), set_config('hasura.user', ${n + 2}, true);\n"
-        f"RETURN ({sql});\nEND{tag}")
-    return name
+        f"{drop}CREATE OR REPLACE FUNCTION {name}({', '.join([*types[:n], 'text', 'text'])}) RETURNS {returns} "
+        f"LANGUAGE plpgsql AS {tag}#variable_conflict use_column\nBEGIN\n{body}END{tag}")
+    return name, call
 
 
 class _ReaderState:
     """Per read_text connection: its functions, and its session statement_timeout (-1: unknown)."""
 
     def __init__(self) -> None:
-        # statement -> (function, the statement that calls it), least recently used first
-        self.readers: OrderedDict[str, tuple[str, str]] = OrderedDict()
+        # (written, statement) -> (function, the statement that calls it), least recently used first
+        self.readers: OrderedDict[tuple[bool, str], tuple[str, str]] = OrderedDict()
         self.timeout_ms = -1
 
 

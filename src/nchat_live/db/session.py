@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import asyncpg
 
@@ -25,6 +25,51 @@ PG_ROLES = {
 
 AfterCommit = Callable[[], Awaitable[None]]
 EventPublisher = Callable[[str, dict[str, Any]], Awaitable[None]]
+# Database.write_once bound to a caller: the rows of one statement, committed on its own.
+WriteOnce = Callable[[str, Sequence[Any]], Awaitable[list[asyncpg.Record]]]
+
+
+class Statements(Protocol):
+    """What a Session runs its statements on: an asyncpg connection in a transaction, or OneStatement."""
+
+    async def execute(self, query: str, *args: Any) -> str: ...
+    async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]: ...
+    async def fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None: ...
+    async def fetchval(self, query: str, *args: Any) -> Any: ...
+    async def executemany(self, command: str, args: Sequence[Sequence[Any]]) -> None: ...
+
+
+class OneStatement:
+    """Statements for a resolver that makes exactly one (sendChatMessage): that statement runs through
+    `write`, in a transaction of its own committed in the same round trip (Database.write_once),
+    instead of set-up, statement and COMMIT. A second statement is a programming error (the first is
+    already committed, so it could not be rolled back with it) and raises before it runs."""
+
+    def __init__(self, write: WriteOnce) -> None:
+        self._write: WriteOnce | None = write
+
+    async def _rows(self, query: str, args: Sequence[Any]) -> list[asyncpg.Record]:
+        write, self._write = self._write, None
+        if write is None:
+            raise RuntimeError("a one-statement session ran a second statement")
+        return await write(query, args)
+
+    async def execute(self, query: str, *args: Any) -> str:
+        raise RuntimeError("a one-statement session runs statements that return rows")
+
+    async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
+        return await self._rows(query, args)
+
+    async def fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None:
+        rows = await self._rows(query, args)
+        return rows[0] if rows else None
+
+    async def fetchval(self, query: str, *args: Any) -> Any:
+        rows = await self._rows(query, args)
+        return rows[0][0] if rows else None
+
+    async def executemany(self, command: str, args: Sequence[Sequence[Any]]) -> None:
+        raise RuntimeError("a one-statement session runs statements that return rows")
 
 
 class Session:
@@ -35,7 +80,7 @@ class Session:
     that runs only once the transaction has committed.
     """
 
-    def __init__(self, raw: asyncpg.Connection, claims: Claims, publisher: EventPublisher | None = None) -> None:
+    def __init__(self, raw: Statements, claims: Claims, publisher: EventPublisher | None = None) -> None:
         self.raw = raw
         self.claims = claims
         self._publisher = publisher

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import asyncpg
 from starlette.requests import HTTPConnection
 
 from ..auth import Claims
 from ..db import Session
+from ..db.session import OneStatement
 from ..errors import RateLimited
 
 if TYPE_CHECKING:
@@ -110,18 +112,32 @@ class Context:
     async def read_text(self, sql: str, args: Sequence[Any]) -> Any:
         """One read-only statement's value as the caller, in one round trip (`Database.read_text`),
         under the same timeout and share of the pool as `session()`."""
-        database = self.runtime.database
+        return await self._in_share(self.runtime.database.read_text, sql, args)
+
+    async def write_once(self, sql: str, args: Sequence[Any]) -> list[asyncpg.Record]:
+        """One statement's rows as the caller, committed on its own in one round trip
+        (`Database.write_once`), under the same timeout and share of the pool as `session()`."""
+        rows: list[asyncpg.Record] = await self._in_share(self.runtime.database.write_once, sql, args)
+        return rows
+
+    async def _in_share(self, call: Callable[..., Awaitable[Any]], sql: str, args: Sequence[Any]) -> Any:
         timeout = self.statement_timeout_ms()
         client = self.client_key()
         limit = self.runtime.settings.db_sessions_per_client
         if client is None or limit <= 0:
-            return await database.read_text(self.claims, sql, args, statement_timeout_ms=timeout)
-        # take/give rather than `hold`: no generator-based context manager on every read's path
+            return await call(self.claims, sql, args, statement_timeout_ms=timeout)
+        # take/give rather than `hold`: no generator-based context manager on every call's path
         entry = await SLOTS.take(client, limit)
         try:
-            return await database.read_text(self.claims, sql, args, statement_timeout_ms=timeout)
+            return await call(self.claims, sql, args, statement_timeout_ms=timeout)
         finally:
             SLOTS.give(client, limit, entry)
+
+    def one_statement_session(self) -> Session:
+        """A session for a resolver that makes exactly one statement (`db.session.OneStatement`): it
+        commits in the statement's own round trip; the caller runs `run_after_commit()` once the
+        resolver has returned."""
+        return Session(OneStatement(self.write_once), self.claims, self.runtime.database.publisher)
 
     @contextlib.asynccontextmanager
     async def session(self) -> AsyncIterator[Session]:

@@ -37,7 +37,7 @@ from graphql.execution.values import get_argument_values, get_variable_values
 from strawberry.types.field import StrawberryField
 
 from .context import Context
-from .operations import DIRECT_MUTATIONS
+from .operations import DIRECT_MUTATIONS, ONE_STATEMENT_MUTATIONS
 
 # graphql.execute's defaults, which the executor's path runs with.
 _MAX_COERCION_ERRORS = 50
@@ -67,6 +67,8 @@ class DirectPlan:
     object_type: GraphQLObjectType
     non_null: bool
     leaves: tuple[_Leaf, ...]
+    # The resolver makes exactly one statement (ONE_STATEMENT_MUTATIONS): execution may commit it on its own.
+    one_statement: bool
 
 
 @dataclass(frozen=True)
@@ -147,7 +149,7 @@ def _plan(schema: GraphQLSchema, operation: OperationDefinitionNode) -> DirectPl
         leaves.append(_Leaf(key, sel, sub_definition.python_name, scalar, is_non_null_type(sub.type)))
     return DirectPlan(schema, operation, node.alias.value if node.alias else name, node, field,
                       function, resolver.info_parameter.name, arguments, object_type,
-                      is_non_null_type(field.type), tuple(leaves))
+                      is_non_null_type(field.type), tuple(leaves), name in ONE_STATEMENT_MUTATIONS)
 
 
 async def run_direct(plan: DirectPlan, ctx: Context, variables: dict[str, Any] | None) -> ExecutionResult:

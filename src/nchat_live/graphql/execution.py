@@ -40,8 +40,8 @@ from ..db.errors import sqlstate_of
 from ..errors import NchatError
 from ..observability import GRAPHQL_ERRORS, GRAPHQL_OPERATIONS
 from .context import Context, SharedSession
+from .direct import DirectPlan, run_direct
 from .direct import plan_for as plan_for_direct
-from .direct import run_direct
 from .hasura.fast import plan_for, run_plan
 from .limits import DocumentLimits, check_cost, check_syntax, refusal
 
@@ -431,8 +431,10 @@ async def _run_operation(ctx: Context, prepared: Prepared, variables: Any, opera
             ctx.query_session = None
             await shared.close(failed)
         return _errors(result, positions) if result.errors else {"data": result.data}
-    # Every mutation root field of the request in one transaction: any error rolls all back.
     direct = plan_for_direct(prepared.schema, operation)
+    if direct is not None and direct.one_statement:
+        return await _run_one_statement(ctx, direct, variables, positions)
+    # Every mutation root field of the request in one transaction: any error rolls all back.
     try:
         async with ctx.session() as session:
             ctx.mutation_session = session
@@ -449,6 +451,24 @@ async def _run_operation(ctx: Context, prepared: Prepared, variables: Any, opera
         return error(exc.message, exc.code)
     finally:
         ctx.mutation_session = None
+    return {"data": result.data}
+
+
+async def _run_one_statement(ctx: Context, direct: DirectPlan, variables: Any, positions: bool) -> Response:
+    """A direct mutation whose resolver makes one statement: it commits in that statement's round trip
+    (`Context.one_statement_session`) instead of set-up, statement and COMMIT. Its error comes from the
+    statement, so nothing is committed when there is one; the shaping after it cannot fail on a row
+    the statement returned (scalar fields, planned against the schema)."""
+    session = ctx.one_statement_session()
+    ctx.mutation_session = session
+    ctx.raw_variables = variables if isinstance(variables, dict) else None
+    try:
+        result = await run_direct(direct, ctx, ctx.raw_variables)
+    finally:
+        ctx.mutation_session = None
+    if result.errors:
+        return _errors(result, positions)
+    await session.run_after_commit()
     return {"data": result.data}
 
 

@@ -43,11 +43,15 @@ from .types import (
     build,
 )
 
-__all__ = ["DIRECT_MUTATIONS", "Mutation", "Query"]
+__all__ = ["DIRECT_MUTATIONS", "ONE_STATEMENT_MUTATIONS", "Mutation", "Query"]
 
 # Mutations that graphql/direct.py may run without graphql-core's executor (the hot ones): their
 # resolvers read nothing of `info` but `info.context`, which is all the direct path hands them.
 DIRECT_MUTATIONS = frozenset({"sendChatMessage", "sendReaction"})
+# Of those, the ones whose resolver makes exactly one statement, and nothing after it that can fail:
+# graphql/execution.py commits that statement in its own round trip (db.session.OneStatement, which
+# refuses a second statement). tests/graphql/test_direct_mutations.py runs them both ways.
+ONE_STATEMENT_MUTATIONS = frozenset({"sendChatMessage"})
 
 T = TypeVar("T")
 
