@@ -273,7 +273,7 @@ async def test_direct_mutations_answer_as_the_executor(
 
 async def test_send_chat_message_commits_in_its_statements_round_trip(
         app: Starlette, client: httpx.AsyncClient, db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Once its statement has earned a function (Database.write_once), sendChatMessage opens no session
+    """Once its statement has earned a function (Database.write_once), sendChatMessage (and sendReaction) opens no session
     (set-up, statement, COMMIT): one call commits it, and its event is published after that, once; a
     refused send publishes nothing and writes nothing."""
     world = await make_world(db)
@@ -312,3 +312,15 @@ async def test_send_chat_message_commits_in_its_statements_round_trip(
     assert published == [] and len(opened) < 3
     async with db.session(Claims.service()) as s:
         assert await s.fetchval("SELECT count(*) FROM nchat_stream_chat_messages WHERE content = 'once more'") == 0
+    # sendReaction: the same, its insert's rules included (the emoji normalised by its trigger).
+    opened.clear()
+    published.clear()
+    react = "mutation($s: ID!, $e: String!) { sendReaction(streamId: $s, emoji: $e, positionX: 50) { id emoji } }"
+    reacted = [json.loads(await _post(client, world, react, {"s": world.public_stream, "e": "🔥"}, "bob"))
+               ["data"]["sendReaction"] for _ in range(5)]
+    assert [r["emoji"] for r in reacted] == ["🔥"] * 5 and len(opened) < 3
+    assert [(t, p["id"], p["position_x"]) for t, p in published] == [("reaction", r["id"], 50.0) for r in reacted]
+    wrong = json.loads(await _post(client, world, react, {"s": world.public_stream, "e": "x"}, "bob"))
+    assert wrong["errors"][0]["extensions"]["code"] == "invalid-emoji" and len(published) == 5
+    hidden = json.loads(await _post(client, world, react, {"s": world.private_stream, "e": "🔥"}, "carol"))
+    assert hidden["errors"][0]["extensions"]["code"] == "stream-not-found" and len(published) == 5

@@ -6,8 +6,18 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from ..db import Session
-from ..errors import ValidationFailed
-from ._common import Row, event_base, load_stream, require_user, row, set_rule_context, strip_nul
+from ..errors import NotFound, ValidationFailed
+from ._common import (
+    RULE_CONTEXT,
+    Row,
+    event_base,
+    load_stream,
+    parse_uuid,
+    require_user,
+    row,
+    rule_context,
+    strip_nul,
+)
 
 # Mirrors nchat.allowed_emojis() (migration 0009), whose insert rules check and normalise the emoji
 # (the text heart and skin-toned thumbs count as the listed ones); a test keeps the two equal.
@@ -21,6 +31,18 @@ class ReactionLimits:
 
 
 DEFAULT_LIMITS = ReactionLimits()
+
+# sendReaction in one statement (one round trip), as chat.py's _SEND: the stream as the caller may see
+# it (none: nothing inserted, stream-not-found), the rule context set while that row is read (before
+# the insert trigger of 0009 reads it), then the insert.
+_REACT = (
+    "WITH s AS (SELECT st.id, st.channel_id FROM nchat_streams st, "
+    f"{RULE_CONTEXT.format(names='$6', values='$7')} AS _rules(n) WHERE st.id = $1) "
+    "INSERT INTO nchat_stream_reactions (stream_id, user_id, emoji, position_x, position_y) "
+    "SELECT s.id, $2, $3, $4, $5 FROM s "
+    "RETURNING id, stream_id, user_id, emoji, position_x, position_y, created_at, "
+    "(SELECT s.channel_id FROM s) AS _channel_id"
+)
 
 
 def _position(value: float | None, name: str) -> float | None:
@@ -39,15 +61,13 @@ async def send_reaction(
     are the insert trigger's (migration 0009); a refusal arrives as NchatError with its code."""
     user_id = require_user(session, "react")
     x, y = _position(position_x, "positionX"), _position(position_y, "positionY")
-    stream = await load_stream(session, stream_id)
-    await set_rule_context(session, now, reaction_max=limits.reactions,
-                           reaction_window_s=limits.window.total_seconds())
-    record = await session.fetchrow(
-        "INSERT INTO nchat_stream_reactions (stream_id, user_id, emoji, position_x, position_y) "
-        "VALUES ($1, $2, $3, $4, $5) RETURNING id, stream_id, user_id, emoji, position_x, position_y, created_at",
-        stream["id"], user_id, strip_nul(emoji), x, y,
-    )
+    sid = parse_uuid(stream_id, field="streamId")
+    record = await session.fetchrow(_REACT, sid, user_id, strip_nul(emoji), x, y, *rule_context(
+        now, reaction_max=limits.reactions, reaction_window_s=limits.window.total_seconds()))
+    if record is None:  # no row of the stream as the caller may see it (RLS): nothing inserted
+        raise NotFound(f"stream '{stream_id}' not found", code="stream-not-found")
     reaction = row(record)
+    stream = {"id": reaction["stream_id"], "channel_id": str(reaction.pop("_channel_id"))}
     for key in ("position_x", "position_y"):
         reaction[key] = float(reaction[key]) if reaction[key] is not None else None
     session.emit("reaction", {

@@ -50,8 +50,8 @@ __all__ = ["DIRECT_MUTATIONS", "ONE_STATEMENT_MUTATIONS", "Mutation", "Query"]
 DIRECT_MUTATIONS = frozenset({"sendChatMessage", "sendReaction"})
 # Of those, the ones whose resolver makes exactly one statement, and nothing after it that can fail:
 # graphql/execution.py commits that statement in its own round trip (db.session.OneStatement, which
-# refuses a second statement). tests/graphql/test_direct_mutations.py runs them both ways.
-ONE_STATEMENT_MUTATIONS = frozenset({"sendChatMessage"})
+# refuses a second statement). tests/graphql/test_mutations.py runs them both ways.
+ONE_STATEMENT_MUTATIONS = frozenset({"sendChatMessage", "sendReaction"})
 
 T = TypeVar("T")
 
