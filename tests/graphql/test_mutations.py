@@ -273,9 +273,9 @@ async def test_direct_mutations_answer_as_the_executor(
 
 async def test_send_chat_message_commits_in_its_statements_round_trip(
         app: Starlette, client: httpx.AsyncClient, db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Once its statement has earned a function (Database.write_once), sendChatMessage (and sendReaction) opens no session
-    (set-up, statement, COMMIT): one call commits it, and its event is published after that, once; a
-    refused send publishes nothing and writes nothing."""
+    """Once its statement has earned a function (Database.write_once), sendChatMessage (and sendReaction)
+    opens no session (set-up, statement, COMMIT): one call commits it, and its event is published after
+    that, once; a refused send publishes nothing and writes nothing."""
     world = await make_world(db)
     await set_live(db, world.public_stream)
     database: Database = app.state.runtime.database
