@@ -55,7 +55,9 @@ async def test_literal_nested_and_one_statement(app: Starlette, cast: World) -> 
         id streams(where: {_not: {chat_messages_aggregate: {count: {predicate: {_gt: 3}}}}}) { id } } }"""
     ctx = Context(app.state.runtime, Claims.user(cast.alice))
     got = data(await execute(ctx, q))["nchat_channels"]
-    assert got == [{"id": cast.public_channel, "streams": []}]
+    # Other modules' channels share the database (and may have chatty streams): this cast's only.
+    ours = [c for c in got if c["id"] in (cast.public_channel, cast.private_channel)]
+    assert ours == [{"id": cast.public_channel, "streams": []}]
     assert ctx.statements == 1
 
 
