@@ -175,3 +175,38 @@ async def test_reads_run_on_generic_plans_and_sessions_do_not(world: World, data
             assert await s.fetchval(mode, "") == "auto"
     finally:
         await db.close()
+
+
+async def _backends_alive(db: Database, pids: list[int]) -> int:
+    """How many of `pids` Postgres still runs, given up to 2 s to notice a closed socket."""
+    for _ in range(40):
+        async with db.session(Claims.service()) as s:
+            alive = int(await s.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY($1::int[])", pids))
+        if alive == 0:
+            return 0
+        await asyncio.sleep(0.05)
+    return alive
+
+
+async def test_idle_connections_are_retired_and_none_is_kept_after_close(world: World, database_url: str) -> None:
+    db = Database(database_url, pool_size=2, reader_after=1)
+    try:
+        readers = db._reader_conns
+        readers.idle_s = 0.3
+        pids = {json.loads(text)["pid"] for text in await asyncio.gather(
+            *(db.read_text(Claims.user(world.bob), SLOW, [0.1], statement_timeout_ms=10_000) for _ in range(2)))}
+        assert len(pids) == 2 and readers.opened == 2
+        await asyncio.sleep(0.5)
+        # Both idle past the limit: retired on the next use, which opens one of its own.
+        later = json.loads(await db.read_text(Claims.user(world.bob), SLOW, [0], statement_timeout_ms=10_000))
+        assert later["pid"] not in pids and readers.opened == 1 and len(readers.idle) == 1
+        assert await _backends_alive(db, list(pids)) == 0
+        # A read in flight when the database closes: its connection is closed when handed back, not kept.
+        slow = asyncio.ensure_future(db.read_text(Claims.user(world.bob), SLOW, [0.3], statement_timeout_ms=10_000))
+        await asyncio.sleep(0.1)
+        await db.close()
+        inflight = json.loads(await slow)
+        assert readers.idle == [] and readers.opened == 0
+        assert await _backends_alive(db, [inflight["pid"], later["pid"]]) == 0
+    finally:
+        await db.close()

@@ -30,6 +30,9 @@ from .session import PG_ROLES, EventPublisher, Session
 _RESET = "SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL; "
 # How long a session waits for a pooled connection before the database counts as unavailable.
 ACQUIRE_TIMEOUT_S = 10.0
+# An idle connection (the pool's, or read_text's own) is closed after this long unused, so a burst's
+# connections do not stay held against Postgres's max_connections.
+IDLE_LIFETIME_S = 300.0
 # read_text's functions kept on one connection (the least recently used one is dropped beyond).
 READERS_PER_CONNECTION = 128
 # How often read_text must have seen a statement (in this process) before it gets a pg_temp function:
@@ -84,8 +87,8 @@ class Database:
                 # statement (bench/rls_explain.py).
                 self._pool = await asyncpg.create_pool(
                     self.url, min_size=0, max_size=self.pool_size * 2, timeout=5, command_timeout=30,
-                    max_inactive_connection_lifetime=1800, init=_decode_json, connection_class=_PooledConnection,
-                    server_settings={"jit": "off"},
+                    max_inactive_connection_lifetime=IDLE_LIFETIME_S, init=_decode_json,
+                    connection_class=_PooledConnection, server_settings={"jit": "off"},
                 )
             return self._pool
 
@@ -349,6 +352,7 @@ class _ReaderState:
         # (written, statement) -> (function, the statement that calls it), least recently used first
         self.readers: OrderedDict[tuple[bool, str], tuple[str, str]] = OrderedDict()
         self.timeout_ms = -1
+        self.idle_since = 0.0  # the event loop's clock when last handed back
 
 
 class _Readers:
@@ -357,17 +361,23 @@ class _Readers:
     fast-path read's server CPU). Only read_text uses them, so none is ever left in a transaction
     or with a session's settings: no reset between uses. A closed one (a restarted Postgres) is
     dropped and another opened; one whose statement did not end cleanly (cancelled, connection
-    error) is terminated, as its state is then unknown.
+    error) is terminated, as its state is then unknown. One idle for `idle_s` is closed when the
+    list is next used (the most recently used are taken first, so the idle ones are the oldest), and
+    one handed back after `close()` is closed, not kept.
     """
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, idle_s: float = IDLE_LIFETIME_S) -> None:
         self.size = max(size, 1)
+        self.idle_s = idle_s
         self.opened = 0
+        self.closed = False
         self.idle: list[_PooledConnection] = []
         # Callers waiting for a connection: handed one, or None (a place freed: open one).
         self.waiters: deque[asyncio.Future[_PooledConnection | None]] = deque()
 
     async def take(self, connect: Callable[[], Awaitable[_PooledConnection]]) -> _PooledConnection:
+        self.closed = False  # a Database reopens on use after close(), as its pool does
+        self._retire_idle()
         while self.idle:
             conn = self.idle.pop()
             if not conn.is_closed():
@@ -385,6 +395,15 @@ class _Readers:
         except BaseException:
             self._drop()
             raise
+
+    def _retire_idle(self) -> None:
+        if not self.idle:
+            return
+        oldest = asyncio.get_running_loop().time() - self.idle_s
+        while self.idle and self.idle[0].reader_state.idle_since < oldest:
+            # Outside any transaction and idle: Postgres takes the end of the socket as a normal exit.
+            self.idle.pop(0).terminate()
+            self._drop()
 
     async def _wait(self) -> _PooledConnection | None:
         waiter: asyncio.Future[_PooledConnection | None] = asyncio.get_running_loop().create_future()
@@ -406,7 +425,7 @@ class _Readers:
                 self.waiters.remove(waiter)
 
     def give(self, conn: _PooledConnection, healthy: bool) -> None:
-        if not healthy or conn.is_closed():
+        if not healthy or conn.is_closed() or (self.closed and not self.waiters):
             conn.terminate()
             self._drop()
             return
@@ -415,6 +434,7 @@ class _Readers:
             if not waiter.done():
                 waiter.set_result(conn)
                 return
+        conn.reader_state.idle_since = asyncio.get_running_loop().time()
         self.idle.append(conn)
 
     def _drop(self) -> None:
@@ -427,6 +447,8 @@ class _Readers:
         self.opened -= 1
 
     async def close(self) -> None:
+        """Close the idle connections; those in use are closed as they are handed back."""
+        self.closed = True
         idle, self.idle = self.idle, []
         self.opened -= len(idle)
         for conn in idle:
