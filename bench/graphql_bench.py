@@ -19,7 +19,8 @@ PostGraphile v4 (`bench/postgraphile/`, `npm ci` there; not a dependency of ncha
 process) serves the same database in the same run, driven by the same client: each request runs as
 the role `nchat_bench_reader`, which holds SELECT on every column and is a member of `nchat_user`
 (v4 selects whole rows in subqueries, which nchat_user's column grants refuse), with the caller's
-claims in `hasura.user`, so the same policies apply. Its aggregate is `totalCount` + a distinct count
+claims in `hasura.user`, so the same policies apply. Both servers get the same bearer token and verify it
+(PostGraphile with jsonwebtoken in its `pgSettings`). Its aggregate is `totalCount` + a distinct count
 (`@graphile/pg-aggregates` 0.1 has no max of a timestamp); it has no live queries here (v4 needs
 `@graphile/subscriptions-lds` and wal2json): n/a.
 
@@ -448,7 +449,8 @@ async def _start_postgraphile(url: str) -> tuple[asyncio.subprocess.Process | No
         print("postgraphile: n/a (needs node and `npm ci` in bench/postgraphile)")
         return None, 0
     port = free_port()
-    env = {**os.environ, "DATABASE_URL": url, "PORT": str(port), "PGL_ROLE": PGL_READER}
+    env = {**os.environ, "DATABASE_URL": url, "PORT": str(port), "PGL_ROLE": PGL_READER,
+           "JWT_KEY": json.loads(JWT_SECRET)["key"]}
     proc = await asyncio.create_subprocess_exec(node, os.path.join(PGL_DIR, "server.js"), env=env, cwd=PGL_DIR,
                                                 stdout=asyncio.subprocess.DEVNULL)
     return proc, port
@@ -529,10 +531,11 @@ async def run(args: argparse.Namespace) -> None:
         results[live] = {}
 
         def as_caller(variables: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str], dict[str, str]]:
-            """The variables without the caller, and the caller's headers for nchat-live and PostGraphile."""
+            """The variables without the caller, and the caller's headers for nchat-live and PostGraphile: the
+            same bearer token, which each verifies."""
             caller = variables.pop(USER, user)
-            return (variables, {"authorization": f"Bearer {tokens.get(caller) or token}"},
-                    {"x-hasura-claims": Claims.user(caller).as_setting()})
+            bearer = {"authorization": f"Bearer {tokens.get(caller) or token}"}
+            return variables, bearer, bearer
 
         for case in cases:
             results[case.label]["floor_shape"] = _shape(json.loads(await pool.fetchval(case.sql, *case.params())))
