@@ -9,9 +9,10 @@ connecting superuser (who owns the tables and bypasses RLS). Prints the median t
 RLS / no-RLS; --plans also prints EXPLAIN ANALYZE of each statement under RLS.
 
 The tables added after 0014 (polls and votes, highlights, chapters, engagement, viewer sessions, quality
-metrics, chat settings, the moderation log) are seeded too: --marks rows each on the big stream (votes on one
-poll, each from its own user), read by an anonymous caller, the viewer (a member, not a manager) or the
-broadcaster of every stream (who manages them all: the largest managed set).
+metrics, chat settings, the moderation log) and reactions, recordings and questions are seeded too: --marks
+rows each on the big stream (votes on one poll, each from its own user), read by an anonymous caller, the
+viewer (a member, not a manager) or the broadcaster of every stream (who manages them all: the largest
+managed set).
 
 --compare (the default) measures the policies as of migration 0013 (before issue 15; --before N for another)
 on the first group of statements, then as of 0019 (before 0020; or N if later) on the second, and then, on the
@@ -19,7 +20,9 @@ same database and data, both after migrating on to the newest migration: a same-
 
 --private 10000 is the many-private-channels case: the hidden sets (private channels the viewer is not in,
 and their streams) at 10,000 channels and 40,000 streams. Before 0025 every read of streams or chat built
-them, public rows or not; `--before 24 --private 10000` measures 0025's flags against that.
+them, public rows or not; `--before 24 --private 10000` measures 0025's flags against that. Before 0029 so did
+every read of members, chat settings, reactions, recordings, questions, polls, chapters and highlights;
+`--before 28 --private 10000` measures 0029's flags against that.
 
     .venv/bin/python bench/rls_explain.py [--messages 100000] [--marks 100000] [--private 50] [--repeat 15]
         [--plans] [--no-compare] [--before N] [--after N] [--keep] [--jit]
@@ -84,6 +87,19 @@ SELECT json_agg(x) FROM (SELECT id, country, device_class, joined_at FROM nchat_
 """
 METRICS_SQL = "SELECT avg(bitrate_kbps), max(dropped_frames) FROM nchat_stream_quality_metrics WHERE stream_id = $1"
 CHAT_SETTINGS_SQL = "SELECT count(*) FROM nchat_channel_chat_settings WHERE NOT emote_only"
+CHAT_SETTINGS_ONE_SQL = "SELECT link_filter, emote_only FROM nchat_channel_chat_settings WHERE channel_id = $1"
+# resolvers/reactions.py's reaction_totals, qa.py's questions, streams.py's recordings (the newest first).
+REACTIONS_SQL = """
+SELECT emoji, count(*)::int FROM nchat_stream_reactions WHERE stream_id = $1 GROUP BY emoji ORDER BY 2 DESC, emoji
+"""
+QUESTIONS_SQL = """
+SELECT json_agg(x) FROM (SELECT id, content, status, upvotes FROM nchat_stream_questions
+                          WHERE stream_id = $1 ORDER BY upvotes DESC, created_at LIMIT 50) x
+"""
+RECORDINGS_SQL = """
+SELECT json_agg(x) FROM (SELECT id, kind, status, url, duration_seconds FROM nchat_stream_recordings
+                          WHERE stream_id = $1 AND status <> 'deleted' ORDER BY created_at DESC LIMIT 20) x
+"""
 MODERATION_LOG_SQL = "SELECT action, count(*) FROM nchat_moderation_log WHERE channel_id = $1 GROUP BY action"
 
 # (label, sql, name of the parameter in the seeded ids or None, caller: user (the viewer), anonymous or
@@ -122,6 +138,11 @@ FOLLOWUP_QUERIES: list[Query] = [
     ("quality metrics aggregate (user: 0 rows)", METRICS_SQL, "big", "user"),
     ("quality metrics aggregate (broadcaster)", METRICS_SQL, "big", "broadcaster"),
     ("chat settings, all visible channels (anonymous)", CHAT_SETTINGS_SQL, None, "anonymous"),
+    ("chat settings of a channel (user)", CHAT_SETTINGS_ONE_SQL, "channel", "user"),
+    ("reactions by emoji (anonymous)", REACTIONS_SQL, "big", "anonymous"),
+    ("reactions by emoji (user)", REACTIONS_SQL, "big", "user"),
+    ("questions top 50 (user)", QUESTIONS_SQL, "big", "user"),
+    ("recordings newest 20 (anonymous)", RECORDINGS_SQL, "big", "anonymous"),
     ("moderation log by action (user: 0 rows)", MODERATION_LOG_SQL, "channel", "user"),
     ("moderation log by action (broadcaster, owner)", MODERATION_LOG_SQL, "channel", "broadcaster"),
 ]
@@ -194,14 +215,27 @@ async def seed(conn: asyncpg.Connection, messages: int, private_channels: int = 
             "private": str(mine_streams[0]), "hidden": str(hidden_streams[0]), "channel": str(main)}
 
 
+# The tables that carry their channel's privacy (0025, 0029), each with its parent: streams first, since the
+# others of a stream copy its flag.
+FLAGGED_BY_CHANNEL = ("nchat_streams", "nchat_channel_members", "nchat_channel_chat_settings")
+FLAGGED_BY_STREAM = ("nchat_stream_chat_messages", "nchat_stream_reactions", "nchat_stream_recordings",
+                     "nchat_stream_questions", "nchat_stream_polls", "nchat_stream_chapters", "nchat_stream_highlights")
+
+
 async def private_flags(conn: asyncpg.Connection) -> None:
-    """0025's flags, as its triggers (off while seeding) would have set them; nothing before 0025."""
-    if await conn.fetchval("SELECT EXISTS (SELECT FROM pg_attribute WHERE attrelid = 'nchat_streams'::regclass "
-                           "AND attname = 'in_private_channel')"):
-        await conn.execute("UPDATE nchat_streams s SET in_private_channel = true "
-                           "FROM nchat_channels c WHERE c.id = s.channel_id AND c.is_private")
-        await conn.execute("UPDATE nchat_stream_chat_messages m SET in_private_channel = true "
-                           "FROM nchat_streams s WHERE s.id = m.stream_id AND s.in_private_channel")
+    """The flags of 0025 and 0029, as their triggers (off while seeding) would have set them, on the tables that
+    have the column at the migration the database is at."""
+    flagged = {r["relname"] for r in await conn.fetch(
+        "SELECT c.relname FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
+        "WHERE a.attname = 'in_private_channel' AND NOT a.attisdropped")}
+    for table in FLAGGED_BY_CHANNEL:
+        if table in flagged:
+            await conn.execute(f"UPDATE {table} x SET in_private_channel = true FROM nchat_channels c "
+                               "WHERE c.id = x.channel_id AND c.is_private AND NOT x.in_private_channel")
+    for table in FLAGGED_BY_STREAM:
+        if table in flagged:
+            await conn.execute(f"UPDATE {table} x SET in_private_channel = true FROM nchat_streams s "
+                               "WHERE s.id = x.stream_id AND s.in_private_channel AND NOT x.in_private_channel")
 
 
 async def seed_followups(conn: asyncpg.Connection, ids: dict[str, str], marks: int) -> None:
@@ -255,6 +289,18 @@ async def seed_followups(conn: asyncpg.Connection, ids: dict[str, str], marks: i
     await per_stream(
         "INSERT INTO nchat_stream_quality_metrics (stream_id, recorded_at, bitrate_kbps, dropped_frames) "
         "SELECT sid, now(), 2500 + i % 500, i % 7 FROM per_stream, generate_series(1, n) i", 10)
+    await per_stream(
+        "INSERT INTO nchat_stream_reactions (stream_id, emoji, created_at) "
+        "SELECT sid, (ARRAY['👍', '❤️', '😂', '🔥'])[1 + i % 4], now() - make_interval(secs => i) "
+        "FROM per_stream, generate_series(1, n) i", 20)
+    await per_stream(
+        "INSERT INTO nchat_stream_questions (stream_id, user_id, content, upvotes, created_at) "
+        "SELECT sid, (SELECT id FROM nchat_users WHERE username = 'u1'), 'question ' || i, i % 13, "
+        "now() - make_interval(secs => i) FROM per_stream, generate_series(1, n) i", 5)
+    await per_stream(
+        "INSERT INTO nchat_stream_recordings (stream_id, kind, status, url, duration_seconds, created_at) "
+        "SELECT sid, CASE WHEN i = 1 THEN 'full' ELSE 'clip' END, 'ready', 'https://cdn.example/' || i, 30, "
+        "now() - make_interval(mins => i) FROM per_stream, generate_series(1, n) i", 3)
     await conn.execute("INSERT INTO nchat_channel_chat_settings (channel_id) SELECT id FROM nchat_channels")
     # The broadcaster owns the main channel as a member too (the moderation log is its moderators').
     await conn.execute("INSERT INTO nchat_channel_members (channel_id, user_id, role) VALUES ($1, $2, 'owner')",
@@ -264,6 +310,7 @@ async def seed_followups(conn: asyncpg.Connection, ids: dict[str, str], marks: i
         "SELECT c.id, NULL, $1, (ARRAY['delete', 'pin', 'ban'])[1 + i % 3] "
         "FROM nchat_channels c, generate_series(1, CASE WHEN c.id = $2 THEN $3::int ELSE 10 END) i",
         broadcaster, ids["channel"], marks // 10)
+    await private_flags(conn)
     await conn.execute("SET session_replication_role = origin")
     await conn.execute("ANALYZE")
 

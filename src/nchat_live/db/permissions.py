@@ -65,25 +65,30 @@ VIEWER_ADMIN_ONLY = cols("viewer_session_id, ip_address, user_agent, holders")
 METRIC_COLS = cols(
     "id, stream_id, recorded_at, current_viewer_count, bitrate_kbps, upload_bitrate_kbps, fps, resolution, "
     "dropped_frames, latency_ms, packet_loss_percent, jitter_ms, rtt_ms, encoder_speed, health_score, metadata")
+# in_private_channel on the stream- and channel-scoped tables below: the row's channel's is_private (0025 for
+# streams and chat, 0029 here), kept by triggers and read by the policies before the hidden set; written by
+# no request role.
+PRIVATE_FLAG = cols("in_private_channel")
 RECORDING_READ = cols(
     "id, stream_id, kind, status, url, thumbnail_url, duration_seconds, size_bytes, renditions, clip_start_seconds, "
-    "clip_end_seconds, created_by, metadata, created_at, updated_at")
+    "clip_end_seconds, created_by, metadata, created_at, updated_at") | PRIVATE_FLAG
 QUESTION_READ = cols("id, stream_id, user_id, content, status, upvotes, answer, answered_at, answered_by, "
-                     "created_at, updated_at")
+                     "created_at, updated_at") | PRIVATE_FLAG
 
 ENGAGEMENT_READ = cols("stream_id, bucket, bucket_seconds, starts_at, chat_messages, reactions, viewer_joins, "
                        "questions, upvotes")
 HIGHLIGHT_READ = cols("id, stream_id, clip_id, peak_seconds, start_seconds, end_seconds, score, title, terms, status, "
-                      "decided_by, decided_at, created_at, updated_at")
-CHAPTER_READ = cols("id, stream_id, start_seconds, title, source, highlight_id, created_by, created_at, updated_at")
+                      "decided_by, decided_at, created_at, updated_at") | PRIVATE_FLAG
+CHAPTER_READ = cols("id, stream_id, start_seconds, title, source, highlight_id, created_by, created_at, "
+                    "updated_at") | PRIVATE_FLAG
 
 # Polls and moderation (migration 0015): counts and status are the server's (definer triggers and
 # nchat.poll_set_status / chat_review); who voted for what is the voter's and the broadcaster's.
 POLL_READ = cols("id, stream_id, created_by, question, options, allow_multiple, duration_seconds, status, opened_at, "
-                 "closes_at, closed_at, vote_counts, voters, revision, created_at, updated_at")
-POLL_SERVER_OWNED = cols("status, opened_at, closes_at, closed_at, vote_counts, voters, revision")
+                 "closes_at, closed_at, vote_counts, voters, revision, created_at, updated_at") | PRIVATE_FLAG
+POLL_SERVER_OWNED = cols("status, opened_at, closes_at, closed_at, vote_counts, voters, revision") | PRIVATE_FLAG
 CHAT_SETTINGS_READ = cols("channel_id, link_filter, allowed_domains, emote_only, min_account_age_seconds, updated_by, "
-                          "updated_at")
+                          "updated_at") | PRIVATE_FLAG
 CHAT_SETTINGS_WRITE = cols("link_filter, allowed_domains, emote_only, min_account_age_seconds")
 MODERATION_LOG_READ = cols("id, channel_id, stream_id, actor_id, action, target_user_id, target_message_id, details, "
                            "created_at")
@@ -100,6 +105,8 @@ GUEST_READ = cols("id, stream_id, user_id, invited_by, status, muted, created_at
 
 _USERS_PUBLIC = cols("id, username, display_name, avatar_url, status, created_at, updated_at")
 _CHANNEL_READ = cols("id, name, slug, description, is_private, owner_id, metadata, created_at, updated_at")
+MEMBER_READ = cols("id, channel_id, user_id, role, joined_at") | PRIVATE_FLAG
+REACTION_READ = cols("id, stream_id, user_id, emoji, position_x, position_y, created_at") | PRIVATE_FLAG
 
 SIGNED_IN_MODEL: dict[str, TableRule] = {
     "nchat_users": TableRule(
@@ -111,7 +118,7 @@ SIGNED_IN_MODEL: dict[str, TableRule] = {
         check="public or member; owner_id = caller on insert; owner/admin (or staff) update",
         presets={"owner_id": "caller"}),
     "nchat_channel_members": TableRule(
-        select=cols("id, channel_id, user_id, role, joined_at"), insert=cols("channel_id, user_id, role"),
+        select=MEMBER_READ, insert=cols("channel_id, user_id, role"),
         update=cols("role"), delete=True,
         check="owner/admin manage; only the owner transfers ownership; the owner row is never demoted or removed"),
     "nchat_user_follows": TableRule(
@@ -137,7 +144,7 @@ SIGNED_IN_MODEL: dict[str, TableRule] = {
               "non-deleted message while not banned; deleted content is blank everywhere",
         presets={"user_id": "caller"}),
     "nchat_stream_reactions": TableRule(
-        select=cols("id, stream_id, user_id, emoji, position_x, position_y, created_at"),
+        select=REACTION_READ,
         insert=cols("stream_id, user_id, emoji, position_x, position_y"), check="as yourself (0009 rules)",
         presets={"user_id": "caller"}),
     "nchat_stream_recordings": TableRule(
@@ -209,13 +216,11 @@ SIGNED_IN_MODEL["nchat_stream_guests"] = TableRule(
 ANONYMOUS_MODEL: dict[str, TableRule] = {
     "nchat_users": TableRule(select=_USERS_PUBLIC, check="read all"),
     "nchat_channels": TableRule(select=_CHANNEL_READ, check="public channels"),
-    "nchat_channel_members": TableRule(select=cols("id, channel_id, user_id, role, joined_at"),
-                                       check="with a public channel"),
+    "nchat_channel_members": TableRule(select=MEMBER_READ, check="with a public channel"),
     "nchat_user_follows": TableRule(select=cols("follower_id, following_id, created_at"), check="read all"),
     "nchat_streams": TableRule(select=STREAM_READ, check="public channels"),
     "nchat_stream_chat_messages": TableRule(select=MESSAGE_READ, check="public streams"),
-    "nchat_stream_reactions": TableRule(
-        select=cols("id, stream_id, user_id, emoji, position_x, position_y, created_at"), check="public streams"),
+    "nchat_stream_reactions": TableRule(select=REACTION_READ, check="public streams"),
     "nchat_stream_recordings": TableRule(select=RECORDING_READ, check="public streams"),
     "nchat_stream_questions": TableRule(select=QUESTION_READ, check="public streams"),
     "nchat_stream_engagement": TableRule(select=ENGAGEMENT_READ, check="public streams"),
