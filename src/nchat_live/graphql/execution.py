@@ -456,9 +456,9 @@ async def _run_operation(ctx: Context, prepared: Prepared, variables: Any, opera
 
 async def _run_one_statement(ctx: Context, direct: DirectPlan, variables: Any, positions: bool) -> Response:
     """A direct mutation whose resolver makes one statement: it commits in that statement's round trip
-    (`Context.one_statement_session`) instead of set-up, statement and COMMIT. Its error comes from the
-    statement, so nothing is committed when there is one; the shaping after it cannot fail on a row
-    the statement returned (scalar fields, planned against the schema)."""
+    (`Context.one_statement_session`) instead of set-up, statement and COMMIT. A refused statement
+    commits nothing and its resolver emits nothing; an event the resolver emitted belongs to a row
+    already committed, so it is published whatever the answer's shaping then says."""
     session = ctx.one_statement_session()
     ctx.mutation_session = session
     ctx.raw_variables = variables if isinstance(variables, dict) else None
@@ -466,10 +466,8 @@ async def _run_one_statement(ctx: Context, direct: DirectPlan, variables: Any, p
         result = await run_direct(direct, ctx, ctx.raw_variables)
     finally:
         ctx.mutation_session = None
-    if result.errors:
-        return _errors(result, positions)
     await session.run_after_commit()
-    return {"data": result.data}
+    return _errors(result, positions) if result.errors else {"data": result.data}
 
 
 async def _run(prepared: Prepared, ctx: Context, variables: Any, operation_name: str | None) -> ExecutionResult:
