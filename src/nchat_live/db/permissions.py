@@ -251,6 +251,8 @@ SERVER_ONLY_FUNCTIONS = (
     "guest_require_open(text, text)",
     # 0027: the scheduler's fold of the chat tallies into their streams.
     "fold_chat_tallies()",
+    # 0030: the scheduler's quality-metrics partitions (runs as its owner).
+    "ensure_quality_metrics_partition(timestamp with time zone)",
 )
 
 MODEL: dict[str, dict[str, TableRule]] = {

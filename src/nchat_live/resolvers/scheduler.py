@@ -119,7 +119,10 @@ class StreamScheduler:
             await self._remind(s, now, report)
             await self._expire_streams(s, now, report)
             report.expired_viewers = await viewers.expire_silent_sessions(s, now, self.viewer_silence)
-            await s.fetchval("SELECT nchat.ensure_quality_metrics_partition($1)", now + timedelta(days=32))
+            # This month's too: a server that was down over a month's start would leave its rows in the
+            # default partition (the function moves them in).
+            await s.execute("SELECT nchat.ensure_quality_metrics_partition(at) FROM unnest($1::timestamptz[]) at",
+                            [now, now + timedelta(days=32)])
             report.closed_polls = await polls.close_due_polls(s, now)
             # Chat counters taken into their streams' rows (migration 0027): they trail by at most a tick.
             report.folded_chat_tallies = int(await s.fetchval("SELECT nchat.fold_chat_tallies()"))
