@@ -125,6 +125,33 @@ async def test_nested_array_relationship_gets_the_row_cap(
     assert len(answer["data"]["nchat_channels_by_pk"]["streams"]) == 2  # max_rows, with 4 in the channel
 
 
+async def test_aggregates_count_past_the_row_cap_and_only_nodes_are_capped(
+    client: httpx.AsyncClient, db: Database, world: World
+) -> None:
+    # Hasura's rule (graphql-engine#1837): the row cap bounds the rows an answer carries, not the rows counted.
+    async with db.session(Claims.service()) as s:
+        for i in range(4):
+            await s.execute("INSERT INTO nchat_streams (channel_id, broadcaster_id, title, peak_viewers) "
+                            "VALUES ($1, $2, $3, $4)", world.public_channel, world.alice, f"counted {i}", 10 * i)
+        total = await s.fetchval("SELECT count(*) FROM nchat_streams WHERE channel_id = $1", world.public_channel)
+    assert total >= 5  # more than twice max_rows (2)
+    q = """query($c: uuid!) {
+      all: nchat_streams_aggregate(where: {channel_id: {_eq: $c}}, order_by: {title: asc}) {
+        aggregate { count max { peak_viewers } } nodes { id } }
+      three: nchat_streams_aggregate(where: {channel_id: {_eq: $c}}, order_by: {peak_viewers: desc}, limit: 3) {
+        aggregate { count min { peak_viewers } } nodes { peak_viewers } }
+      nchat_channels_by_pk(id: $c) { streams_aggregate { aggregate { count } nodes { id } } }
+    }"""
+    data = (await post(client, {"query": q, "variables": {"c": world.public_channel}}, admin=True))["data"]
+    assert data["all"]["aggregate"] == {"count": total, "max": {"peak_viewers": 30}}
+    assert len(data["all"]["nodes"]) == 2
+    # The caller's own limit narrows the aggregate (the 3 highest: 30, 20, 10); its nodes are still capped.
+    assert data["three"]["aggregate"] == {"count": 3, "min": {"peak_viewers": 10}}
+    assert [n["peak_viewers"] for n in data["three"]["nodes"]] == [30, 20]
+    nested = data["nchat_channels_by_pk"]["streams_aggregate"]
+    assert nested["aggregate"]["count"] == total and len(nested["nodes"]) == 2
+
+
 async def test_introspection_only_for_admin(client: httpx.AsyncClient) -> None:
     query = "{ __schema { queryType { name } } }"
     anonymous = await post(client, {"query": query})

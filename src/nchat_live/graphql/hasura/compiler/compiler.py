@@ -215,20 +215,28 @@ class Compiler:
     def aggregate_json(
         self, table: Table, selected: Selected, args: dict[str, Any], join: Join | None, root: bool
     ) -> str:
-        a, prefix, tail = self.rows_source(table, args, join, root)
-        s = self.alias("_s")
+        # As in Hasura, the row cap bounds the rows an answer carries (`nodes`), not the rows an aggregate
+        # reads: `count` is every matching row unless the caller's own limit, offset or distinct_on narrow
+        # them. Unnarrowed, the aggregates read the table directly (ORDER BY cannot change them); narrowed,
+        # they read the narrowed rows from a sub-select.
+        parts = self.reader.child_fields(selected)
+        if all(part.nodes[0].name.value == "nodes" for part in parts):
+            return f"(SELECT {json_object([(p.key, self.array_json(table, p, args, join, root)) for p in parts])})"
+        narrowed = bool(args.get("distinct_on") or args.get("offset")) or args.get("limit") is not None
+        a, prefix, tail = self.rows_source(table, args if narrowed else args | {"order_by": None}, join, False)
+        s = self.alias("_s") if narrowed else a
         inner: list[str] = []
 
         def column_ref(name: str) -> str:
+            if not narrowed:
+                return f"{a}.{ident(name)}"
             inner.append(f"{a}.{ident(name)} AS _c{len(inner)}")
             return f"{s}._c{len(inner) - 1}"
 
         outer: list[tuple[str, str]] = []
-        for part in self.reader.child_fields(selected):
+        for part in parts:
             if part.nodes[0].name.value == "nodes":
-                obj = self.object_json(table, a, self.reader.child_fields(part))
-                inner.append(f"{obj} AS _j")
-                outer.append((part.key, f"coalesce(json_agg({s}._j), '[]')"))
+                outer.append((part.key, self.array_json(table, part, args, join, root)))
                 continue
             pairs: list[tuple[str, str]] = []
             for fn in self.reader.child_fields(part):
@@ -243,6 +251,8 @@ class Compiler:
                     refs = [(c.key, column_ref(c.nodes[0].name.value)) for c in self.reader.child_fields(fn)]
                     pairs.append((fn.key, json_object([(k, f"{name}({ref})") for k, ref in refs])))
             outer.append((part.key, json_object(pairs)))
+        if not narrowed:
+            return f"(SELECT {json_object(outer)} {tail})"
         return f"(SELECT {json_object(outer)} FROM (SELECT {prefix}{', '.join(inner) or '1'} {tail}) {s})"
 
     # -- where -----------------------------------------------------------------------------------
