@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
+import asyncpg
 import pytest
 
 from nchat_live.auth import Claims
@@ -59,6 +60,28 @@ async def test_stale_scheduled_streams_expire_to_cancelled(
         stream = await streams.get_stream(s, sid)
     assert stream["status"] == "cancelled" and stream["end_reason"] == "expired"
     assert any(p["stream_id"] == sid for p in events.of("stream.cancelled"))
+
+
+async def test_a_failing_duty_is_rolled_back_alone_and_the_others_still_run(
+    db: Database, database_url: str, settings: Settings, world: World, events: Events, clock: Clock
+) -> None:
+    # The failure of 2026-11-30, for real: the scheduler's role may not make the month's partition.
+    # Before, that failed the whole tick, and reminders, expiry and the rest stopped with it.
+    sid = await scheduled(db, settings, world, 1, clock)
+    owner = await asyncpg.connect(database_url)
+    grant = "ON FUNCTION nchat.ensure_quality_metrics_partition(timestamptz) {} nchat_admin"
+    try:
+        await owner.execute("REVOKE EXECUTE " + grant.format("FROM"))
+        report = await StreamScheduler(db, grace=timedelta(minutes=10)).run_once(clock.advance(12 * 60))
+    finally:
+        await owner.execute("GRANT EXECUTE " + grant.format("TO"))
+        await owner.close()
+    assert report.failed == ["make_partitions"] and not report.skipped
+    assert sid in report.expired_streams  # the duty before it, committed
+    async with db.session(Claims.user(world.alice)) as s:
+        assert (await streams.get_stream(s, sid))["status"] == "cancelled"
+    assert any(p["stream_id"] == sid for p in events.of("stream.cancelled"))
+    assert (await StreamScheduler(db).run_once(clock.advance(5))).failed == []
 
 
 async def test_reminders_only_for_upcoming_streams(db: Database, world: World) -> None:

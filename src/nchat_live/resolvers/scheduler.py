@@ -7,10 +7,13 @@ Each `run_once(now)`:
 2. cancels scheduled streams (status scheduled or preparing) that never went live `grace` after their
    start time;
 3. closes viewer sessions silent for 30 s;
-4. creates next month's quality-metrics partition;
-5. closes live polls whose duration has run out (resolvers/polls.py), publishing their final results.
-It runs in one transaction as the service, under a transaction-level advisory lock that several
-API processes contend for: one does the work, the others skip that tick.
+4. creates this month's and next month's quality-metrics partitions;
+5. closes live polls whose duration has run out (resolvers/polls.py), publishing their final results;
+6. folds the chat tallies into their streams' rows.
+Each duty runs in a transaction of its own as the service, under a transaction-level advisory lock that
+several API processes contend for: one does the work, the others skip that tick. A duty that fails is
+rolled back (its events unsent) and logged, and the others still run: one broken duty (the partition's,
+once) must not stop reminders, expiry and the rest.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 
 from ..auth import Claims
@@ -60,7 +63,14 @@ class TickReport:
     expired_viewers: int = 0
     closed_polls: int = 0
     folded_chat_tallies: int = 0  # streams whose chat tallies were folded
+    failed: list[str] = field(default_factory=list)  # the duties that failed (rolled back), by name
     skipped: bool = False
+
+    def add(self, done: TickReport) -> None:
+        """A committed duty's counts and lists."""
+        for f in fields(self):
+            if f.name not in ("failed", "skipped"):
+                setattr(self, f.name, getattr(self, f.name) + getattr(done, f.name))
 
 
 class StreamScheduler:
@@ -112,21 +122,40 @@ class StreamScheduler:
 
     async def run_once(self, now: datetime) -> TickReport:
         report = TickReport()
-        async with self.database.session(Claims.service()) as s:
-            if not await s.fetchval("SELECT pg_try_advisory_xact_lock($1)", _LOCK_KEY):
-                report.skipped = True
-                return report
-            await self._remind(s, now, report)
-            await self._expire_streams(s, now, report)
-            report.expired_viewers = await viewers.expire_silent_sessions(s, now, self.viewer_silence)
-            # This month's too: a server that was down over a month's start would leave its rows in the
-            # default partition (the function moves them in).
-            await s.execute("SELECT nchat.ensure_quality_metrics_partition(at) FROM unnest($1::timestamptz[]) at",
-                            [now, now + timedelta(days=32)])
-            report.closed_polls = await polls.close_due_polls(s, now)
-            # Chat counters taken into their streams' rows (migration 0027): they trail by at most a tick.
-            report.folded_chat_tallies = int(await s.fetchval("SELECT nchat.fold_chat_tallies()"))
+        duties = (self._remind, self._expire_streams, self._expire_viewers, self._make_partitions,
+                  self._close_polls, self._fold_chat_tallies)
+        for duty in duties:
+            done = TickReport()
+            try:
+                async with self.database.session(Claims.service()) as s:
+                    if not await s.fetchval("SELECT pg_try_advisory_xact_lock($1)", _LOCK_KEY):
+                        report.skipped = True
+                        return report
+                    await duty(s, now, done)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("stream scheduler: %s failed", duty.__name__)
+                report.failed.append(duty.__name__.lstrip("_"))
+            else:
+                report.add(done)
         return report
+
+    async def _expire_viewers(self, s: Session, now: datetime, report: TickReport) -> None:
+        report.expired_viewers = await viewers.expire_silent_sessions(s, now, self.viewer_silence)
+
+    async def _make_partitions(self, s: Session, now: datetime, report: TickReport) -> None:
+        # This month's too: a server that was down over a month's start would leave its rows in the
+        # default partition (the function moves them in).
+        await s.execute("SELECT nchat.ensure_quality_metrics_partition(at) FROM unnest($1::timestamptz[]) at",
+                        [now, now + timedelta(days=32)])
+
+    async def _close_polls(self, s: Session, now: datetime, report: TickReport) -> None:
+        report.closed_polls = await polls.close_due_polls(s, now)
+
+    async def _fold_chat_tallies(self, s: Session, now: datetime, report: TickReport) -> None:
+        # Chat counters taken into their streams' rows (migration 0027): they trail by at most a tick.
+        report.folded_chat_tallies = int(await s.fetchval("SELECT nchat.fold_chat_tallies()"))
 
     async def _remind(self, s: Session, now: datetime, report: TickReport) -> None:
         for lead in self.lead_minutes:
