@@ -6,10 +6,11 @@ from __future__ import annotations
 import asyncio
 import json
 
+import asyncpg
 import pytest
 
 from nchat_live.auth import Claims
-from nchat_live.db import Database
+from nchat_live.db import Database, database
 from nchat_live.errors import NchatError
 from tests.support import World
 
@@ -59,6 +60,31 @@ async def test_a_statement_earns_its_function_by_coming_again(world: World, data
         assert await _readers_on_the_connection(db) == 1
         left = await _left_on_the_connection(db)
         assert left["who"] not in ("nchat_user", "nchat_anonymous") and left["claims"] in (None, "")
+    finally:
+        await db.close()
+
+
+async def test_a_statement_that_fails_to_prepare_leaks_no_function(
+    world: World, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A full cache: the next function evicts the oldest. Before, the oldest was forgotten before the new
+    # one's creation, so each failed creation left one function on the connection that nothing counted.
+    monkeypatch.setattr(database, "READERS_PER_CONNECTION", 2)
+    db = Database(database_url, pool_size=1, reader_after=1)
+    try:
+        reads = [f"SELECT json_build_object('n', {n})::text" for n in range(2)]
+        for sql in reads:
+            assert json.loads(await db.read_text(Claims.user(world.bob), sql, [])) == {"n": reads.index(sql)}
+        assert await _readers_on_the_connection(db) == 2
+        for _ in range(3):
+            with pytest.raises(asyncpg.UndefinedColumnError):
+                await db.read_text(Claims.user(world.bob), "SELECT no_such_column::text FROM nchat_users", [])
+        assert await _readers_on_the_connection(db) == 2
+        # New statements evict the old ones, and none is left over: two functions, as the cache holds.
+        for n in (2, 3):
+            sql = f"SELECT json_build_object('n', {n})::text"
+            assert json.loads(await db.read_text(Claims.user(world.bob), sql, [])) == {"n": n}
+        assert await _readers_on_the_connection(db) == 2
     finally:
         await db.close()
 

@@ -243,15 +243,19 @@ class Database:
         if reader is not None:
             state.readers.move_to_end(key)
         else:
-            # Bounded per connection: clients choose the documents, hence how many there are.
-            evicted = state.readers.popitem(last=False)[1][0] if len(state.readers) >= READERS_PER_CONNECTION \
-                else None
+            # Bounded per connection: clients choose the documents, hence how many there are. The oldest
+            # is dropped with the new one's creation, in its transaction, and forgotten only once that
+            # succeeded: a statement that fails to prepare leaves the cache and the functions as they were.
+            oldest = next(iter(state.readers)) if len(state.readers) >= READERS_PER_CONNECTION else None
+            evicted = state.readers[oldest][0] if oldest is not None else None
             try:
                 reader = await _create_reader(raw, sql, PG_ROLES[claims.role], evicted, write=write)
             except asyncpg.InsufficientPrivilegeError:
                 # A login role without TEMP on the database: sessions, from now on.
                 self._readers = False
                 raise
+            if oldest is not None:
+                del state.readers[oldest]
             state.readers[key] = reader
         try:
             if write:
