@@ -181,7 +181,8 @@ class Runtime:
             database.publisher = self._bus.publish
             self._access = StreamAccess(database)
             if self.serves_api:
-                self._live = LiveQueryEngine(database, min_interval_s=self.settings.live_query_min_interval_ms / 1000)
+                self._live = LiveQueryEngine(database, bus=self._bus,
+                                             min_interval_s=self.settings.live_query_min_interval_ms / 1000)
                 await self._live.start()
                 self._presence = Presence()
                 self._shared_feeds = SharedFeeds(self._bus.stats, self.ws_writes)

@@ -4,10 +4,12 @@ security and the errors of the same statement in a `session()`."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import uuid
 from typing import Any
 
+import asyncpg
 import pytest
 
 from nchat_live.auth import Claims
@@ -113,3 +115,43 @@ async def test_a_one_statement_session_refuses_a_second_statement(world: World, 
             assert await s.fetchval("SELECT display_name FROM nchat_users WHERE id = $1", world.carol) == "one"
     finally:
         await db.close()
+
+
+async def test_signalled_tables_skip_their_notify_and_only_theirs(world: World, database_url: str) -> None:
+    # Migration 0031: a writer that signals live queries itself names its tables; a table it did not name
+    # (here the sender's viewer row, counted by the insert's trigger chain) still notifies.
+    owner = Database(database_url)
+    await set_live(owner, world.public_stream)
+    async with owner.session(Claims.service()) as s:
+        await s.execute("INSERT INTO nchat_stream_viewers (stream_id, user_id, viewer_session_id) VALUES ($1, $2, $3)",
+                        world.public_stream, world.bob, f"signals-{uuid.uuid4()}")
+    await owner.close()
+    heard: list[str] = []
+    listener = await asyncpg.connect(database_url)
+    await listener.add_listener("nchat_table_changes", lambda _c, _p, _ch, table: heard.append(table))
+
+    async def notified_by(write: Any) -> set[str]:
+        heard.clear()
+        await write
+        await listener.fetchval("SELECT 1")  # the listener's backend delivers what it was sent
+        await asyncio.sleep(0.05)
+        return set(heard)
+
+    both = {"nchat_stream_chat_messages", "nchat_stream_viewers"}
+    db = Database(database_url, pool_size=1, reader_after=1)
+    try:
+        bob = Claims.user(world.bob)
+        args = [world.public_stream, world.bob]
+        assert await notified_by(db.write_once(bob, SEND, [*args, "plain"])) == both
+        assert await notified_by(db.write_once(bob, SEND, [*args, "half"],
+                                               signalled=["nchat_stream_chat_messages"])) == {"nchat_stream_viewers"}
+        assert await notified_by(db.write_once(bob, SEND, [*args, "all"], signalled=sorted(both))) == set()
+        # The setting is the call's own: the next write on the connection, naming none, notifies again.
+        assert await notified_by(db.write_once(bob, SEND, [*args, "again"])) == both
+        async with db.session(Claims.service()) as s:
+            sent = await s.fetchval("SELECT sent_chat_messages FROM nchat_stream_viewers WHERE stream_id = $1 "
+                                    "AND user_id = $2 AND left_at IS NULL", world.public_stream, world.bob)
+        assert sent == 4
+    finally:
+        await db.close()
+        await listener.close()

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
+import asyncpg
+import httpx
 from starlette.applications import Starlette
 
 from nchat_live.auth import Claims
@@ -42,3 +45,39 @@ async def test_live_aggregate_and_cursor_stream(app: Starlette, cast: World) -> 
     finally:
         await live.aclose()
         await stream.aclose()
+
+
+async def test_a_send_signals_live_queries_itself_without_a_notify(
+    app: Starlette, client: httpx.AsyncClient, cast: World
+) -> None:
+    # sendChatMessage's one statement skips its tables' NOTIFY (migration 0031) and signals them over the
+    # bus once committed: the live query still sees every message, well before its refetch (5 s).
+    database = app.state.runtime.database
+    await set_live(database, cast.public_stream)
+    heard: list[str] = []
+    listener = await asyncpg.connect(database.url)
+    await listener.add_listener("nchat_table_changes", lambda _c, _p, _ch, table: heard.append(table))
+    live: Any = await subscribe(Context(app.state.runtime, Claims.user(cast.bob)), """subscription($s: uuid!) {
+        nchat_stream_chat_messages_aggregate(where: {stream_id: {_eq: $s}, content: {_like: "signal %"}}) {
+          aggregate { count } } }""", {"s": cast.public_stream})
+    send = "mutation($s: ID!, $c: String!) { sendChatMessage(streamId: $s, content: $c) { id } }"
+    bob = cast.token(cast.bob)
+    try:
+        assert await asyncio.wait_for(live.__anext__(), 10) == {
+            "data": {"nchat_stream_chat_messages_aggregate": {"aggregate": {"count": 0}}}}
+        for n in range(1, 5):
+            heard.clear()
+            started = time.monotonic()
+            answer = await client.post("/v1/graphql", json={"query": send, "variables": {
+                "s": cast.public_stream, "c": f"signal {n}"}}, headers={"authorization": f"Bearer {bob}"})
+            assert "errors" not in answer.json(), answer.text
+            pushed = await asyncio.wait_for(live.__anext__(), 10)
+            assert pushed["data"]["nchat_stream_chat_messages_aggregate"]["aggregate"]["count"] == n
+            assert time.monotonic() - started < 2.5
+            await listener.fetchval("SELECT 1")
+            await asyncio.sleep(0.05)
+            if n >= 3:  # its statement has earned its function (READER_AFTER): no NOTIFY from then on
+                assert "nchat_stream_chat_messages" not in heard, heard
+    finally:
+        await live.aclose()
+        await listener.close()

@@ -174,7 +174,8 @@ class Database:
         return await self._one_statement(claims, sql, args, statement_timeout_ms, write=False)
 
     async def write_once(
-        self, claims: Claims, sql: str, args: Sequence[Any], *, statement_timeout_ms: int | None = None
+        self, claims: Claims, sql: str, args: Sequence[Any], *, statement_timeout_ms: int | None = None,
+        signalled: Sequence[str] = (),
     ) -> list[asyncpg.Record]:
         """The rows of ONE statement (a write: INSERT ... RETURNING and the like) run as `claims` in a
         transaction of its own, committed by the time this returns, in one round trip.
@@ -185,12 +186,16 @@ class Database:
         failure at commit (a deferred constraint) arrives here as the statement's error, and rows
         returned mean committed. Triggers, row-level security and errors are the statement's own, as
         in a `session()`. Until the statement has earned its function it runs in a `session()`.
+
+        `signalled`: the tables whose live-query NOTIFY the statement skips (migration 0031), because the
+        caller signals them itself once this has returned. In a `session()` they still notify.
         """
-        rows: list[asyncpg.Record] = await self._one_statement(claims, sql, args, statement_timeout_ms, write=True)
+        rows: list[asyncpg.Record] = await self._one_statement(claims, sql, args, statement_timeout_ms, write=True,
+                                                               signalled=",".join(signalled))
         return rows
 
     async def _one_statement(self, claims: Claims, sql: str, args: Sequence[Any], statement_timeout_ms: int | None,
-                             *, write: bool) -> Any:
+                             *, write: bool, signalled: str = "") -> Any:
         if not self._readers or not self._earned(sql):
             async with self.session(claims, statement_timeout_ms=statement_timeout_ms) as session:
                 return await (session.fetch(sql, *args) if write else session.fetchval(sql, *args))
@@ -198,7 +203,7 @@ class Database:
             raw = await self._reader_conns.take(self._connect_reader)
             healthy = False
             try:
-                value = await self._call_on(raw, claims, sql, args, statement_timeout_ms, write)
+                value = await self._call_on(raw, claims, sql, args, statement_timeout_ms, write, signalled)
                 healthy = True
                 return value
             except asyncpg.PostgresError:
@@ -229,7 +234,7 @@ class Database:
         return conn
 
     async def _call_on(self, raw: _PooledConnection, claims: Claims, sql: str, args: Sequence[Any],
-                       statement_timeout_ms: int | None, write: bool) -> Any:
+                       statement_timeout_ms: int | None, write: bool, signalled: str) -> Any:
         if raw.is_in_transaction():  # never: read_text's connections run no transaction of their own
             raise RuntimeError("read_text on a connection inside a transaction")
         state = raw.reader_state
@@ -259,7 +264,7 @@ class Database:
             state.readers[key] = reader
         try:
             if write:
-                return await raw.fetch(reader[1], *args, PG_ROLES[claims.role], claims.as_setting())
+                return await raw.fetch(reader[1], *args, PG_ROLES[claims.role], claims.as_setting(), signalled)
             return await raw.fetchval(reader[1], *args, PG_ROLES[claims.role], claims.as_setting())
         except asyncpg.UndefinedFunctionError:
             state.readers.clear()  # temp objects discarded (DISCARD): created again next time
@@ -312,8 +317,9 @@ async def _create_reader(raw: asyncpg.Connection, sql: str, pg_role: str, evicte
 
     Its parameters are the statement's (types as Postgres infers them, prepared as the role that will
     run it, in a transaction of its own, so `$n` in the body is the same value), then the role and the
-    claims; a writer's columns are the statement's, named c1..cn in the function and given back their
-    names by the call. The body's text is ours (compiled SQL), never a caller's."""
+    claims, and a writer's signalled tables (migration 0031); a writer's columns are the statement's, named
+    c1..cn in the function and given back their names by the call. The body's text is ours (compiled
+    SQL), never a caller's."""
     async with raw.transaction():
         await raw.execute(f"SELECT set_config('role', '{pg_role}', true)")
         prepared = await raw.prepare(sql)
@@ -331,8 +337,10 @@ async def _create_reader(raw: asyncpg.Connection, sql: str, pg_role: str, evicte
     tag = "$nchat$"
     while tag in sql:
         tag = f"$nchat{secrets.token_hex(4)}$"
-    markers = ", ".join(f"${i + 1}" for i in range(n + 2))
-    setup = f"PERFORM set_config('role', ${n + 1}, true), set_config('hasura.user', ${n + 2}, true);\n"
+    extra = ["text", "text", "text"] if write else ["text", "text"]
+    markers = ", ".join(f"${i + 1}" for i in range(n + len(extra)))
+    signalled = f", set_config('nchat.signalled_tables', ${n + 3}, true)" if write else ""
+    setup = f"PERFORM set_config('role', ${n + 1}, true), set_config('hasura.user', ${n + 2}, true){signalled};\n"
     if write:
         returns = "TABLE(" + ", ".join(f"c{i + 1} {t}" for i, t in enumerate(types[n:])) + ")"
         body = f"{setup}RETURN QUERY {sql};\n"
@@ -344,7 +352,7 @@ async def _create_reader(raw: asyncpg.Connection, sql: str, pg_role: str, evicte
     # use_column: an unqualified name in the statement is a column, never a plpgsql variable.
     drop = f"DROP FUNCTION IF EXISTS {evicted}; " if evicted else ""
     await raw.execute(
-        f"{drop}CREATE OR REPLACE FUNCTION {name}({', '.join([*types[:n], 'text', 'text'])}) RETURNS {returns} "
+        f"{drop}CREATE OR REPLACE FUNCTION {name}({', '.join([*types[:n], *extra])}) RETURNS {returns} "
         f"LANGUAGE plpgsql AS {tag}#variable_conflict use_column\nBEGIN\n{body}END{tag}")
     return name, call
 

@@ -19,7 +19,7 @@ from starlette.requests import HTTPConnection
 
 from ..auth import Claims
 from ..db import Session
-from ..db.session import OneStatement
+from ..db.session import TABLES_CHANGED, OneStatement
 from ..errors import RateLimited
 
 if TYPE_CHECKING:
@@ -114,30 +114,41 @@ class Context:
         under the same timeout and share of the pool as `session()`."""
         return await self._in_share(self.runtime.database.read_text, sql, args)
 
-    async def write_once(self, sql: str, args: Sequence[Any]) -> list[asyncpg.Record]:
+    async def write_once(self, sql: str, args: Sequence[Any], signalled: Sequence[str] = ()) -> list[asyncpg.Record]:
         """One statement's rows as the caller, committed on its own in one round trip
         (`Database.write_once`), under the same timeout and share of the pool as `session()`."""
-        rows: list[asyncpg.Record] = await self._in_share(self.runtime.database.write_once, sql, args)
+        rows: list[asyncpg.Record] = await self._in_share(self.runtime.database.write_once, sql, args,
+                                                          signalled=signalled)
         return rows
 
-    async def _in_share(self, call: Callable[..., Awaitable[Any]], sql: str, args: Sequence[Any]) -> Any:
+    async def _in_share(self, call: Callable[..., Awaitable[Any]], sql: str, args: Sequence[Any],
+                        **options: Any) -> Any:
         timeout = self.statement_timeout_ms()
         client = self.client_key()
         limit = self.runtime.settings.db_sessions_per_client
         if client is None or limit <= 0:
-            return await call(self.claims, sql, args, statement_timeout_ms=timeout)
+            return await call(self.claims, sql, args, statement_timeout_ms=timeout, **options)
         # take/give rather than `hold`: no generator-based context manager on every call's path
         entry = await SLOTS.take(client, limit)
         try:
-            return await call(self.claims, sql, args, statement_timeout_ms=timeout)
+            return await call(self.claims, sql, args, statement_timeout_ms=timeout, **options)
         finally:
             SLOTS.give(client, limit, entry)
 
-    def one_statement_session(self) -> Session:
+    def one_statement_session(self, signalled: tuple[str, ...] = ()) -> Session:
         """A session for a resolver that makes exactly one statement (`db.session.OneStatement`): it
         commits in the statement's own round trip; the caller runs `run_after_commit()` once the
-        resolver has returned."""
-        return Session(OneStatement(self.write_once), self.claims, self.runtime.database.publisher)
+        resolver has returned. `signalled`: the tables the statement changes; once it has committed,
+        their live queries are signalled over the bus (TABLES_CHANGED) instead of by NOTIFY."""
+
+        async def write(sql: str, args: Sequence[Any]) -> list[asyncpg.Record]:
+            rows = await self.write_once(sql, args, signalled)
+            if signalled and rows:  # a write's RETURNING gives a row for each row it changed: none, no change
+                session.emit(TABLES_CHANGED, {"tables": list(signalled)})
+            return rows
+
+        session = Session(OneStatement(write), self.claims, self.runtime.database.publisher)
+        return session
 
     @contextlib.asynccontextmanager
     async def session(self) -> AsyncIterator[Session]:

@@ -68,7 +68,8 @@ class DirectPlan:
     non_null: bool
     leaves: tuple[_Leaf, ...]
     # The resolver makes exactly one statement (ONE_STATEMENT_MUTATIONS): execution may commit it on its own.
-    one_statement: bool
+    # The tables that statement changes, which the server signals itself (None: not one statement).
+    one_statement: tuple[str, ...] | None
 
 
 @dataclass(frozen=True)
@@ -149,7 +150,7 @@ def _plan(schema: GraphQLSchema, operation: OperationDefinitionNode) -> DirectPl
         leaves.append(_Leaf(key, sel, sub_definition.python_name, scalar, is_non_null_type(sub.type)))
     return DirectPlan(schema, operation, node.alias.value if node.alias else name, node, field,
                       function, resolver.info_parameter.name, arguments, object_type,
-                      is_non_null_type(field.type), tuple(leaves), name in ONE_STATEMENT_MUTATIONS)
+                      is_non_null_type(field.type), tuple(leaves), ONE_STATEMENT_MUTATIONS.get(name))
 
 
 async def run_direct(plan: DirectPlan, ctx: Context, variables: dict[str, Any] | None) -> ExecutionResult:

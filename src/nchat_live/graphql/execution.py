@@ -432,7 +432,7 @@ async def _run_operation(ctx: Context, prepared: Prepared, variables: Any, opera
             await shared.close(failed)
         return _errors(result, positions) if result.errors else {"data": result.data}
     direct = plan_for_direct(prepared.schema, operation)
-    if direct is not None and direct.one_statement:
+    if direct is not None and direct.one_statement is not None:
         return await _run_one_statement(ctx, direct, variables, positions)
     # Every mutation root field of the request in one transaction: any error rolls all back.
     try:
@@ -459,7 +459,8 @@ async def _run_one_statement(ctx: Context, direct: DirectPlan, variables: Any, p
     (`Context.one_statement_session`) instead of set-up, statement and COMMIT. A refused statement
     commits nothing and its resolver emits nothing; an event the resolver emitted belongs to a row
     already committed, so it is published whatever the answer's shaping then says."""
-    session = ctx.one_statement_session()
+    assert direct.one_statement is not None
+    session = ctx.one_statement_session(direct.one_statement)
     ctx.mutation_session = session
     ctx.raw_variables = variables if isinstance(variables, dict) else None
     try:

@@ -13,7 +13,9 @@ key (each has its own cursor).
 
 `LiveQueryEngine` (`runtime.live`) re-runs a live query under its subscriber's claims whenever a table
 it reads, or one the row policies consult, changes (a statement-level trigger per nchat_ table NOTIFYs
-`nchat_table_changes` at commit; migration 0004), and at least every `refetch_s` as a safety net. The
+`nchat_table_changes` at commit; migration 0004), or when a writer that skipped that NOTIFY signals the
+tables itself over the event bus (`TABLES_CHANGED`, migration 0031: the one-statement sends), and at least
+every `refetch_s` as a safety net. The
 result goes out only when its JSON differs from the last one. Subscribers with the same group key (same
 statement, same parameters, same visibility key) share one execution; a group never mixes visibility
 keys. A slow subscriber only ever holds the latest result, so it cannot make a group wait. `X_stream`
@@ -51,7 +53,9 @@ from graphql.execution.values import get_variable_values
 
 from ...auth import Claims
 from ...db import Database, Session
+from ...db.session import TABLES_CHANGED
 from ...errors import NchatError
+from ...subscriptions.bus import EventBus, SlowSubscriber
 from .catalog import Catalog
 from .compiler.compiler import Compiler, RootField
 from .compiler.selection import Reader, Selected
@@ -255,13 +259,16 @@ class _Failed:
 class LiveQueryEngine:
     """Runs the live queries of a process (`runtime.live`): one LISTEN connection, one task per group."""
 
-    def __init__(self, database: Database, *, refetch_s: float = 5.0, min_interval_s: float = 0.1) -> None:
+    def __init__(self, database: Database, *, bus: EventBus | None = None, refetch_s: float = 5.0,
+                 min_interval_s: float = 0.1) -> None:
         self.database = database
+        self.bus = bus
         self.refetch_s = refetch_s
         self.min_interval_s = min_interval_s
         self.groups: dict[Hashable, _Group] = {}
         self._streams: set[_Group] = set()
         self._listen_task: asyncio.Task[None] | None = None
+        self._signals_task: asyncio.Task[None] | None = None
         self._listening = asyncio.Event()
         self.executions = 0
 
@@ -275,16 +282,19 @@ class LiveQueryEngine:
         finally:
             await conn.close()
         self._listen_task = asyncio.create_task(self._listen(), name="nchat-live-listen")
+        if self.bus is not None:
+            self._signals_task = asyncio.create_task(self._follow_signals(self.bus), name="nchat-live-signals")
         await asyncio.wait_for(self._listening.wait(), 10)
 
     async def stop(self) -> None:
         for group in [*self.groups.values(), *self._streams]:
             if group.task is not None:
                 group.task.cancel()
-        if self._listen_task is not None:
-            self._listen_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._listen_task
+        for task in (self._listen_task, self._signals_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
 
     async def _listen(self) -> None:
         delay = 0.2
@@ -310,6 +320,20 @@ class LiveQueryEngine:
             finally:
                 with contextlib.suppress(Exception):
                     await conn.close()
+
+    async def _follow_signals(self, bus: EventBus) -> None:
+        """The tables writers signal over the bus (every process's, this one's included)."""
+        while True:
+            try:
+                with bus.listen(types={TABLES_CHANGED}) as listener:
+                    while True:
+                        event = await listener.get()
+                        tables = event.payload.get("tables")
+                        for table in tables if isinstance(tables, list) else ():
+                            self.changed(str(table))
+            except SlowSubscriber:
+                # Signals were dropped: every query may have missed a change.
+                self.changed(None)
 
     def changed(self, table: str | None) -> None:
         """Wake every query that reads `table` (None: every query)."""
