@@ -14,7 +14,6 @@ from starlette.applications import Starlette
 
 from nchat_live.auth import Claims
 from nchat_live.db import Database
-from nchat_live.db.session import TABLES_CHANGED
 from nchat_live.graphql import execution
 from nchat_live.graphql.context import Context
 from nchat_live.graphql.execution import execute
@@ -295,8 +294,17 @@ async def test_send_chat_message_commits_in_its_statements_round_trip(
         published.append((topic, payload))
         await publisher(topic, payload)
 
+    live = app.state.runtime.live
+    signal = live.signal
+    signalled: list[list[str]] = []
+
+    def spied(tables: Any) -> None:  # the engine's own method still runs: only the calls are kept
+        signalled.append(list(tables))
+        signal(tables)
+
     monkeypatch.setattr(database, "session", counted)
     monkeypatch.setattr(database, "publisher", kept)
+    monkeypatch.setattr(live, "signal", spied)
     send = "mutation($s: ID!, $c: String!) { sendChatMessage(streamId: $s, content: $c) { id content } }"
     answers = [json.loads(await _post(client, world, send, {"s": world.public_stream, "c": f"once {i}"}, "bob"))
                for i in range(5)]
@@ -305,8 +313,7 @@ async def test_send_chat_message_commits_in_its_statements_round_trip(
     assert len(opened) < 3  # the statement's first sightings only (READER_AFTER); none from then on
     assert [(t, p["id"]) for t, p in published if t == "chat.message"] == [("chat.message", m["id"]) for m in sent]
     # Each committed send signals its tables' live queries itself (migration 0031), once.
-    assert [p["tables"] for t, p in published if t == TABLES_CHANGED] == [
-        list(ONE_STATEMENT_MUTATIONS["sendChatMessage"])] * 5
+    assert signalled == [list(ONE_STATEMENT_MUTATIONS["sendChatMessage"])] * 5
     async with db.session(Claims.service()) as s:
         stored = await s.fetch("SELECT id::text FROM nchat_stream_chat_messages WHERE stream_id = $1 AND "
                                "content LIKE 'once %'", world.public_stream)
@@ -315,21 +322,21 @@ async def test_send_chat_message_commits_in_its_statements_round_trip(
     published.clear()
     refused = json.loads(await _post(client, world, send, {"s": world.public_stream, "c": "once more"}, "bob"))
     assert refused["errors"][0]["extensions"]["code"] == "rate-limited" and "data" not in refused
-    assert published == [] and len(opened) < 3
+    assert published == [] and len(opened) < 3 and len(signalled) == 5
     async with db.session(Claims.service()) as s:
         assert await s.fetchval("SELECT count(*) FROM nchat_stream_chat_messages WHERE content = 'once more'") == 0
     # sendReaction: the same, its insert's rules included (the emoji normalised by its trigger).
     opened.clear()
     published.clear()
+    signalled.clear()
     react = "mutation($s: ID!, $e: String!) { sendReaction(streamId: $s, emoji: $e, positionX: 50) { id emoji } }"
     reacted = [json.loads(await _post(client, world, react, {"s": world.public_stream, "e": "🔥"}, "bob"))
                ["data"]["sendReaction"] for _ in range(5)]
     assert [r["emoji"] for r in reacted] == ["🔥"] * 5 and len(opened) < 3
-    assert [(t, p["id"], p["position_x"]) for t, p in published if t == "reaction"] == [
-        ("reaction", r["id"], 50.0) for r in reacted]
-    assert [p["tables"] for t, p in published if t == TABLES_CHANGED] == [
-        list(ONE_STATEMENT_MUTATIONS["sendReaction"])] * 5
+    assert [(t, p["id"], p["position_x"]) for t, p in published] == [("reaction", r["id"], 50.0) for r in reacted]
+    assert signalled == [list(ONE_STATEMENT_MUTATIONS["sendReaction"])] * 5
     wrong = json.loads(await _post(client, world, react, {"s": world.public_stream, "e": "x"}, "bob"))
-    assert wrong["errors"][0]["extensions"]["code"] == "invalid-emoji" and len(published) == 10
+    assert wrong["errors"][0]["extensions"]["code"] == "invalid-emoji" and len(published) == 5
     hidden = json.loads(await _post(client, world, react, {"s": world.private_stream, "e": "🔥"}, "carol"))
-    assert hidden["errors"][0]["extensions"]["code"] == "stream-not-found" and len(published) == 10
+    assert hidden["errors"][0]["extensions"]["code"] == "stream-not-found" and len(published) == 5
+    assert len(signalled) == 5  # a refused or hidden send changed nothing, so signals nothing

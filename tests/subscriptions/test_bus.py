@@ -11,6 +11,8 @@ import pytest
 
 from nchat_live.auth import Claims
 from nchat_live.config import Settings
+from nchat_live.db import Database
+from nchat_live.graphql.hasura.live_queries import SIGNAL_BATCH_S, TABLES_CHANGED, LiveQueryEngine
 from nchat_live.runtime import Runtime
 from nchat_live.subscriptions.bus import EventBus, SlowSubscriber
 from tests.support import NEEDS_REDIS, REDIS_URL, World
@@ -147,3 +149,34 @@ async def test_delivery_observes_the_time_since_publishing(buses: tuple[EventBus
             break
         await asyncio.sleep(0.02)
     assert observed() == expected
+
+
+async def test_live_query_signals_reach_the_other_process_gathered(
+    buses: tuple[EventBus, EventBus], db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Migration 0031: a send's tables are signalled by its process instead of by NOTIFY. That process's
+    # queries at once; the other processes' over the bus, a burst of sends gathered into one event.
+    first, second = buses
+    engines = [LiveQueryEngine(db, bus=bus) for bus in (first, second)]
+    woken: list[list[str | None]] = [[], []]
+    for engine, seen in zip(engines, woken, strict=True):
+        monkeypatch.setattr(engine, "changed", seen.append)  # what each engine was told, nothing else
+        await engine.start()
+    try:
+        with second.listen(types={TABLES_CHANGED}) as events:
+            for n in range(50):
+                engines[0].signal(("nchat_stream_chat_messages", "nchat_stream_viewers" if n % 2 else "nchat_streams"))
+            assert len(woken[0]) == 100  # its own queries: at once, each time
+            if first is second:  # memory: one process, nobody else to tell
+                await asyncio.sleep(SIGNAL_BATCH_S * 5)
+                assert events.get_nowait() is None and woken[1] == []
+                return
+            event = await asyncio.wait_for(events.get(), 5)
+            assert event.payload["tables"] == ["nchat_stream_chat_messages", "nchat_stream_viewers", "nchat_streams"]
+            await asyncio.sleep(SIGNAL_BATCH_S * 5)
+            assert events.get_nowait() is None  # one event for the burst
+            assert sorted(t for t in woken[1] if t is not None) == event.payload["tables"]
+            assert woken[0][100:] == []  # a process skips its own signals coming back
+    finally:
+        for engine in engines:
+            await engine.stop()

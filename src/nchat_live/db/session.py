@@ -29,11 +29,6 @@ EventPublisher = Callable[[str, dict[str, Any]], Awaitable[None]]
 WriteOnce = Callable[[str, Sequence[Any]], Awaitable[list[asyncpg.Record]]]
 
 
-# The bus event by which a writer signals the tables it changed to every process's live queries
-# (graphql/hasura/live_queries.py), instead of Postgres's NOTIFY (migration 0031).
-TABLES_CHANGED = "tables.changed"
-
-
 class Statements(Protocol):
     """What a Session runs its statements on: an asyncpg connection in a transaction, or OneStatement."""
 

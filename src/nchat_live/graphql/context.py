@@ -19,7 +19,7 @@ from starlette.requests import HTTPConnection
 
 from ..auth import Claims
 from ..db import Session
-from ..db.session import TABLES_CHANGED, OneStatement
+from ..db.session import OneStatement
 from ..errors import RateLimited
 
 if TYPE_CHECKING:
@@ -138,17 +138,16 @@ class Context:
     def one_statement_session(self, signalled: tuple[str, ...] = ()) -> Session:
         """A session for a resolver that makes exactly one statement (`db.session.OneStatement`): it
         commits in the statement's own round trip; the caller runs `run_after_commit()` once the
-        resolver has returned. `signalled`: the tables the statement changes; once it has committed,
-        their live queries are signalled over the bus (TABLES_CHANGED) instead of by NOTIFY."""
+        resolver has returned. `signalled`: the tables the statement changes; once it has committed, their
+        live queries are signalled by this process (`LiveQueryEngine.signal`) instead of by NOTIFY."""
 
         async def write(sql: str, args: Sequence[Any]) -> list[asyncpg.Record]:
             rows = await self.write_once(sql, args, signalled)
             if signalled and rows:  # a write's RETURNING gives a row for each row it changed: none, no change
-                session.emit(TABLES_CHANGED, {"tables": list(signalled)})
+                self.runtime.live.signal(signalled)
             return rows
 
-        session = Session(OneStatement(write), self.claims, self.runtime.database.publisher)
-        return session
+        return Session(OneStatement(write), self.claims, self.runtime.database.publisher)
 
     @contextlib.asynccontextmanager
     async def session(self) -> AsyncIterator[Session]:

@@ -35,7 +35,7 @@ import contextlib
 import json
 import logging
 import re
-from collections.abc import AsyncGenerator, AsyncIterator, Hashable
+from collections.abc import AsyncGenerator, AsyncIterator, Collection, Hashable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, cast
 
@@ -53,7 +53,6 @@ from graphql.execution.values import get_variable_values
 
 from ...auth import Claims
 from ...db import Database, Session
-from ...db.session import TABLES_CHANGED
 from ...errors import NchatError
 from ...subscriptions.bus import EventBus, SlowSubscriber
 from .catalog import Catalog
@@ -66,6 +65,11 @@ if TYPE_CHECKING:
     from ..context import Context
 
 log = logging.getLogger(__name__)
+
+# The bus event by which a process's writers signal the tables they changed to the other processes' live
+# queries, instead of Postgres's NOTIFY (migration 0031), and how long a process gathers them into one.
+TABLES_CHANGED = "tables.changed"
+SIGNAL_BATCH_S = 0.01
 
 CHANNEL = "nchat_table_changes"
 _UNDECODED = object()
@@ -269,6 +273,9 @@ class LiveQueryEngine:
         self._streams: set[_Group] = set()
         self._listen_task: asyncio.Task[None] | None = None
         self._signals_task: asyncio.Task[None] | None = None
+        self._outgoing: set[str] = set()
+        self._flush: asyncio.TimerHandle | None = None
+        self._publishing: set[asyncio.Task[None]] = set()
         self._listening = asyncio.Event()
         self.executions = 0
 
@@ -290,7 +297,9 @@ class LiveQueryEngine:
         for group in [*self.groups.values(), *self._streams]:
             if group.task is not None:
                 group.task.cancel()
-        for task in (self._listen_task, self._signals_task):
+        if self._flush is not None:
+            self._flush.cancel()
+        for task in (self._listen_task, self._signals_task, *self._publishing):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -321,13 +330,40 @@ class LiveQueryEngine:
                 with contextlib.suppress(Exception):
                     await conn.close()
 
+    def signal(self, tables: Collection[str]) -> None:
+        """Tables a writer of this process changed, committed, without a NOTIFY (migration 0031): this
+        process's queries at once; the other processes' over the bus, gathered for SIGNAL_BATCH_S into one
+        event (a send a millisecond is a handful of events a second, not a thousand)."""
+        for table in tables:
+            self.changed(table)
+        if self.bus is None or self.bus.backend_name == "memory":  # one process: no other to tell
+            return
+        self._outgoing.update(tables)
+        if self._flush is None:
+            self._flush = asyncio.get_running_loop().call_later(SIGNAL_BATCH_S, self._publish_signals)
+
+    def _publish_signals(self) -> None:
+        tables, self._outgoing, self._flush = sorted(self._outgoing), set(), None
+        assert self.bus is not None
+        task = asyncio.create_task(self.bus.publish(TABLES_CHANGED, {"tables": tables}))
+        self._publishing.add(task)
+        task.add_done_callback(self._published)
+
+    def _published(self, task: asyncio.Task[None]) -> None:
+        self._publishing.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            # The other processes' queries catch up at their refetch (refetch_s), as after a lost NOTIFY.
+            log.warning("live-query signal not published: %s", task.exception())
+
     async def _follow_signals(self, bus: EventBus) -> None:
-        """The tables writers signal over the bus (every process's, this one's included)."""
+        """The tables the other processes' writers signal over the bus (this one's are already applied)."""
         while True:
             try:
                 with bus.listen(types={TABLES_CHANGED}) as listener:
                     while True:
                         event = await listener.get()
+                        if event.origin == bus.origin:
+                            continue
                         tables = event.payload.get("tables")
                         for table in tables if isinstance(tables, list) else ():
                             self.changed(str(table))
