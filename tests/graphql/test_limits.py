@@ -113,13 +113,19 @@ async def test_cost_refuses_unbounded_nesting(client: httpx.AsyncClient) -> None
     assert "data" in await post(client, {"query": q, "variables": {"n": 1}}, admin=True)
 
 
+async def add_streams(db: Database, world: World, count: int) -> int:
+    """`count` more streams in the public channel, peak_viewers 0, 10, 20, ...; how many it now holds."""
+    async with db.session(Claims.service()) as s:
+        await s.executemany("INSERT INTO nchat_streams (channel_id, broadcaster_id, title, peak_viewers) "
+                            "VALUES ($1, $2, $3, $4)",
+                            [(world.public_channel, world.alice, f"extra {i}", 10 * i) for i in range(count)])
+        return int(await s.fetchval("SELECT count(*) FROM nchat_streams WHERE channel_id = $1", world.public_channel))
+
+
 async def test_nested_array_relationship_gets_the_row_cap(
     client: httpx.AsyncClient, db: Database, world: World
 ) -> None:
-    async with db.session(Claims.service()) as s:
-        for i in range(3):
-            await s.fetchval("INSERT INTO nchat_streams (channel_id, broadcaster_id, title) VALUES ($1, $2, $3) "
-                             "RETURNING id", world.public_channel, world.alice, f"extra {i}")
+    await add_streams(db, world, 3)
     q = "query($c: uuid!) { nchat_channels_by_pk(id: $c) { streams { id } } }"
     answer = await post(client, {"query": q, "variables": {"c": world.public_channel}}, admin=True)
     assert len(answer["data"]["nchat_channels_by_pk"]["streams"]) == 2  # max_rows, with 4 in the channel
@@ -129,11 +135,7 @@ async def test_aggregates_count_past_the_row_cap_and_only_nodes_are_capped(
     client: httpx.AsyncClient, db: Database, world: World
 ) -> None:
     # Hasura's rule (graphql-engine#1837): the row cap bounds the rows an answer carries, not the rows counted.
-    async with db.session(Claims.service()) as s:
-        for i in range(4):
-            await s.execute("INSERT INTO nchat_streams (channel_id, broadcaster_id, title, peak_viewers) "
-                            "VALUES ($1, $2, $3, $4)", world.public_channel, world.alice, f"counted {i}", 10 * i)
-        total = await s.fetchval("SELECT count(*) FROM nchat_streams WHERE channel_id = $1", world.public_channel)
+    total = await add_streams(db, world, 4)
     assert total >= 5  # more than twice max_rows (2)
     q = """query($c: uuid!) {
       all: nchat_streams_aggregate(where: {channel_id: {_eq: $c}}, order_by: {title: asc}) {
