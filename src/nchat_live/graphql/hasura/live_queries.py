@@ -13,13 +13,12 @@ key (each has its own cursor).
 
 `LiveQueryEngine` (`runtime.live`) re-runs a live query under its subscriber's claims whenever a table
 it reads, or one the row policies consult, changes (a statement-level trigger per nchat_ table NOTIFYs
-`nchat_table_changes` at commit; migration 0004), or when a writer that skipped that NOTIFY signals the
-tables itself over the event bus (`TABLES_CHANGED`, migration 0031: the one-statement sends), and at least
-every `refetch_s` as a safety net. The
-result goes out only when its JSON differs from the last one. Subscribers with the same group key (same
-statement, same parameters, same visibility key) share one execution; a group never mixes visibility
-keys. A slow subscriber only ever holds the latest result, so it cannot make a group wait. `X_stream`
-subscriptions run their own cursor and yield each non-empty batch.
+`nchat_table_changes` at commit; migration 0004), or when a send that skipped that NOTIFY signals its
+tables (`signal`: this process at once, the others over the event bus; migration 0031), and at least every
+`refetch_s` as a safety net. The result goes out only when its JSON differs from the last one.
+Subscribers with the same group key (same statement, same parameters, same visibility key) share one
+execution; a group never mixes visibility keys. A slow subscriber only ever holds the latest result, so it
+cannot make a group wait. `X_stream` subscriptions run their own cursor and yield each non-empty batch.
 
 A re-run is one round trip (`Database.read_text`), and its JSON text is what groups compare. A
 websocket subscription of one live root field is compiled from its document into a statement that
@@ -266,7 +265,8 @@ class LiveQueryEngine:
     def __init__(self, database: Database, *, bus: EventBus | None = None, refetch_s: float = 5.0,
                  min_interval_s: float = 0.1) -> None:
         self.database = database
-        self.bus = bus
+        # The bus the other processes' signals travel on (None: in-process only, when there is no other).
+        self.bus = bus if bus is not None and bus.backend_name != "memory" else None
         self.refetch_s = refetch_s
         self.min_interval_s = min_interval_s
         self.groups: dict[Hashable, _Group] = {}
@@ -336,7 +336,7 @@ class LiveQueryEngine:
         event (a send a millisecond is a handful of events a second, not a thousand)."""
         for table in tables:
             self.changed(table)
-        if self.bus is None or self.bus.backend_name == "memory":  # one process: no other to tell
+        if self.bus is None:  # one process: no other to tell
             return
         self._outgoing.update(tables)
         if self._flush is None:
