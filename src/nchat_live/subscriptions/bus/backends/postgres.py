@@ -23,6 +23,8 @@ from typing import Any
 import asyncpg
 from broadcaster import BroadcastBackend, Event
 
+from ....db.errors import database_unavailable
+
 log = logging.getLogger(__name__)
 
 # NOTIFY rejects payloads of 8000 bytes or more; leave room for the channel name and encoding.
@@ -32,6 +34,20 @@ KEEP_LOGGED = "5 minutes"
 # Publishes in flight may commit out of id order: replay this many ids below the highest one seen.
 REPLAY_MARGIN = 1000
 SEEN_WINDOW = 20000
+# How long a publish waits for a database that went away (a restart) before its event is given up.
+PUBLISH_RETRY_S = 15.0
+
+# Logged and notified in one statement (one transaction): the NOTIFY is delivered at commit, when the
+# row is already visible to any process that replays or reads it.
+_NOTIFY = "SELECT pg_notify($1, CASE WHEN $3 THEN id || ':' || $2 ELSE '@' || id END) FROM stored"
+PUBLISH = f"WITH stored AS (INSERT INTO nchat.bus_payloads (channel, body) VALUES ($1, $2) RETURNING id) {_NOTIFY}"
+# A try after one whose answer was lost: the body (which carries its origin and send time) is logged at
+# most once. The window is the log's: anything older is swept, and a retry gives up well before.
+PUBLISH_AGAIN = (
+    "WITH stored AS (INSERT INTO nchat.bus_payloads (channel, body) SELECT $1, $2 WHERE NOT EXISTS ("
+    f"SELECT 1 FROM nchat.bus_payloads WHERE created_at > now() - interval '{KEEP_LOGGED}' "
+    f"AND channel = $1 AND body = $2) RETURNING id) {_NOTIFY}"
+)
 
 
 class PostgresBackend(BroadcastBackend):
@@ -103,22 +119,39 @@ class PostgresBackend(BroadcastBackend):
             await self._listen.remove_listener(channel, self._on_notify)
 
     async def publish(self, channel: str, message: Any) -> None:
+        """Log and notify `message`; while the database is away (a restart), wait for it and send again.
+
+        A publish follows a committed write, whose event must not be lost because the database
+        restarted between the two: it is sent again for up to PUBLISH_RETRY_S. A try whose answer was
+        lost may have committed, so a second try logs and notifies only if the first did not.
+        """
         assert self._pool is not None, "backend not connected"
         text = str(message)
-        # Logged and notified in one statement (one transaction): the NOTIFY is delivered at commit,
-        # when the row is already visible to any process that replays or reads it.
         small = len(text.encode()) + 24 < NOTIFY_LIMIT
-        await self._pool.execute(
-            "WITH stored AS (INSERT INTO nchat.bus_payloads (channel, body) VALUES ($1, $2) RETURNING id) "
-            "SELECT pg_notify($1, CASE WHEN $3 THEN id || ':' || $2 ELSE '@' || id END) FROM stored",
-            channel, text, small,
-        )
+        deadline = time.monotonic() + PUBLISH_RETRY_S
+        delay = 0.1
+        statement = PUBLISH
+        while True:
+            try:
+                await self._pool.execute(statement, channel, text, small)
+                break
+            except Exception as exc:
+                if not database_unavailable(exc) or time.monotonic() + delay > deadline:
+                    raise
+                log.warning("bus publish failed (%s); sending again in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                statement = PUBLISH_AGAIN
         now = time.monotonic()
         if now - self._last_sweep > SWEEP_EVERY_S:
             self._last_sweep = now
-            await self._pool.execute(
-                f"DELETE FROM nchat.bus_payloads WHERE created_at < now() - interval '{KEEP_LOGGED}'"
-            )
+            try:
+                await self._pool.execute(
+                    f"DELETE FROM nchat.bus_payloads WHERE created_at < now() - interval '{KEEP_LOGGED}'"
+                )
+            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+                # The event is out; the sweep runs again on a later publish.
+                log.warning("bus log sweep failed: %s", exc)
 
     def _on_notify(self, _conn: Any, _pid: int, channel: str, payload: str) -> None:
         self._queue.put_nowait((channel, payload))
