@@ -38,6 +38,7 @@ from typing import Any
 import av
 from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
+from av.video.reformatter import VideoReformatter
 
 from ..transcode.pipeline import StreamPipeline
 
@@ -290,6 +291,7 @@ class StreamRelay:
 
     def _run(self) -> None:
         codec: Any = None
+        scaler = VideoReformatter()
         size: tuple[int, int] | None = None
         last_pts = -1
         while True:
@@ -303,7 +305,8 @@ class StreamRelay:
                 if codec is None or size != (width, height):
                     codec, size = self._codec(width, height), (width, height)
                     self._keyframe.set()
-                image = frame.reformat(width=width, height=height, format="yuv420p")
+                # A scaler of this thread's own: the pipeline scales the same frame on its thread.
+                image = scaler.reformat(frame, width=width, height=height, format="yuv420p")
                 if image is frame:
                     # The pipeline reads this frame on its own thread: never touch its fields.
                     image = copy_frame(frame)

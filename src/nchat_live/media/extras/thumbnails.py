@@ -8,6 +8,7 @@ from fractions import Fraction
 from typing import TYPE_CHECKING
 
 import av
+from av.video.reformatter import VideoReformatter
 
 from ..transcode.pipeline import PipelineObserver
 
@@ -23,7 +24,8 @@ def encode_jpeg(frame: av.VideoFrame, max_height: int = MAX_HEIGHT) -> bytes:
     """One frame as a baseline JPEG, no taller than `max_height` (aspect kept, even sizes)."""
     height = min(frame.height, max_height)
     width = max(2, round(frame.width * height / frame.height / 2) * 2)
-    image = frame.reformat(width=width, height=height, format="yuvj420p")
+    # A scaler of its own: the pipeline may be scaling this frame on its thread (`frame.reformat` would share one).
+    image = VideoReformatter().reformat(frame, width=width, height=height, format="yuvj420p")
     codec = av.CodecContext.create("mjpeg", "w")
     codec.width, codec.height, codec.pix_fmt = width, height, "yuvj420p"
     codec.time_base = Fraction(1, 30)

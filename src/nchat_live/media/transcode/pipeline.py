@@ -37,6 +37,7 @@ from fractions import Fraction
 from typing import TYPE_CHECKING, Any, cast
 
 import av
+from av.video.reformatter import VideoReformatter
 
 from ...observability import ENCODER_SPEED
 from ..hls.fmp4 import BoxSplitter, avc_codec_string, parse_moof
@@ -198,6 +199,9 @@ class _RenditionEncoder:
         self.time_base = Fraction(1, rendition.fps)
         self.last_pts = -1
         self.last_scaled: av.VideoFrame | None = None
+        # Never `frame.reformat`: it keeps its scaler on the frame, which the WHEP relay and the
+        # thumbnailer read on their own threads; two threads in one scaler crash the process.
+        self.scaler = VideoReformatter()
         self.filled = 0
         self.init: list[bytes] = []
         self.pending_moof: bytes | None = None
@@ -228,7 +232,8 @@ class _RenditionEncoder:
                 self._mux_video(self.video.encode(self.last_scaled))
             self.filled += missing
         self.last_pts = pts
-        scaled = frame.reformat(width=self.rendition.width, height=self.rendition.height, format="yuv420p")
+        scaled = self.scaler.reformat(frame, width=self.rendition.width, height=self.rendition.height,
+                                      format="yuv420p")
         self.last_scaled = scaled
         scaled.pts = pts
         scaled.time_base = self.time_base
