@@ -69,7 +69,8 @@ def test_ladder_is_trimmed_when_encoding_cannot_keep_up(tmp_path: Path) -> None:
     # A machine "too slow" by definition: real time would need 1000x the speed any encoder has.
     pipeline = StreamPipeline("p2", LocalStorage(tmp_path), max_resolution="480p", min_speed=1000,
                               trim_after_seconds=0.2, trim_warmup_seconds=0, max_backlog_seconds=float("inf"))
-    for frame in frames(854, 480, 90):
+    # Enough frames that encoding lasts well past trim_after_seconds of wall time on a fast machine too.
+    for frame in frames(854, 480, 300):
         pipeline.push_video(frame)
     pipeline.close()
     assert pipeline.stats.trimmed == ["480p"]
