@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import timedelta
 
 import asyncpg
@@ -82,6 +83,23 @@ async def test_a_failing_duty_is_rolled_back_alone_and_the_others_still_run(
         assert (await streams.get_stream(s, sid))["status"] == "cancelled"
     assert any(p["stream_id"] == sid for p in events.of("stream.cancelled"))
     assert (await StreamScheduler(db).run_once(clock.advance(5))).failed == []
+
+
+async def test_a_tick_without_the_database_logs_one_warning_not_a_traceback_per_duty(
+    caplog: pytest.LogCaptureFixture, clock: Clock
+) -> None:
+    # Nothing listens on port 1: the database is away, as during a restart.
+    away = Database("postgresql://postgres@127.0.0.1:1/postgres")
+    try:
+        with caplog.at_level(logging.WARNING, logger=scheduler.__name__):
+            report = await StreamScheduler(away).run_once(clock())
+    finally:
+        await away.close()
+    assert report.failed == ["remind", "expire_streams", "expire_viewers", "make_partitions", "close_polls",
+                             "fold_chat_tallies"]
+    records = [r for r in caplog.records if r.name == scheduler.__name__]
+    assert [(r.levelno, r.exc_info) for r in records] == [(logging.WARNING, None)], caplog.text
+    assert "database unavailable" in records[0].getMessage()
 
 
 async def test_reminders_only_for_upcoming_streams(db: Database, world: World) -> None:

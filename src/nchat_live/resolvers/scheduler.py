@@ -27,6 +27,7 @@ from datetime import datetime, timedelta
 from ..auth import Claims
 from ..config import Settings
 from ..db import Database, Session
+from ..db.errors import database_unavailable
 from ..errors import ConfigError, ValidationFailed
 from . import lifecycle, polls, viewers
 from ._common import Row, load_stream, require_user, utcnow
@@ -124,7 +125,7 @@ class StreamScheduler:
         report = TickReport()
         duties = (self._remind, self._expire_streams, self._expire_viewers, self._make_partitions,
                   self._close_polls, self._fold_chat_tallies)
-        for duty in duties:
+        for index, duty in enumerate(duties):
             done = TickReport()
             try:
                 async with self.database.session(Claims.service()) as s:
@@ -134,7 +135,12 @@ class StreamScheduler:
                     await duty(s, now, done)
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception as exc:
+                if database_unavailable(exc):
+                    # Every duty after it would fail the same way: one line per tick, not six tracebacks.
+                    log.warning("stream scheduler: database unavailable (%s); next tick in %gs", exc, self.interval)
+                    report.failed.extend(later.__name__.lstrip("_") for later in duties[index:])
+                    return report
                 log.exception("stream scheduler: %s failed", duty.__name__)
                 report.failed.append(duty.__name__.lstrip("_"))
             else:
