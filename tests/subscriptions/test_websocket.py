@@ -13,7 +13,7 @@ from gql.transport.websockets import WebsocketsTransport
 from websockets.exceptions import ConnectionClosed
 
 from nchat_live.auth import Claims, mint_token
-from tests.support import JWT_SECRET, World
+from tests.support import JWT_SECRET, World, set_live
 
 from .conftest import Server, open_socket, recv_json
 
@@ -225,3 +225,35 @@ async def test_keepalive_follows_the_ack(server: Server, world: World) -> None:
         await modern.close()
     finally:
         limits.keepalive_s = old
+
+
+async def test_a_mutation_is_carried_out_with_its_events_when_its_socket_closes_meanwhile(
+    server: Server, world: World
+) -> None:
+    # Cancelled with the socket, the send committed its message and lost its event: the viewers watching
+    # live never saw a message that a reload shows. The publish is slowed here (the real bus, behind a
+    # wrapper that waits) so that the socket closes after the commit and before the event is out.
+    await set_live(server.runtime.database, world.public_stream)
+    database = server.runtime.database
+    publish = database.publisher
+    assert publish is not None
+    publishing = asyncio.Event()
+
+    async def slow_publish(event_type: str, payload: dict[str, Any]) -> None:
+        publishing.set()
+        await asyncio.sleep(0.5)
+        await publish(event_type, payload)
+
+    database.publisher = slow_publish
+    try:
+        with server.runtime.bus.listen(streams=[world.public_stream], types=["chat.message"]) as listener:
+            ws = await open_socket(server.url(), world.token(world.bob))
+            await ws.send(json.dumps({"type": "subscribe", "id": "1", "payload": {
+                "query": "mutation($s: ID!) { sendChatMessage(streamId: $s, content: \"carried\") { id } }",
+                "variables": {"s": world.public_stream}}}))
+            await asyncio.wait_for(publishing.wait(), 10)
+            await ws.close()
+            event = await asyncio.wait_for(listener.get(), 10)
+            assert event.payload["content"] == "carried"
+    finally:
+        database.publisher = publish

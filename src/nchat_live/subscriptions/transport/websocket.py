@@ -20,7 +20,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from inspect import isawaitable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from graphql import (
     DocumentNode,
@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from ...runtime import Runtime
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def format_result(result: ExecutionResult) -> dict[str, Any]:
@@ -509,9 +510,14 @@ class Connection:
 
         context.feed_ready = ready
         try:
-            if operation.operation is not OperationType.SUBSCRIPTION:
-                # Queries and mutations run as over HTTP: one transaction per mutation document,
-                # the request deadline, the same error shape.
+            if operation.operation is OperationType.MUTATION:
+                # Carried out whole even if the socket closes or the client stops it meanwhile, as over
+                # HTTP: cancelled, its write could commit (or have committed) without its events.
+                response = await carry_out(run(context, prepared, variables, operation_name, positions=True))
+                self.send(self.protocol.next(op_id, response))
+                completed = True
+            elif operation.operation is OperationType.QUERY:
+                # Queries run as over HTTP: one transaction, the request deadline, the same error shape.
                 response = await run(context, prepared, variables, operation_name, positions=True)
                 self.send(self.protocol.next(op_id, response))
                 completed = True
@@ -564,6 +570,18 @@ class Connection:
             if aclose is not None:
                 with contextlib.suppress(Exception):
                     await aclose()
+
+
+_CARRIED: set[asyncio.Task[Any]] = set()
+
+
+async def carry_out(work: Coroutine[Any, Any, T]) -> T:
+    """`work`'s result; if the caller is cancelled meanwhile, `work` still runs to its end. Its task is
+    held here until then: the event loop holds tasks only weakly."""
+    task = asyncio.ensure_future(work)
+    _CARRIED.add(task)
+    task.add_done_callback(_CARRIED.discard)
+    return await asyncio.shield(task)
 
 
 async def _finish(coro: Coroutine[Any, Any, None], yielded: Any) -> None:
