@@ -14,6 +14,7 @@ from nchat_live.app import create_app
 from nchat_live.auth import Claims
 from nchat_live.config import Settings
 from nchat_live.db import Database
+from nchat_live.graphql import context
 from tests.support import World
 
 
@@ -121,3 +122,26 @@ async def test_refused_chat_on_a_live_stream_is_not_stored(client: httpx.AsyncCl
     assert await stored_messages(db, world.public_stream) == 5
     bad_token = await client.get(f"/api/streams/{world.public_stream}", headers={"authorization": "Bearer junk"})
     assert bad_token.status_code == 401 and bad_token.json()["error"]["code"] == "invalid-jwt"
+
+
+async def test_rest_requests_take_the_clients_share_of_the_pool(
+    settings: Settings, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A signed-in user with a loop of REST requests held as many connections as it liked (and without the
+    # statement timeout): REST now runs in the same per-client share as GraphQL.
+    monkeypatch.setattr(context, "SLOT_WAIT_SECONDS", 0.05)
+    app: Starlette = create_app(settings.model_copy(update={"media_enabled": False, "db_sessions_per_client": 1}))
+    async with app.router.lifespan_context(app), httpx.AsyncClient(
+        transport=httpx.ASGITransport(app), base_url="http://test"
+    ) as c:
+        path = f"/api/streams/{world.public_stream}"
+        held = await context.SLOTS.take(f"user:{world.bob}", 1)  # bob's one session is in use
+        try:
+            refused = await c.get(path, headers=auth(world, world.bob))
+            other = await c.get(path, headers=auth(world, world.alice))
+        finally:
+            context.SLOTS.give(f"user:{world.bob}", 1, held)
+        again = await c.get(path, headers=auth(world, world.bob))
+    assert refused.status_code == 429, refused.text
+    assert refused.json()["error"]["code"] == "too-many-requests"
+    assert other.status_code == 200 and again.status_code == 200, (other.text, again.text)

@@ -21,6 +21,7 @@ from starlette.routing import BaseRoute, Route
 
 from .db import Session
 from .errors import NchatError, ValidationFailed
+from .graphql.context import Context
 from .resolvers import analytics, chat, reactions, streams
 from .resolvers.streams import StreamInput
 from .runtime import Runtime
@@ -62,7 +63,9 @@ def endpoint(work: Callable[[Request, Session, Runtime], Awaitable[Response | An
         runtime: Runtime = request.app.state.runtime
         try:
             claims = runtime.auth.authenticate(request.headers)
-            async with runtime.database.session(claims) as session:
+            # As a GraphQL request: the statement timeout and the client's share of the pool (one
+            # client with a loop must not hold every connection).
+            async with Context(runtime, claims, request).session() as session:
                 result = await work(request, session, runtime)
         except NchatError as exc:
             return error_response(exc)
