@@ -62,6 +62,8 @@ UNAVAILABLE_STATES = frozenset({"57P01", "57P02", "57P03", "08000", "08003", "08
 def database_unavailable(exc: BaseException) -> bool:
     """True when `exc` means the database is away (restarting, unreachable, full), not that the
     statement was wrong: a statement that failed so may be sent again once it is back."""
+    if isinstance(exc, NchatError) and exc.code == "database-unavailable":  # translated already
+        return True
     pg = find_postgres_error(exc)
     if pg is None:
         return _connection_lost(exc)

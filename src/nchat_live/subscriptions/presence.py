@@ -18,6 +18,7 @@ from typing import Any
 
 from ..auth import Claims
 from ..db import Database, Session
+from ..db.errors import database_unavailable
 from ..observability import VIEWERS
 from ..resolvers.viewers import join_stream, leave_stream, viewer_heartbeat
 from .access import parse_stream_id
@@ -45,6 +46,23 @@ class Presence:
             await asyncio.wait(set(self.pending), timeout=grace_s)
 
 
+async def keep_alive(database: Database, claims: Claims, token: str, stream_id: str) -> None:
+    """A viewer session's heartbeat every HEARTBEAT_S, until the session is gone (expired, or its stream
+    ended). A database that is away (a restart) costs a beat, not the session: stopping there let every
+    viewer of the process expire 30 s later while still watching."""
+    while True:
+        await asyncio.sleep(HEARTBEAT_S)
+        try:
+            async with database.session(claims) as session:
+                await viewer_heartbeat(session, token)
+        except Exception as exc:
+            if database_unavailable(exc):
+                log.info("viewer heartbeat for stream %s missed: %s", stream_id, exc)
+                continue
+            log.info("viewer heartbeat for stream %s stopped: %s", stream_id, exc)
+            return
+
+
 @contextlib.asynccontextmanager
 async def viewer_session(
     presence: Presence, database: Database, claims: Claims, stream_id: object,
@@ -64,16 +82,6 @@ async def viewer_session(
     VIEWERS.inc()
     token = viewer["session_id"]
 
-    async def beat() -> None:
-        while True:
-            await asyncio.sleep(HEARTBEAT_S)
-            try:
-                async with database.session(claims) as session:
-                    await viewer_heartbeat(session, token)
-            except Exception as exc:  # the session may have been expired or the stream ended
-                log.info("viewer heartbeat for stream %s stopped: %s", sid, exc)
-                return
-
     async def leave() -> None:
         try:
             async with database.session(claims) as session:
@@ -82,7 +90,7 @@ async def viewer_session(
         except Exception as exc:
             log.info("viewer leave for stream %s: %s", sid, exc)
 
-    heartbeat = asyncio.get_running_loop().create_task(beat())
+    heartbeat = asyncio.get_running_loop().create_task(keep_alive(database, claims, token, sid))
     try:
         yield viewer
     finally:

@@ -35,7 +35,8 @@ from starlette.routing import Route
 from ...auth import Claims
 from ...errors import NchatError
 from ...observability import VIEWERS
-from ...resolvers.viewers import join_stream, leave_stream, viewer_heartbeat
+from ...resolvers.viewers import join_stream, leave_stream
+from ...subscriptions.presence import keep_alive
 from ..hls.access import authorize_media, caller_claims, not_found
 from ..webrtc_http import (
     CORS_HEADERS,
@@ -57,8 +58,6 @@ if TYPE_CHECKING:
     from ..worker.manager import MediaManager
 
 log = logging.getLogger(__name__)
-
-HEARTBEAT_S = 10.0
 
 
 def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -104,14 +103,7 @@ class ViewerPresence:
 
     async def _heartbeat(self) -> None:
         assert self.token is not None
-        while True:
-            await asyncio.sleep(HEARTBEAT_S)
-            try:
-                async with self.database.session(self.claims) as session:
-                    await viewer_heartbeat(session, self.token)
-            except Exception as exc:  # the session expired or the stream ended
-                log.info("WHEP viewer heartbeat for stream %s stopped: %s", self.stream_id, exc)
-                return
+        await keep_alive(self.database, self.claims, self.token, self.stream_id)
 
     async def leave(self) -> None:
         token, self.token = self.token, None
