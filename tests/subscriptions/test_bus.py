@@ -160,7 +160,9 @@ async def test_live_query_signals_reach_the_other_process_gathered(
     engines = [LiveQueryEngine(db, bus=bus) for bus in (first, second)]
     woken: list[list[str | None]] = [[], []]
     for engine, seen in zip(engines, woken, strict=True):
-        monkeypatch.setattr(engine, "changed", seen.append)  # what each engine was told, nothing else
+        # What each engine was told, table by table (None: everything), nothing else.
+        monkeypatch.setattr(engine, "_wake",
+                            lambda tables, seen=seen: seen.extend([None] if tables is None else tables))
         await engine.start()
     try:
         with second.listen(types={TABLES_CHANGED}) as events:
